@@ -1,0 +1,1 @@
+"""LLM agents and the trained AutoLLMResearch-style policy (see configs/methods.yaml)."""

@@ -1,0 +1,194 @@
+"""`bench`: the command line (typer). User errors end with one line and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="LLMConfig-Bench: configure expensive LLM experiments from cheap ones.")
+data_app = typer.Typer(no_args_is_help=True, help="Declared data sources.")
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+Out = Annotated[Path, typer.Option("--out", help="Results directory.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _table(title: str, df) -> Table:
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.itertuples(index=False):
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    return t
+
+
+@app.command()
+def tasks() -> None:
+    """List the built-in tasks: experiments (train/test), fidelities, source, licence."""
+    from bench.data import SOURCES
+    from bench.gym.registry import load_task, task_names
+
+    t = Table(title="tasks")
+    for c in ["task", "experiments (train/test)", "fidelities (cheap → target)", "source", "licence"]:
+        t.add_column(c)
+    for name in task_names():
+        task = load_task(name)
+        fids = sorted({f.name: f for e in task.experiments.values() for f in e.fidelities}.values(),
+                      key=lambda f: f.cost)
+        src = ", ".join(task.sources) + (" (simulated)" if task.simulated else "")
+        t.add_row(name, f"{len(task.split('train'))}/{len(task.split('test'))}",
+                  ", ".join(f.name for f in fids), src,
+                  ", ".join(SOURCES[s].licence for s in task.sources))
+    console.print(t)
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the methods: family, what they need, whether they can run here."""
+    from bench.methods import methods
+
+    t = Table(title="methods")
+    for c in ["method", "family", "needs", "available", "description"]:
+        t.add_column(c)
+    for name, spec in methods().items():
+        needs = [*spec.needs_env, *(["training"] if spec.needs_training else [])]
+        missing = spec.missing()
+        t.add_row(name, spec.family, ", ".join(needs) or "-",
+                  "yes" if not missing else f"no ({'; '.join(missing)})", spec.description)
+    console.print(t)
+
+
+@data_app.command("fetch")
+def data_fetch(source: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
+               quiet: Quiet = False) -> None:
+    """Download and verify every declared source file into the cache (or check the mirror)."""
+    from bench.data import fetch
+
+    paths = fetch(source or None, progress=not quiet)
+    console.print(f"{len(paths)} files verified (sha256).")
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Option(help="Task name(s), comma-separated, `all`, or a spec .yaml.")],
+    method: Annotated[str, typer.Option(help="Method name(s), comma-separated, or `all`.")] = "all",
+    suite: Annotated[str, typer.Option(help="Suite name or .yaml path.")] = "paper",
+    budget: Annotated[float | None, typer.Option(help="Override the suite's budgets with one.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
+    experiments: Annotated[str | None, typer.Option(help="Comma-separated experiment names.")] = None,
+    jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (cluster).")] = None,
+    out: Out = Path("results"),
+    quiet: Quiet = False,
+) -> None:
+    """Run episodes of a suite; completed episodes are skipped (resume)."""
+    from bench.gym.registry import resolve_tasks
+    from bench.methods import resolve_methods
+    from bench.runner import execute, plan
+    from bench.store import Store
+    from bench.suites import load_suite
+
+    s = load_suite(suite)
+    if budget is not None:
+        if budget < 1:
+            raise BenchError(f"--budget must be at least 1 (got {budget:g})")
+        s = s.model_copy(update={"budgets": [budget]})
+    if seeds is not None:
+        if seeds < 1:
+            raise BenchError(f"--seeds must be at least 1 (got {seeds})")
+        s = s.model_copy(update={"seeds": seeds, "seeds_by_family": {}})
+    if jobs < 1:
+        raise BenchError(f"--jobs must be at least 1 (got {jobs})")
+    task_refs, method_names = resolve_tasks(task), resolve_methods(method)
+    if experiments:
+        s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
+    store = Store(out)
+    store.check_writable()
+    p = plan(s, task_refs, method_names, store)
+    if not quiet:
+        console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
+                      f"-> {out}")
+    t0 = time.perf_counter()
+    failures = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet)
+    if not quiet:
+        console.print(f"done in {time.perf_counter() - t0:.1f} s")
+    if failures:
+        for key, error in failures[:10]:
+            err.print(f"[red]failed[/red] {key.task}/{key.method}/{key.experiment}/{key.stem()}: {error}")
+        err.print(f"{len(failures)} episode(s) failed (tracebacks in *.error.txt); completed "
+                  "ones are kept; rerun to retry the failed ones.")
+        raise typer.Exit(1)
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(out: Out = Path("results"),
+                    suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
+    """Aggregate completed episodes into <out>/leaderboard.csv and print it."""
+    from bench.metrics import episodes_frame, leaderboard
+    from bench.store import Store
+
+    ep = episodes_frame(Store(out).summaries())
+    if suite:
+        ep = ep[ep.suite == suite]
+    if ep.empty:
+        raise BenchError(f"no completed episodes under {out}; run `bench run` first")
+    board = leaderboard(ep)
+    path = out / "leaderboard.csv"
+    board.to_csv(path, index=False)
+    for (s, t), sub in board.groupby(["suite", "task"], sort=False):
+        cols = ["method", "budget", "nregret_mean", "nregret_sem", "rank_mean", "episodes",
+                "gpu_hours_mean"]
+        console.print(_table(f"{s} / {t}" + (" (simulated)" if sub.simulated.any() else ""),
+                             sub[cols]))
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def plot(out: Out = Path("results"),
+         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
+    """Render regret-vs-trials figures (PNG and PDF) into <out>/figures."""
+    from bench.metrics import episodes_frame
+    from bench.plots import regret_curves
+    from bench.store import Store
+
+    ep = episodes_frame(Store(out).summaries())
+    if ep.empty:
+        raise BenchError(f"no completed episodes under {out}; run `bench run` first")
+    for s in [suite] if suite else sorted(ep.suite.unique()):
+        for p in regret_curves(ep, s, out / "figures"):
+            console.print(f"wrote {p}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; completed episodes are kept, rerun to resume.")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise

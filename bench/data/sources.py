@@ -1,0 +1,215 @@
+"""Each public source is declared here: repository, pinned commit, files with sha256, licence.
+
+A file is resolved in this order: `$BENCH_DATA_MIRROR/<source>/<path>` if the variable is set
+(no download; CI and tests), else `$BENCH_CACHE/data/<source>/<path>`, downloaded on first use from
+`https://raw.githubusercontent.com/<repository>/<commit>/<path>`. Every read is checked against
+the declared sha256, so a truncated or altered file is caught wherever it lives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+RAW_URL = "https://raw.githubusercontent.com/{repository}/{commit}/{path}"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    repository: str
+    commit: str
+    licence: str
+    citation: str
+    files: tuple[DataFile, ...] = field(default_factory=tuple)
+
+    def file(self, path: str) -> DataFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(f"{self.name} declares no file {path!r}")
+
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        Source(
+            "regmix",
+            "sail-sg/regmix",
+            "b004d3a3f39846dcec6b3740da22bcd1ba95a5d0",
+            "MIT",
+            "Liu et al., RegMix: Data Mixture as Regression for Language Model Pre-training, "
+            "arXiv:2407.01492 (2024)",
+            (
+                DataFile("data/test_mixture_1B.csv", "dd38052949c0a5f84165bdcb3ae3a331c7f07efd9bb83848bd579dfc4ce75a2c", 6393),
+                DataFile("data/test_mixture_1m.csv", "197267b7d6f15367e2f46c881e564c35b0d34e51b1754bb09d07e650cf8e1ce8", 23537),
+                DataFile("data/test_mixture_60m.csv", "197267b7d6f15367e2f46c881e564c35b0d34e51b1754bb09d07e650cf8e1ce8", 23537),
+                DataFile("data/test_pile_loss_1B.csv", "b2451e2b7fa15400688edc39e4d32f21ccbe0fb356e07d62a0e9ccddf247114f", 10639),
+                DataFile("data/test_pile_loss_1m.csv", "e027b1674f60140a65a87b5e4a59ab5f09dc33e8fd02c080682678074b160f53", 61175),
+                DataFile("data/test_pile_loss_60m.csv", "8fe69d59ab7dd4fae4736459f4265ec93c7ed1ad1eca407346052560edc72b5b", 61827),
+                DataFile("data/train_mixture_1m.csv", "04a32ef4ab594376bf90e11404c033668f887c351d6a03ad3744824c7296a2d8", 46412),
+                DataFile("data/train_pile_loss_1m.csv", "49a959aa07ce5c20831d5abe3a7896ff0cd90a398bd407c8913fd5588be0465a", 121898),
+            ),
+        ),
+        Source(
+            "steplaw",
+            "step-law/steplaw",
+            "32a8f4cc50247695fb56cc6c9117abdf67c97763",
+            "none stated",
+            "Li et al., Predictable Scale: Part I - Optimal Hyperparameter Scaling Law in Large "
+            "Language Model Pretraining, arXiv:2503.04715 (2025)",
+            (
+                DataFile("data/1004_fitted_lr_bs_scaling_model_parameters.csv", "2252afbba5530e6ba6167e8101bd2b9082a018a58cb5922cc8672891a7f4336c", 97581),
+                DataFile("data/dense_lr_bs_loss.csv", "9e46181076c04d450294d75dfe6f72adc416e231e154a07b337e378f9410002c", 344476),
+                DataFile("data/moe_lr_bs_loss.csv", "653d585244a7b227423007e8b796bc16d76f6d24eb87b1919b8f048a91897b92", 232920),
+            ),
+        ),
+        Source(
+            "gemstones",
+            "mcleish7/gemstone-scaling-laws",
+            "5f420478f6057b0cbb4d13405fb10ca64675bccb",
+            "MIT",
+            "McLeish et al., Gemstones: A Model Suite for Multi-Faceted Scaling Laws, "
+            "arXiv:2502.06857 (2025)",
+            (
+                DataFile("benchmarks/fineweb_dclm_losses_combined.jsonl", "98c0f1762a59650086ed35b151d70e3a92ad5dd49d78e1f743d85a9b17b70da6", 146340),
+                DataFile("benchmarks/fineweb_edu_losses_combined.jsonl", "03285285a54b54e90800e2a5097affb988cac6f6c6a2f5e79f31dd5136a96457", 146352),
+                DataFile("benchmarks/light_eval_df.parquet", "f0fdb94b939b1020c7fffbbf50fc4b03e0f173581e70bb3cb1eb71333ef5aece", 32205),
+                DataFile("data/preflight_mup_olmo_variant.csv", "e75730274996b31eda60cc665d940ca2e32d8c0ad6ba9902d086ca93008d397c", 2058),
+                DataFile("wandb_dfs/wandb_df_for_fitting_cool_begin.jsonl", "0e9991b2e0f694f7e01b4c49debd28b5075c1aff993344f753ebca96341b9510", 40323),
+                DataFile("wandb_dfs/wandb_df_for_fitting_cool_end.jsonl", "bdf01b6b21bafc414218124a6f9e195cee07f3d69ceacbfae2fcf069d34f4e61", 40376),
+                DataFile("wandb_dfs/wandb_df_for_fitting_hot_100b+_477.jsonl", "c7a56e023c2cee6be296defc284126778c62387023a6e0c01e57599999591f5d", 783840),
+                DataFile("wandb_dfs/wandb_df_for_fitting_lr_ablation_hot_477.jsonl", "10f606c27a52b31a8c97a8fe50ff265fdea795869b9a35804a7b1cad2fa233c2", 209576),
+            ),
+        ),
+        Source(
+            "epoch_chinchilla",
+            "epoch-research/analyzing-chinchilla",
+            "92258837425e1b5f2851d624287f0120583a3d0e",
+            "none stated",
+            "Besiroglu et al., Chinchilla Scaling: A replication attempt, arXiv:2404.10102 (2024)",
+            (
+                DataFile("data/svg_extracted_data.csv", "193478df4e90f040016431996c45682659306840ecdadf83cfb9cd5ca0aa1b30", 23224),
+            ),
+        ),
+        Source(
+            "scaling_with_vocab",
+            "sail-sg/scaling-with-vocab",
+            "6701cc202af8b075a46eef8e9d263b3f2ebe012c",
+            "none stated",
+            "Tao et al., Scaling Laws with Vocabulary, arXiv:2407.13623 (2024)",
+            (
+                DataFile("exp_data.csv", "6571e877469a44cb50b2d05e1fa485587369ee1c47941a4b3b2bfef80496f1b2", 97273),
+            ),
+        ),
+        Source(
+            "rl_qwen3",
+            "josancamon19/rl-scaling-laws",
+            "cc6c4ee76f276f6ad1da50e84ad5feaa7f83b9ef",
+            "none stated",
+            "josancamon19/rl-scaling-laws: GRPO on GSM8K with Qwen3 0.6B-14B (2025)",
+            (
+                DataFile("results/0.6b.json", "ba8584ba8c350b7955b350d1de6914bc9f5c6a2b5963bb5f56f8194506de0fe8", 19221),
+                DataFile("results/1.7b.json", "56fe97c237fef0146db7c194ab1d8819b4c26218a28f6c77aa4053ac91c03a76", 15046),
+                DataFile("results/14b.json", "12813c47c70383b9edfa024844824c21b8005286e57204c8f579e3ec8d080971", 7642),
+                DataFile("results/4b.json", "f808421cb4e49f0cdf3957578e8dc77c37ce4894e663f53355acf65e82286595", 10268),
+                DataFile("results/8b.json", "c22208c94105a50a3aaa109c52c0afc16ebe0cb4424918aebffa72a176530b80", 11147),
+                DataFile("results/export.csv", "31979299ddff1c91c151271bc8a8116f80948408d7ced4b99e8d791e20195c99", 2447),
+                DataFile("results/val_losses.json", "b25db7a893a8fd535f6af6141f4f7f542e3385e837ac348d644fd316c934b52f", 1485),
+            ),
+        ),
+    ]
+}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, f: DataFile, fix: str) -> Path:
+    size = path.stat().st_size
+    if size != f.size or _sha256(path) != f.sha256:
+        what = "truncated" if size < f.size else "altered"
+        raise BenchError(
+            f"data file {path} is {what} (size {size}, expected {f.size}; sha256 differs "
+            f"from the declared {f.sha256[:12]}...). Fix: {fix}"
+        )
+    return path
+
+
+def _download(url: str, dest: Path, size: int, progress: bool) -> None:
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, tmp.open("wb") as out:
+            with Progress(
+                *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                disable=not progress, transient=True,
+            ) as bar:
+                task = bar.add_task(dest.name, total=size)
+                for chunk in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.advance(task, len(chunk))
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise BenchError(
+            f"could not download {url}: {exc}. Check the network, or set BENCH_DATA_MIRROR "
+            "to a local copy laid out <source>/<path>."
+        ) from exc
+    tmp.replace(dest)
+
+
+def path_of(source: str, path: str, progress: bool = False) -> Path:
+    """Local, verified path of one declared file (downloading it into the cache if needed)."""
+    src = SOURCES[source]
+    f = src.file(path)
+    mirror = os.environ.get("BENCH_DATA_MIRROR")
+    if mirror:
+        local = Path(mirror) / source / path
+        if not local.is_file():
+            raise BenchError(
+                f"data file {local} is missing from BENCH_DATA_MIRROR={mirror}. Fix: restore it "
+                "from the source repository, or unset BENCH_DATA_MIRROR to download it."
+            )
+        return _verify(local, f, f"restore {local} from {src.repository}@{src.commit[:8]}.")
+    local = cache_dir() / "data" / source / path
+    if not local.is_file():
+        url = RAW_URL.format(repository=src.repository, commit=src.commit, path=path)
+        log.info("downloading %s", url)
+        _download(url, local, f.size, progress)
+    return _verify(local, f, "delete it and run `bench data fetch` to download it again.")
+
+
+def fetch(names: list[str] | None = None, progress: bool = True) -> list[Path]:
+    """Download (or check in the mirror) and verify every file of the named sources."""
+    unknown = sorted(set(names or []) - set(SOURCES))
+    if unknown:
+        raise BenchError(f"unknown data source(s) {unknown}; known: {sorted(SOURCES)}")
+    return [
+        path_of(name, f.path, progress)
+        for name in (names or list(SOURCES))
+        for f in SOURCES[name].files
+    ]

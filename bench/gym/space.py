@@ -1,0 +1,84 @@
+"""ConfigSpace search spaces: inference from a table, unit-cube encoding, nearest-candidate snapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from ConfigSpace import (
+    CategoricalHyperparameter,
+    ConfigurationSpace,
+    Constant,
+    UniformFloatHyperparameter,
+    UniformIntegerHyperparameter,
+)
+
+LOG_RATIO = 100.0  # a positive column spanning at least this ratio is put on a log scale
+
+
+def infer_hyperparameter(name: str, values: pd.Series, kind: str | None = None,
+                         log: bool | None = None):
+    """One hyperparameter from the values a table holds; `kind`/`log` override the inference."""
+    values = values.dropna()
+    if kind == "categorical" or (kind is None and not pd.api.types.is_numeric_dtype(values)):
+        choices = sorted(values.unique().tolist(), key=str)
+        return CategoricalHyperparameter(name, choices)
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        return Constant(name, values.iloc[0].item())
+    if log is None:
+        log = lo > 0 and hi / lo >= LOG_RATIO
+    whole = bool(np.all(np.asarray(values) == np.round(np.asarray(values))))
+    if kind == "int" or (kind is None and whole and pd.api.types.is_integer_dtype(values)):
+        return UniformIntegerHyperparameter(name, int(lo), int(hi), log=log)
+    return UniformFloatHyperparameter(name, lo, hi, log=log)
+
+
+def numeric_names(space: ConfigurationSpace) -> list[str]:
+    return [
+        n for n, hp in space.items()
+        if isinstance(hp, UniformFloatHyperparameter | UniformIntegerHyperparameter)
+    ]
+
+
+def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping]) -> np.ndarray:
+    """Unit-cube encoding, one row per configuration.
+
+    Numeric parameters map to [0, 1] (log-scaled where the space says so); a categorical becomes a
+    one-hot block scaled by 1/sqrt(2), so two different choices are at distance 1. Constants are
+    dropped. Values outside the bounds encode outside [0, 1] rather than failing.
+    """
+    df = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
+    blocks = []
+    for name, hp in space.items():
+        if isinstance(hp, Constant):
+            continue
+        col = df[name]
+        if isinstance(hp, CategoricalHyperparameter):
+            onehot = np.stack([(col == c).to_numpy(float) for c in hp.choices], axis=1)
+            blocks.append(onehot / np.sqrt(2.0))
+            continue
+        x = col.to_numpy(float)
+        lo, hi = float(hp.lower), float(hp.upper)
+        if hp.log:
+            x, lo, hi = np.log(np.maximum(x, 1e-300)), np.log(lo), np.log(hi)
+        blocks.append(((x - lo) / (hi - lo))[:, None])
+    return np.hstack(blocks) if blocks else np.zeros((len(df), 0))
+
+
+class Snapper:
+    """Nearest candidate (Euclidean, unit-cube encoding) among a fixed pool of configurations."""
+
+    def __init__(self, space: ConfigurationSpace, pool: pd.DataFrame):
+        self.space = space
+        self.pool = pool.reset_index(drop=True)
+        self._x = encode(space, self.pool)
+
+    def nearest(self, config: Mapping, exclude: Sequence[int] = ()) -> tuple[int, float]:
+        """Index of the pool row nearest `config` (skipping `exclude`) and its distance."""
+        d = np.linalg.norm(self._x - encode(self.space, [config]), axis=1)
+        if len(exclude):
+            d[np.asarray(exclude, dtype=int)] = np.inf
+        i = int(np.argmin(d))
+        return i, float(d[i])

@@ -1,0 +1,191 @@
+"""Task specs: a table of runs plus a short description of its columns becomes a `Task`.
+
+Built-in tasks and users' own sweeps (a CSV and a YAML file) go through the same `build_task`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import yaml
+from ConfigSpace import ConfigurationSpace
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bench.errors import BenchError
+from bench.gym.problem import Fidelity, Objective
+from bench.gym.space import infer_hyperparameter
+from bench.gym.task import Experiment, Task
+
+# Default cost model: 6*N*D FLOPs on one A100 (312 TFLOP/s bf16 peak) at 40% MFU.
+A100_PEAK_FLOPS = 312e12
+DEFAULT_MFU = 0.40
+
+
+def flops_gpu_hours(params: float, tokens: float, mfu: float = DEFAULT_MFU) -> float:
+    """GPU-hours of a dense pretraining run of `params` parameters on `tokens` tokens."""
+    return 6.0 * params * tokens / (A100_PEAK_FLOPS * mfu) / 3600.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ObjectiveSpec(_Strict):
+    column: str
+    direction: Literal["minimize", "maximize"]
+    unit: str = ""
+
+
+class ParamSpec(_Strict):
+    name: str
+    type: Literal["float", "int", "categorical"] | None = None
+    log: bool | None = None
+
+
+class CostSpec(_Strict):
+    column: str | None = None  # GPU-hours per run; default: 6*params*tokens at the A100 figure
+    mfu: float = DEFAULT_MFU
+
+
+class TaskSpec(_Strict):
+    name: str
+    description: str = ""
+    table: str | None = None  # CSV path, relative to the spec file (user specs)
+    objective: ObjectiveSpec
+    config: list[str | ParamSpec]
+    fidelity: list[str] = Field(min_length=1)
+    fidelity_label: str | None = None  # optional column naming each fidelity level
+    cost: CostSpec = CostSpec()
+    experiment: str | None = None
+    test: list[str] | None = None  # default: every experiment is a test experiment
+    sources: list[str] = []
+    simulated: bool = False
+    notes: str = ""
+
+    @field_validator("config")
+    @classmethod
+    def _nonempty(cls, v):
+        if not v:
+            raise ValueError("config needs at least one column")
+        return v
+
+    def params(self) -> list[ParamSpec]:
+        return [p if isinstance(p, ParamSpec) else ParamSpec(name=p) for p in self.config]
+
+
+def _format(v: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
+    """Validate `df` against `spec` and build the task (duplicate runs are averaged)."""
+    params = spec.params()
+    names = [p.name for p in params]
+    needed = [*names, *spec.fidelity, spec.objective.column]
+    needed += [c for c in (spec.cost.column, spec.experiment, spec.fidelity_label) if c]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise BenchError(
+            f"task {spec.name}: table has no column(s) {missing}; it has {list(df.columns)}"
+        )
+    for col in [*spec.fidelity, spec.objective.column, *([spec.cost.column] if spec.cost.column else [])]:
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            raise BenchError(f"task {spec.name}: column {col!r} must be numeric")
+    df = df.dropna(subset=[spec.objective.column])
+    if df.empty:
+        raise BenchError(f"task {spec.name}: the table has no rows with an objective value")
+    if spec.cost.column is None and not {"params", "tokens"} <= set(spec.fidelity):
+        raise BenchError(
+            f"task {spec.name}: give cost: {{column: ...}}, or name the fidelity columns "
+            "`params` and `tokens` for the default 6*params*tokens cost model"
+        )
+
+    space = ConfigurationSpace()
+    space.add([infer_hyperparameter(p.name, df[p.name], p.type, p.log) for p in params])
+
+    # Fidelity levels: each distinct combination of the fidelity columns.
+    levels: dict[tuple, Fidelity] = {}
+    for key, grp in df.groupby(spec.fidelity, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        desc = {c: float(v) for c, v in zip(spec.fidelity, key, strict=True)}
+        if spec.cost.column:
+            cost = float(grp[spec.cost.column].median())
+        else:
+            cost = flops_gpu_hours(desc["params"], desc["tokens"], spec.cost.mfu)
+        label = (
+            str(grp[spec.fidelity_label].iloc[0]) if spec.fidelity_label
+            else ",".join(f"{c}={_format(v)}" for c, v in desc.items())
+        )
+        levels[key] = Fidelity(label, desc, cost)
+    if len({f.name for f in levels.values()}) != len(levels):
+        raise BenchError(f"task {spec.name}: fidelity labels are not unique per level")
+
+    fid_key = df[spec.fidelity].apply(tuple, axis=1)
+    long = pd.DataFrame({
+        "experiment": df[spec.experiment].astype(str) if spec.experiment else spec.name,
+        "fidelity": [levels[k].name for k in fid_key],
+        **{n: df[n] for n in names},
+        "value": df[spec.objective.column].astype(float),
+    })
+    # Repeated runs of one configuration (seeds) are averaged into one table entry.
+    long = long.groupby(["experiment", "fidelity", *names], sort=False, as_index=False,
+                        dropna=False)["value"].mean()
+
+    by_name = {f.name: f for f in levels.values()}
+    experiments = {}
+    all_exps = list(dict.fromkeys(long["experiment"]))
+    test = set(all_exps if spec.test is None else spec.test)
+    unknown = sorted(test - set(all_exps))
+    if unknown:
+        raise BenchError(f"task {spec.name}: test experiment(s) {unknown} are not in the table")
+    for name in all_exps:
+        present = long.loc[long.experiment == name, "fidelity"].unique()
+        fids = sorted((by_name[f] for f in present), key=lambda f: (f.cost, f.name))
+        experiments[name] = Experiment(name, "test" if name in test else "train", tuple(fids))
+    return Task(
+        name=spec.name,
+        description=spec.description or f"User task {spec.name}.",
+        space=space,
+        objective=Objective(spec.objective.column, spec.objective.direction, spec.objective.unit),
+        experiments=experiments,
+        table=long,
+        sources=tuple(spec.sources),
+        simulated=spec.simulated,
+        notes=spec.notes,
+    )
+
+
+def load_spec(path: str | Path) -> Task:
+    """A user's sweep: YAML spec + the CSV it names (relative to the spec file)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise BenchError(f"cannot read task spec {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise BenchError(f"task spec {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise BenchError(f"task spec {path} must be a YAML mapping")
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BenchError(f"task spec {path} is invalid: {problems}") from None
+    if not spec.table:
+        raise BenchError(f"task spec {path} needs `table:` (a CSV path relative to the spec)")
+    csv = path.parent / spec.table
+    try:
+        df = pd.read_csv(csv)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read table {csv} of task spec {path}: {exc}") from exc
+    return build_task(spec, df)
+
+
+__all__ = ["TaskSpec", "build_task", "load_spec", "flops_gpu_hours"]

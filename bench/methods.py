@@ -1,0 +1,78 @@
+"""Method registry: presets in `configs/methods.yaml` (a class plus its parameters).
+
+The harness creates optimizers only through this module, never by importing them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bench.errors import BenchError
+from bench.gym.problem import Problem
+from bench.optimizer import Optimizer
+from bench.paths import configs_dir
+
+
+class MethodSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    target: str  # "module:Class"
+    family: str
+    description: str = ""
+    params: dict[str, Any] = {}
+    needs_env: list[str] = []  # e.g. an API key
+    needs_training: bool = False
+    in_all: bool = True  # included in `--method all`
+
+    def load_class(self) -> type[Optimizer]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def missing(self) -> list[str]:
+        """What stops this method from running here (empty if it can run)."""
+        missing = [f"${v}" for v in self.needs_env if not os.environ.get(v)]
+        try:
+            self.load_class()
+        except (ImportError, AttributeError) as exc:
+            missing.append(f"import failed: {exc}")
+        return missing
+
+    def make(self, problem: Problem, seed: int) -> Optimizer:
+        return self.load_class()(problem, seed, **self.params)
+
+
+@functools.cache
+def methods() -> dict[str, MethodSpec]:
+    path = configs_dir() / "methods.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return {name: MethodSpec(name=name, **body) for name, body in raw.items()}
+    except (OSError, yaml.YAMLError, ValidationError, AttributeError, TypeError) as exc:
+        raise BenchError(f"method presets {path} are unreadable: {exc}") from exc
+
+
+def resolve_methods(arg: str) -> list[str]:
+    """`--method` value -> method names: a comma list, or `all` (every runnable preset)."""
+    items = [a.strip() for a in arg.split(",") if a.strip()]
+    if not items:
+        raise BenchError("empty method list; use --method NAME[,NAME...] or all (see `bench methods`)")
+    known = methods()
+    out: list[str] = []
+    for item in items:
+        if item == "all":
+            out += [m for m, s in known.items() if s.in_all and not s.missing()]
+        elif item not in known:
+            raise BenchError(f"unknown method {item!r}; known: {', '.join(known)}")
+        else:
+            missing = known[item].missing()
+            if missing:
+                raise BenchError(f"method {item} cannot run here: needs {', '.join(missing)}")
+            out.append(item)
+    return list(dict.fromkeys(out))

@@ -1,0 +1,95 @@
+"""Runner: every (task, experiment, method, budget, seed) of a suite, in worker processes.
+
+Episodes always run in spawned worker processes with a fixed `PYTHONHASHSEED`, so results do
+not depend on `--jobs` or on hash randomisation (SMAC needs it). `--scheduler ADDRESS` sends the
+same work to a Dask cluster instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import traceback
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.gym.registry import load_task
+from bench.methods import methods
+from bench.store import EpisodeKey, Store
+from bench.suites import Suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """Episodes to run: (task reference, key) pairs; done ones are counted, not rerun."""
+
+    todo: list[tuple[str, EpisodeKey]] = field(default_factory=list)
+    done: int = 0
+
+
+def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store) -> Plan:
+    p = Plan()
+    specs = methods()
+    for ref in tasks:
+        task = load_task(ref)
+        experiments = suite.pick_experiments(task.split(suite.split))
+        for method in method_names:
+            for exp in experiments:
+                for b in suite.budget_objects():
+                    for seed in suite.seeds_for(specs[method].family):
+                        key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
+                        if store.is_done(key):
+                            p.done += 1
+                        else:
+                            p.todo.append((ref, key))
+    return p
+
+
+def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, str | None]:
+    """Worker entry point: run one episode; return an error text instead of raising."""
+    from bench.episode import run_episode  # imported in the worker
+
+    store = Store(Path(out))
+    try:
+        run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
+        return key, None
+    except Exception as exc:  # one broken episode must not stop the others
+        err = key.folder(store.out) / f"{key.stem()}.error.txt"
+        err.write_text(traceback.format_exc())
+        return key, f"{type(exc).__name__}: {exc}"
+
+
+def _executor(jobs: int, scheduler: str | None) -> Executor:
+    if scheduler:
+        from dask.distributed import Client
+
+        return Client(scheduler).get_executor()
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # inherited by the spawned workers
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+
+
+def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str | None = None,
+            quiet: bool = False) -> list[tuple[EpisodeKey, str]]:
+    """Run the plan; returns the failed episodes with their errors (the rest are on disk)."""
+    failures: list[tuple[EpisodeKey, str]] = []
+    if not p.todo:
+        return failures
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, disable=quiet) as bar, _executor(jobs, scheduler) as pool:
+        task_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
+        futures = [pool.submit(_work, ref, key, str(store.out), suite.prior) for ref, key in p.todo]
+        for fut in as_completed(futures):
+            key, error = fut.result()
+            if error:
+                failures.append((key, error))
+                log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method,
+                          key.experiment, key.stem(), error)
+            bar.advance(task_id)
+    return failures

@@ -1,0 +1,115 @@
+"""Result store: one append-only trial log per episode, and a completion marker.
+
+Layout under the output directory:
+  episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.jsonl      trials, as they happen
+  episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.done.json  summary, when complete
+An episode without a marker is incomplete: a rerun starts it again (runs are deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.gym.problem import Budget
+
+
+@dataclass(frozen=True)
+class EpisodeKey:
+    suite: str
+    task: str
+    method: str
+    experiment: str
+    budget_kind: str
+    budget: float
+    seed: int
+
+    @property
+    def budget_obj(self) -> Budget:
+        return Budget(self.budget_kind, self.budget)  # type: ignore[arg-type]
+
+    def stem(self) -> str:
+        unit = "T" if self.budget_kind == "trials" else "H"
+        return f"{unit}{self.budget:g}-s{self.seed}"
+
+    def folder(self, out: Path) -> Path:
+        return out / "episodes" / self.suite / self.task / self.method / self.experiment
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(v).__name__}")
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+class Store:
+    def __init__(self, out: Path):
+        self.out = Path(out)
+
+    def check_writable(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise BenchError(f"cannot write to output directory {self.out}: {exc.strerror}. "
+                             "Choose another with --out.") from exc
+
+    def trial_log(self, key: EpisodeKey) -> Path:
+        return key.folder(self.out) / f"{key.stem()}.jsonl"
+
+    def marker(self, key: EpisodeKey) -> Path:
+        return key.folder(self.out) / f"{key.stem()}.done.json"
+
+    def is_done(self, key: EpisodeKey) -> bool:
+        return self.marker(key).is_file()
+
+    def open_log(self, key: EpisodeKey) -> TrialLog:
+        path = self.trial_log(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return TrialLog(path)
+
+    def complete(self, key: EpisodeKey, summary: dict) -> None:
+        """Write the marker atomically: it exists only once the whole episode is on disk."""
+        path = self.marker(key)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(dumps({"key": asdict(key), **summary}))
+        os.replace(tmp, path)
+
+    def summaries(self) -> Iterator[dict]:
+        root = self.out / "episodes"
+        for path in sorted(root.glob("*/*/*/*/*.done.json")):
+            try:
+                yield json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise BenchError(f"result marker {path} is corrupt ({exc}); delete it and rerun "
+                                 "`bench run` to recompute that episode") from exc
+
+
+class TrialLog:
+    """Append-only JSON lines, flushed and synced per trial (survives a killed process)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = path.open("w")  # an incomplete episode restarts from scratch
+
+    def append(self, record: dict) -> None:
+        self._fh.write(dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()

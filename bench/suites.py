@@ -1,0 +1,62 @@
+"""Suites: the protocol (experiments, budgets, seeds, prior), as YAML under configs/suites/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import BenchError
+from bench.gym.problem import Budget
+from bench.paths import configs_dir
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    split: Literal["train", "test"] = "test"
+    experiments: int | list[str] | None = None  # first N of the split, or names; None = all
+    budget: Literal["trials", "gpu_hours"] = "trials"
+    budgets: list[float] = Field(min_length=1)
+    seeds: int = Field(ge=1)
+    seeds_by_family: dict[str, int] = {}  # e.g. fewer seeds for paid LLM agents
+    prior: Literal["cheaper", "none"] = "cheaper"
+
+    def budget_objects(self) -> list[Budget]:
+        return [Budget(self.budget, b) for b in self.budgets]
+
+    def seeds_for(self, family: str) -> list[int]:
+        return list(range(self.seeds_by_family.get(family, self.seeds)))
+
+    def pick_experiments(self, available: list[str]) -> list[str]:
+        if self.experiments is None:
+            return available
+        if isinstance(self.experiments, int):
+            return available[: self.experiments]
+        return [e for e in self.experiments if e in available]
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in (configs_dir() / "suites").glob("*.yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = configs_dir() / "suites" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise BenchError(f"unknown suite {name_or_path!r}; known: {', '.join(suite_names())} "
+                         "(or a path to a suite .yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return Suite.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise BenchError(f"suite {path} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'suite'}: {e['msg']}"
+                             for e in exc.errors())
+        raise BenchError(f"suite {path} is invalid: {problems}") from None
