@@ -51,19 +51,20 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     optimizer = cls(problem, key.seed, **method.params)
     setup_s = time.perf_counter() - t0
 
-    fidelities = {f.name for f in problem.fidelities}
+    costs = {f.name: f.cost for f in problem.fidelities}
+    cap = budget.amount * (costs[target] if budget.kind == "cost" else 1.0)
     log = store.open_log(key)
     spent, trials, best, curve, ask_total = 0.0, 0, None, [], 0.0
     try:
         for _ in range(int(MAX_QUERIES_PER_TRIAL * max(budget.amount, 1))):
             if budget.kind == "trials" and trials >= budget.amount:
                 break
-            if budget.kind == "gpu_hours" and spent >= budget.amount:
-                break
             t0 = time.perf_counter()
             query = optimizer.ask()
             ask_s = time.perf_counter() - t0
-            _check(query, problem.params, fidelities, method.name)
+            _check(query, problem.params, set(costs), method.name)
+            if budget.kind == "cost" and spent + costs[query.fidelity] > cap * (1 + 1e-9):
+                break  # the query does not fit what is left of the budget
             outcome = oracle.evaluate(query)
             optimizer.tell(query, outcome)
             trials, spent, ask_total = trials + 1, spent + outcome.cost, ask_total + ask_s

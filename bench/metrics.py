@@ -2,7 +2,7 @@
 
 `regret` = gap to the table optimum in the objective's own units (>= 0);
 `nregret` = regret / |median of the target pool - optimum|: 0 is the optimum, 1 the median.
-Trial-budget suites score the best target outcome seen; GPU-hour suites score `recommend()`.
+Trial-budget suites score the best target outcome seen; cost-budget suites score `recommend()`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class EpisodeKey:
         return Budget(self.budget_kind, self.budget)  # type: ignore[arg-type]
 
     def stem(self) -> str:
-        unit = "T" if self.budget_kind == "trials" else "H"
+        unit = "T" if self.budget_kind == "trials" else "C"
         return f"{unit}{self.budget:g}-s{self.seed}"
 
     def folder(self, out: Path) -> Path:

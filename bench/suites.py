@@ -20,7 +20,7 @@ class Suite(BaseModel):
     description: str = ""
     split: Literal["train", "test"] = "test"
     experiments: int | list[str] | None = None  # first N of the split, or names; None = all
-    budget: Literal["trials", "gpu_hours"] = "trials"
+    budget: Literal["trials", "cost"] = "trials"  # cost: in target-run equivalents
     budgets: list[float] = Field(min_length=1)
     seeds: int = Field(ge=1)
     seeds_by_family: dict[str, int] = {}  # e.g. fewer seeds for paid LLM agents

@@ -41,13 +41,17 @@ class Fidelity:
 
 @dataclass(frozen=True)
 class Budget:
-    """`trials`: number of queries; `gpu_hours`: total cost of the queries' fidelities."""
+    """`trials`: number of queries (each counts one, whatever its fidelity).
 
-    kind: Literal["trials", "gpu_hours"]
+    `cost`: GPU-hours, in units of one target-fidelity run (amount 3 = three target runs' worth),
+    so one suite fits tasks of any scale; a query that does not fit what is left ends the episode.
+    """
+
+    kind: Literal["trials", "cost"]
     amount: float
 
     def __str__(self) -> str:
-        return f"{self.amount:g} {'trials' if self.kind == 'trials' else 'GPU-hours'}"
+        return f"{self.amount:g} {'trials' if self.kind == 'trials' else 'target-run equivalents of GPU-hours'}"
 
 
 @dataclass(frozen=True)
