@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLMConfig-Bench: configure expensive LLM experiments from cheap ones.")
 data_app = typer.Typer(no_args_is_help=True, help="Declared data sources.")
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Out = Annotated[Path, typer.Option("--out", help="Results directory.")]
@@ -176,7 +176,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except BenchError as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted; completed episodes are kept, rerun to resume.")

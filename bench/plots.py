@@ -33,11 +33,11 @@ def regret_curves(ep: pd.DataFrame, suite: str, out: Path) -> list[Path]:
             ax.fill_between(t, mean - sem, mean + sem, alpha=0.2)
         simulated = " (simulated)" if sub.simulated.any() else ""
         ax.set(title=f"{task}{simulated}", xlabel="target-fidelity trials",
-               ylabel="normalised regret")
+               ylabel="nregret (0 = optimum, 1 = median)")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"suite {suite}: regret vs trials (0 = table optimum, 1 = median candidate)")
+    fig.suptitle(f"suite {suite}", fontsize=10)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"regret_{suite}.{ext}" for ext in ("png", "pdf")]

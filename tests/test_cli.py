@@ -1,0 +1,72 @@
+"""The `bench` command: user errors end with one line and exit code 2, losing nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
+
+
+def bench(*args, **kw):
+    return subprocess.run([*BENCH, *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--task", "nope", "--method", "random"], "unknown task 'nope'"),
+    (["run", "--task", "data_mixture", "--method", "nope"], "unknown method 'nope'"),
+    (["run", "--task", "data_mixture", "--method", ","], "empty method list"),
+    (["run", "--task", "data_mixture", "--method", "random", "--budget", "0"], "--budget must be at least 1"),
+    (["run", "--task", "data_mixture", "--method", "random", "--suite", "nosuch"], "unknown suite"),
+])
+def test_bad_input_one_line_exit_2(args, message, tmp_path):
+    r = bench(*args, "--out", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_suite_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbudgets: [1, 2\n")
+    r = bench("run", "--task", "data_mixture", "--method", "random", "--suite", str(bad))
+    assert r.returncode == 2 and "not valid YAML" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = bench("run", "--task", "data_mixture", "--method", "random", "--suite", "quick",
+              "--out", str(blocker / "out"))
+    assert r.returncode == 2 and "cannot write to output directory" in r.stderr
+
+
+def test_run_leaderboard_plot_and_nothing_lost(tmp_path):
+    out = tmp_path / "out"
+    r = bench("run", "--task", "data_mixture", "--method", "random,best-prior", "--suite", "quick",
+              "--seeds", "1", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    markers = sorted(out.rglob("*.done.json"))
+    assert len(markers) == 2 * 2 * 2  # methods x experiments x budgets
+    before = {p: p.read_text() for p in markers}
+    r = bench("run", "--task", "data_mixture", "--method", "nope", "--out", str(out))
+    assert r.returncode == 2
+    assert {p: p.read_text() for p in sorted(out.rglob("*.done.json"))} == before
+    r = bench("leaderboard", "--out", str(out))
+    assert r.returncode == 0 and (out / "leaderboard.csv").is_file()
+    header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert {"task", "method", "budget", "nregret_mean", "nregret_sem", "rank_mean", "episodes"} <= set(header)
+    r = bench("plot", "--out", str(out))
+    assert r.returncode == 0
+    assert (out / "figures" / "regret_quick.png").stat().st_size > 10_000
+    assert (out / "figures" / "regret_quick.pdf").is_file()
+
+
+def test_corrupt_marker_is_reported(tmp_path):
+    out = tmp_path / "out"
+    bench("run", "--task", "data_mixture", "--method", "random", "--suite", "quick", "--seeds", "1",
+          "--out", str(out), "--quiet")
+    marker = next(out.rglob("*.done.json"))
+    marker.write_text("{not json")
+    r = bench("leaderboard", "--out", str(out))
+    assert r.returncode == 2 and "is corrupt" in r.stderr and marker.name in r.stderr
