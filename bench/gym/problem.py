@@ -51,7 +51,8 @@ class Budget:
     amount: float
 
     def __str__(self) -> str:
-        return f"{self.amount:g} {'trials' if self.kind == 'trials' else 'target-run equivalents of GPU-hours'}"
+        unit = "trials" if self.kind == "trials" else "target-run equivalents of GPU-hours"
+        return f"{self.amount:g} {unit}"
 
 
 @dataclass(frozen=True)
