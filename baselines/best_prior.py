@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.gym.problem import Query
+from bench.gym.space import config_at
 from bench.optimizer import Optimizer
 
 
@@ -28,10 +29,7 @@ class BestPrior(Optimizer):
 
     def ask(self) -> Query:
         if self._next < len(self._queue):
-            row = self._queue.iloc[self._next][self.problem.params].to_dict()
+            row = config_at(self._queue, self._next, self.problem.params)
             self._next += 1
             return self.query(self.nearest_untried(row))
-        pool = self.untried()
-        if pool.empty:
-            pool = self.problem.candidates()
-        return self.query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict())
+        return self.query(self.random_candidate())

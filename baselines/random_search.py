@@ -8,7 +8,4 @@ from bench.optimizer import Optimizer
 
 class RandomSearch(Optimizer):
     def ask(self) -> Query:
-        pool = self.untried()
-        if pool.empty:  # every candidate tried: re-ask one (costs budget, same outcome)
-            pool = self.problem.candidates()
-        return self.query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict())
+        return self.query(self.random_candidate())

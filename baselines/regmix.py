@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.gym.problem import Query
-from bench.gym.space import encode
+from bench.gym.space import config_at, encode
 from bench.optimizer import Optimizer
 
 
@@ -34,16 +34,14 @@ class RegMix(Optimizer):
         return np.hstack([encode(self.problem.space, configs), desc])
 
     def ask(self) -> Query:
-        pool = self.untried()
-        if pool.empty:
-            pool = self.problem.candidates()
+        pool = self.pool()
         target = self.problem.target
         seen = self.observations()
         train = pd.concat([self.problem.prior, seen.assign(fidelity=target)], ignore_index=True)
         if len(train) < 2:  # nothing to learn from: first candidate at random
-            return self.query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict())
+            return self.query(self.random_candidate())
         model = lgb.LGBMRegressor(**self.params)
         model.fit(self._features(train, train["fidelity"]),
                   self.problem.objective.sign * train["value"].to_numpy(float))
         pred = model.predict(self._features(pool, [target] * len(pool)))
-        return self.query(pool.iloc[int(np.argmin(pred))].to_dict())
+        return self.query(config_at(pool, int(np.argmin(pred))))

@@ -34,6 +34,12 @@ def _table(title: str, df) -> Table:
     return t
 
 
+def _fidelity_summary(names: list[str], show: int = 6) -> str:
+    if len(names) <= show:
+        return ", ".join(names)
+    return f"{len(names)} levels: {', '.join(names[:2])}, …, {', '.join(names[-2:])}"
+
+
 @app.command()
 def tasks() -> None:
     """List the built-in tasks: experiments (train/test), fidelities, source, licence."""
@@ -49,7 +55,7 @@ def tasks() -> None:
                       key=lambda f: f.cost)
         src = ", ".join(task.sources) + (" (simulated)" if task.simulated else "")
         t.add_row(name, f"{len(task.split('train'))}/{len(task.split('test'))}",
-                  ", ".join(f.name for f in fids), src,
+                  _fidelity_summary([f.name for f in fids]), src,
                   ", ".join(SOURCES[s].licence for s in task.sources))
     console.print(t)
 

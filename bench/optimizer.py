@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.gym.problem import Outcome, Problem, Query
-from bench.gym.space import Snapper
+from bench.gym.space import Snapper, config_at
 
 
 class Optimizer(ABC):
@@ -56,13 +56,20 @@ class Optimizer(ABC):
         merged = pool.merge(seen[key].drop_duplicates(), on=key, how="left", indicator=True)
         return pool[(merged["_merge"] == "left_only").to_numpy()]
 
+    def pool(self, fidelity: str | None = None) -> pd.DataFrame:
+        """Untried candidates, or all of them once every one was tried (re-asks cost budget)."""
+        pool = self.untried(fidelity)
+        return pool if not pool.empty else self.problem.candidates(fidelity)
+
+    def random_candidate(self, fidelity: str | None = None) -> dict:
+        pool = self.pool(fidelity)
+        return config_at(pool, int(self.rng.integers(len(pool))))
+
     def nearest_untried(self, config: dict, fidelity: str | None = None) -> dict:
         """The untried candidate nearest `config` (unit-cube distance) — for snapping proposals."""
-        pool = self.untried(fidelity)
-        if pool.empty:
-            pool = self.problem.candidates(fidelity)
+        pool = self.pool(fidelity)
         i, _ = Snapper(self.problem.space, pool).nearest(config)
-        return pool.iloc[i].to_dict()
+        return config_at(pool, i)
 
     def query(self, config: dict) -> Query:
         """A query at the target fidelity."""

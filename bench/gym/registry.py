@@ -10,8 +10,13 @@ from bench.errors import BenchError
 from bench.gym.spec import load_spec
 from bench.gym.task import Task
 
+# name -> "module[:function]" returning a Task (function default: `load`)
 BUILTIN: dict[str, str] = {
     "data_mixture": "bench.gym.tasks.data_mixture",
+    "pretrain_hparams": "bench.gym.tasks.pretrain_hparams",
+    "architecture": "bench.gym.tasks.architecture",
+    "architecture_wallclock": "bench.gym.tasks.architecture:load_wallclock",
+    "grpo": "bench.gym.tasks.grpo",
 }
 
 
@@ -38,7 +43,8 @@ def resolve_tasks(arg: str) -> list[str]:
 def load_task(name: str) -> Task:
     """Load a built-in task by name, or a user task from a spec file (cached per process)."""
     if name in BUILTIN:
-        return importlib.import_module(BUILTIN[name]).load()
+        module, _, function = BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), function or "load")()
     if name.endswith((".yaml", ".yml")):
         if not Path(name).is_file():
             raise BenchError(f"task spec {name} does not exist")

@@ -67,6 +67,19 @@ def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping])
     return np.hstack(blocks) if blocks else np.zeros((len(df), 0))
 
 
+def plain(v):
+    """numpy scalar -> Python scalar, so configurations keep int/str types and serialise to JSON."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def config_at(df: pd.DataFrame, i: int, columns: Sequence[str] | None = None) -> dict:
+    """Row `i` of `df` as a configuration dict, each value with its column's own type.
+
+    (`df.iloc[i].to_dict()` would upcast integer columns to float in a mixed-type frame.)
+    """
+    return {c: plain(df[c].iat[i]) for c in (columns if columns is not None else df.columns)}
+
+
 class Snapper:
     """Nearest candidate (Euclidean, unit-cube encoding) among a fixed pool of configurations."""
 

@@ -11,7 +11,7 @@ from ConfigSpace import ConfigurationSpace
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Fidelity, Objective, Outcome, Problem, Query
-from bench.gym.space import Snapper
+from bench.gym.space import Snapper, config_at
 
 PriorPolicy = Literal["cheaper", "none"]
 
@@ -128,11 +128,10 @@ class Oracle:
     def evaluate(self, query: Query) -> Outcome:
         snapper = self._snapper(query.fidelity)
         i, dist = snapper.nearest(query.config)
-        row = snapper.pool.iloc[i]
-        config = {p: _plain(row[p]) for p in self.task.space.keys()}
+        config = config_at(snapper.pool, i, list(self.task.space.keys()))
         cost = next(f.cost for f in self.experiment.fidelities if f.name == query.fidelity)
-        snapped = dist > 1e-9
-        return Outcome(float(row["value"]), cost, config, query.fidelity, snapped, dist)
+        value = float(snapper.pool["value"].iat[i])
+        return Outcome(value, cost, config, query.fidelity, dist > 1e-9, dist)
 
     def target_values(self) -> np.ndarray:
         return self.task.outcomes(self.experiment.name, self.experiment.target.name)["value"].to_numpy()
@@ -142,8 +141,3 @@ class Oracle:
 
     def median(self) -> float:
         return float(np.median(self.target_values()))
-
-
-def _plain(v):
-    """numpy scalar -> Python scalar, so configs serialise to JSON."""
-    return v.item() if isinstance(v, np.generic) else v

@@ -1,0 +1,1 @@
+"""LLMConfig-Gym: tasks, experiments, fidelities, outcome tables and the problems optimizers see."""

@@ -1,0 +1,1 @@
+"""Calibrated simulators for task families with no public table of measured outcomes."""

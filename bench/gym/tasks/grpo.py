@@ -1,0 +1,119 @@
+"""`grpo` (SIMULATED): GRPO post-training hyperparameters for math reasoning.
+
+No public table of GRPO hyperparameter outcomes exists; the outcomes come from the calibrated
+simulator `bench.gym.simulators.grpo` (its docstring states the calibration to the real Qwen3
+GSM8K GRPO runs of `rl_qwen3` and every assumption). Every output of this task is marked simulated.
+
+Config (7): lr (log, 1e-7..1e-4), kl_coef (log, 1e-5..1e-1; 1e-5 stands for "no KL term"),
+  group_size (rollouts per prompt, log int, 2..64), clip_range (0.05..0.4), temperature
+  (0.4..1.4), rollout_batch (prompts per step, log int, 32..1024), max_response_len (log int,
+  256..4096 tokens).
+Fidelities: model size, 0.6B / 1.7B / 4B / 8B / 14B (descriptor `params`); the 14B is the target.
+  Every run gets the compute of the source recipe for 56 steps (larger batches, groups or
+  responses buy fewer steps), so a size has one cost: rollout (2N FLOPs/token at 10% MFU, plus a
+  wait on the longest response) + training (10N FLOPs/token at 40% MFU) on A100s, about 0.8,
+  2.2, 5.3, 10.5 and 18.4 GPU-hours.
+Experiments: family x benchmark. `qwen3-*` is calibrated to the Qwen3 runs; `llama-*` is a
+  synthetic perturbation (weaker base, smaller gains, lower optimum lr). `*-gsm8k` scores GSM8K
+  (1319 problems); `*-math` scores MATH (5000 problems) of the same GSM8K-trained policy, as the
+  source measured. Fixed split: `qwen3-gsm8k` and `llama-gsm8k` are `test`; the two `*-math`
+  experiments are `train` (same training dynamics, a different readout: learned methods can
+  transfer from them; their own gains, about 2 points at 14B, are too close to the noise to make
+  good test problems).
+Pools: per (experiment, size) 256 configurations of a scrambled Sobol design (its own seed per
+  size, shared by the experiments; discrete levels for the integer parameters, 20% of the KL
+  values at the "no KL" floor) plus the source recipe with lr swept over 13 values (4 per decade),
+  each with one simulated run (table seed 0). Built in memory on load (a fraction of a second),
+  so a change to the simulator can never be hidden by a stale cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import qmc
+
+from bench.gym.simulators import grpo as sim
+from bench.gym.spec import TaskSpec, build_task
+from bench.gym.task import Task
+
+TEST = ["qwen3-gsm8k", "llama-gsm8k"]
+DESIGN_POINTS = 256  # a power of two, as Sobol designs want
+DESIGN_SEED = 20250917
+TABLE_SEED = 0
+LR_SWEEP = np.logspace(-7, -4, 13)
+KL_OFF_SHARE = 0.2
+
+
+def design(size_index: int) -> pd.DataFrame:
+    """The Sobol part of the pool at one model size (deterministic)."""
+    sobol = qmc.Sobol(d=len(sim.PARAMS), scramble=True, rng=np.random.default_rng([DESIGN_SEED, size_index]))
+    u = sobol.random(DESIGN_POINTS)
+
+    def levels(col: np.ndarray, lo: int, n: int) -> np.ndarray:  # powers of two 2^lo .. 2^(lo+n-1)
+        return (2 ** (lo + np.minimum(np.floor(col * n), n - 1))).astype(int)
+
+    kl_on = (u[:, 1] - KL_OFF_SHARE) / (1 - KL_OFF_SHARE)
+    return pd.DataFrame({
+        "lr": 10 ** (-7 + 3 * u[:, 0]),
+        "kl_coef": np.where(u[:, 1] < KL_OFF_SHARE, sim.KL_OFF, 10 ** (-4 + 3 * kl_on)),
+        "group_size": levels(u[:, 2], 1, 6),
+        "clip_range": 0.05 + 0.35 * u[:, 3],
+        "temperature": 0.4 + 1.0 * u[:, 4],
+        "rollout_batch": levels(u[:, 5], 5, 6),
+        "max_response_len": levels(u[:, 6], 8, 5),
+    })
+
+
+def pool(size_index: int) -> pd.DataFrame:
+    """All configurations run at one model size: the Sobol design plus the recipe's lr sweep."""
+    sweep = pd.DataFrame([{**sim.REF, "lr": lr} for lr in LR_SWEEP])
+    return pd.concat([design(size_index), sweep], ignore_index=True)[list(sim.PARAMS)]
+
+
+def _table() -> pd.DataFrame:
+    simulator = sim.GRPOSimulator()
+    frames = []
+    for i, (size, params) in enumerate(sim.SIZES.items()):
+        configs = pool(i)
+        for family in sim.FAMILIES:
+            for benchmark in sim.BENCHMARKS:
+                frames.append(configs.assign(
+                    experiment=f"{family}-{benchmark}", size=size, params=params,
+                    gpu_hours=sim.gpu_hours(size),
+                    accuracy=simulator.sample(configs, family, benchmark, size, seed=TABLE_SEED)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load() -> Task:
+    spec = TaskSpec(
+        name="grpo",
+        description=(
+            "SIMULATED task (calibrated simulator, not measured runs). Choose the GRPO "
+            "post-training hyperparameters (learning rate, KL coefficient, group size, clip range, "
+            "sampling temperature, prompts per step, max response length) of a base language "
+            "model trained with RL on GSM8K, to maximise test accuracy. Every run gets the same "
+            "compute per model size; the cheap fidelities are smaller models (0.6B-8B), the "
+            "target a 14B model. Experiments `<family>-gsm8k` score GSM8K; `<family>-math` score "
+            "MATH with the same GSM8K-trained policy."
+        ),
+        objective={"column": "accuracy", "direction": "maximize", "unit": "points, simulated"},
+        config=[
+            {"name": "lr", "type": "float", "log": True},
+            {"name": "kl_coef", "type": "float", "log": True},
+            {"name": "group_size", "type": "int", "log": True},
+            {"name": "clip_range", "type": "float", "log": False},
+            {"name": "temperature", "type": "float", "log": False},
+            {"name": "rollout_batch", "type": "int", "log": True},
+            {"name": "max_response_len", "type": "int", "log": True},
+        ],
+        fidelity=["params"],
+        fidelity_label="size",
+        cost={"column": "gpu_hours"},
+        experiment="experiment",
+        test=TEST,
+        sources=["rl_qwen3"],
+        simulated=True,
+        notes=__doc__,
+    )
+    return build_task(spec, _table())

@@ -1,0 +1,120 @@
+"""`pretrain_hparams`: choose the peak learning rate and batch size, from Step Law's real grids.
+
+Config: `lr` (peak learning rate, log scale) and `bs` (batch size in sequences of 2,048 tokens,
+log scale). Each (N, D) cell keeps its own grid as measured (about 12 lr x 10 bs; the grids move
+with the cell and 1.07B/56.9B holds only 5 learning rates): that configuration-space shift is part
+of the problem, so nothing is regridded; a proposal is snapped to the nearest run of the cell.
+Objective: the `smooth loss` column (final training loss, smoothed over the last steps), in
+nats/token. Step Law defines each cell's optimum by this value; training is single-epoch, so the
+training loss estimates held-out loss. The raw `loss` column is one step's batch loss: it differs
+from the smoothed loss by 0.014 nats (median), as much as the gap between the best configurations,
+and its argmin agrees with the smoothed one in only 2 of the 17 dense cells.
+Diverged runs (losses up to 11) are kept: they are real outcomes of the grid.
+
+Fidelities: the (N, D) cells; descriptors `params` (N, non-embedding parameters; active
+parameters Na for MoE) and `tokens` (D); cost 6*N*D FLOPs on one A100 at 312 TFLOP/s and 40% MFU
+(`bench.gym.spec.flops_gpu_hours`).
+Dense experiments (17 cells, five shapes h960/L7 ... h2048/L16, 214M/4B to 1.07B/56.9B): every
+cell with at least 3 strictly cheaper cells is a target; its lower fidelities are the cells with
+N <= N_t and D <= D_t (other than itself), so a prior never holds a larger model or more tokens.
+That gives 12 experiments `dense-N<N>-D<D>`; rows of a cell are repeated in every experiment it
+belongs to. `test`: the three most expensive cells by 6ND, 1.07B/56.9B, 537M/50B and 1.07B/20B
+(the last is 0.04% above the 2.15e19 iso-FLOP cells 214M/100B, 268M/80B, 429M/50B, and is the
+largest model). No test cell is a lower fidelity of a train experiment.
+MoE experiments (`moe-<variant>-D20B`): the four MoE variants (1 of 89, 2 of 88, 1 of 8, 3 of 8
+experts, all about 2.15B total parameters), each a 9 lr x 5 bs grid at D = 2/4/8/20B; fidelity is
+D at the variant's active parameters, target 20B. `moe-3in8-D20B` (most active parameters, the
+most expensive) is `test`. The MoE runs' measured `total_time` is not used for cost because the
+repository does not state their hardware.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.data import path_of
+from bench.gym.cache import cached_table
+from bench.gym.spec import TaskSpec, build_task
+from bench.gym.task import Task
+
+DENSE_FILE = "data/dense_lr_bs_loss.csv"
+MOE_FILE = "data/moe_lr_bs_loss.csv"
+OBJECTIVE = "smooth loss"
+MIN_CHEAPER = 3  # a dense cell with at least this many strictly cheaper cells is a target
+N_TEST = 3  # the most expensive dense targets are `test`
+MOE_TARGET_TOKENS = 20e9
+MOE_TEST = ["moe-3in8-D20B"]
+COLUMNS = ["experiment", "level", "params", "tokens", "lr", "bs", "smooth_loss"]
+
+
+def short(v: float) -> str:
+    """1073741824 -> '1.07B', 4e9 -> '4B' (3 significant digits)."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if v >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def cell_name(params: float, tokens: float) -> str:
+    return f"N{short(params)}-D{short(tokens)}"
+
+
+def cheaper_cells(cells: list[tuple[int, int]], target: tuple[int, int]) -> list[tuple[int, int]]:
+    """Cells with no more parameters and no more tokens than `target`, other than itself."""
+    return [c for c in cells if c != target and c[0] <= target[0] and c[1] <= target[1]]
+
+
+def dense_targets(cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cells with at least MIN_CHEAPER strictly cheaper cells, most expensive (N*D) first."""
+    targets = [c for c in cells if len(cheaper_cells(cells, c)) >= MIN_CHEAPER]
+    return sorted(targets, key=lambda c: -c[0] * c[1])
+
+
+def _dense() -> pd.DataFrame:
+    raw = pd.read_csv(path_of("steplaw", DENSE_FILE))
+    raw = raw.rename(columns={"N": "params", "D": "tokens", OBJECTIVE: "smooth_loss"})
+    raw["level"] = [cell_name(n, d) for n, d in zip(raw.params, raw.tokens, strict=True)]
+    cells = sorted(set(zip(raw.params, raw.tokens, strict=True)))
+    frames = []
+    for target in dense_targets(cells):
+        members = {target, *cheaper_cells(cells, target)}
+        rows = raw[[(n, d) in members for n, d in zip(raw.params, raw.tokens, strict=True)]]
+        frames.append(rows.assign(experiment=f"dense-{cell_name(*target)}"))
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def _moe() -> pd.DataFrame:
+    raw = pd.read_csv(path_of("steplaw", MOE_FILE))
+    raw = raw.rename(columns={"Na": "params", "D": "tokens", OBJECTIVE: "smooth_loss"})
+    raw["level"] = [f"moe-{m}-D{short(d)}" for m, d in zip(raw.moe_name, raw.tokens, strict=True)]
+    raw["experiment"] = [f"moe-{m}-D{short(MOE_TARGET_TOKENS)}" for m in raw.moe_name]
+    order = raw.groupby("experiment").params.first().sort_values(ascending=False).index
+    return pd.concat([raw[raw.experiment == e] for e in order], ignore_index=True)[COLUMNS]
+
+
+def _table() -> pd.DataFrame:
+    return pd.concat([_dense(), _moe()], ignore_index=True)
+
+
+def load() -> Task:
+    df = cached_table("pretrain_hparams", ["steplaw"], 1, _table)
+    dense = [e for e in dict.fromkeys(df.experiment) if e.startswith("dense-")]
+    spec = TaskSpec(
+        name="pretrain_hparams",
+        description=(
+            "Choose the peak learning rate `lr` and the batch size `bs` (sequences of 2,048 "
+            "tokens) for pretraining a language model of N parameters on D tokens, to minimise "
+            "the final smoothed training loss. Smaller models and fewer tokens are cheap; the "
+            "grid of configurations that was run differs from one (N, D) cell to the next."
+        ),
+        objective={"column": "smooth_loss", "direction": "minimize", "unit": "nats/token"},
+        config=[{"name": "lr", "type": "float", "log": True},
+                {"name": "bs", "type": "int", "log": True}],
+        fidelity=["params", "tokens"],
+        fidelity_label="level",
+        experiment="experiment",
+        test=[*dense[:N_TEST], *MOE_TEST],
+        sources=["steplaw"],
+        notes=__doc__,
+    )
+    return build_task(spec, df)
