@@ -75,7 +75,8 @@ class TaskSpec(_Strict):
         return [p if isinstance(p, ParamSpec) else ParamSpec(name=p) for p in self.config]
 
 
-def _format(v: float) -> str:
+def si_format(v: float) -> str:
+    """1073741824 -> '1.07B', 4e9 -> '4B' (3 significant digits)."""
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if abs(v) >= scale:
             return f"{v / scale:.3g}{suffix}"
@@ -119,7 +120,7 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
             cost = flops_gpu_hours(desc["params"], desc["tokens"], spec.cost.mfu)
         label = (
             str(grp[spec.fidelity_label].iloc[0]) if spec.fidelity_label
-            else ",".join(f"{c}={_format(v)}" for c, v in desc.items())
+            else ",".join(f"{c}={si_format(v)}" for c, v in desc.items())
         )
         levels[key] = Fidelity(label, desc, cost)
     if len({f.name for f in levels.values()}) != len(levels):

@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench.data import path_of
 from bench.gym.cache import cached_table
-from bench.gym.spec import TaskSpec, build_task
+from bench.gym.spec import TaskSpec, build_task, si_format
 from bench.gym.task import Task
 
 DENSE_FILE = "data/dense_lr_bs_loss.csv"
@@ -47,16 +47,8 @@ MOE_TEST = ["moe-3in8-D20B"]
 COLUMNS = ["experiment", "level", "params", "tokens", "lr", "bs", "smooth_loss"]
 
 
-def short(v: float) -> str:
-    """1073741824 -> '1.07B', 4e9 -> '4B' (3 significant digits)."""
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if v >= scale:
-            return f"{v / scale:.3g}{suffix}"
-    return f"{v:.3g}"
-
-
 def cell_name(params: float, tokens: float) -> str:
-    return f"N{short(params)}-D{short(tokens)}"
+    return f"N{si_format(params)}-D{si_format(tokens)}"
 
 
 def cheaper_cells(cells: list[tuple[int, int]], target: tuple[int, int]) -> list[tuple[int, int]]:
@@ -86,8 +78,8 @@ def _dense() -> pd.DataFrame:
 def _moe() -> pd.DataFrame:
     raw = pd.read_csv(path_of("steplaw", MOE_FILE))
     raw = raw.rename(columns={"Na": "params", "D": "tokens", OBJECTIVE: "smooth_loss"})
-    raw["level"] = [f"moe-{m}-D{short(d)}" for m, d in zip(raw.moe_name, raw.tokens, strict=True)]
-    raw["experiment"] = [f"moe-{m}-D{short(MOE_TARGET_TOKENS)}" for m in raw.moe_name]
+    raw["level"] = [f"moe-{m}-D{si_format(d)}" for m, d in zip(raw.moe_name, raw.tokens, strict=True)]
+    raw["experiment"] = [f"moe-{m}-D{si_format(MOE_TARGET_TOKENS)}" for m in raw.moe_name]
     order = raw.groupby("experiment").params.first().sort_values(ascending=False).index
     return pd.concat([raw[raw.experiment == e] for e in order], ignore_index=True)[COLUMNS]
 
