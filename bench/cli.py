@@ -41,11 +41,17 @@ def _fidelity_summary(names: list[str], show: int = 6) -> str:
 
 
 @app.command()
-def tasks() -> None:
+def tasks(describe: Annotated[str | None, typer.Option(
+        "--describe", metavar="TASK",
+        help="Print the card of one task (a name or a spec .yaml): sources, fidelities, split, "
+             "landscape diagnostics.")] = None) -> None:
     """List the built-in tasks: experiments (train/test), fidelities, source, licence."""
     from bench.data import SOURCES
     from bench.gym.registry import load_task, task_names
 
+    if describe is not None:
+        _print_card(load_task(describe))
+        return
     t = Table(title="tasks")
     for c in ["task", "experiments (train/test)", "fidelities (cheap → target)", "source", "licence"]:
         t.add_column(c)
@@ -58,6 +64,63 @@ def tasks() -> None:
                   _fidelity_summary([f.name for f in fids]), src,
                   ", ".join(SOURCES[s].licence for s in task.sources))
     console.print(t)
+
+
+def _print_card(task) -> None:
+    """A task card: what the task is, where its data comes from, and how its landscape shifts."""
+    import pandas as pd
+
+    from bench.data import SOURCES
+    from bench.gym import diagnostics
+
+    console.rule(f"task {task.name}" + (" (SIMULATED)" if task.simulated else ""))
+    console.print(task.description, highlight=False)
+    for name in task.sources:
+        src = SOURCES.get(name)
+        if src is None:
+            console.print(f"source: {name} (not a declared source)", highlight=False)
+            continue
+        console.print(f"source: {name} - github.com/{src.repository} @ {src.commit[:10]}; "
+                      f"licence: {src.licence}\ncitation: {src.citation}", highlight=False)
+    if not task.sources:
+        console.print("source: none declared (a user's own table)")
+    simulated = "yes - outcomes come from a calibrated simulator" if task.simulated else "no"
+    console.print(f"simulated: {simulated}")
+    unit = f" ({task.objective.unit})" if task.objective.unit else ""
+    kinds = {n: type(hp).__name__.removeprefix("Uniform").removesuffix("Hyperparameter").lower()
+             + (", log" if getattr(hp, "log", False) else "") for n, hp in task.space.items()}
+    console.print(f"objective: {task.objective.direction} {task.objective.name}{unit}; search space: "
+                  + ", ".join(f"{n} ({k})" for n, k in kinds.items()), highlight=False)
+
+    fids = {f.name: f for e in task.experiments.values() for f in e.fidelities}
+    counts = task.table.groupby("fidelity").experiment.nunique()
+    runs = task.table.groupby(["fidelity", "experiment"]).size().groupby("fidelity").median()
+    console.print(_table("fidelities (cheapest first)", pd.DataFrame([
+        {"fidelity": f.name, **{k: f"{v:.4g}" for k, v in f.descriptors.items()},
+         "GPU-hours/run": f.cost, "experiments": int(counts[f.name]), "runs each": int(runs[f.name])}
+        for f in sorted(fids.values(), key=lambda f: (f.cost, f.name))]).fillna("-")))
+    for split in ("train", "test"):
+        names = task.split(split)
+        console.print(f"{split} ({len(names)}): {', '.join(names) or '-'}", highlight=False)
+    if task.notes:
+        console.rule("notes")
+        console.print(task.notes.strip(), highlight=False, markup=False)
+
+    console.rule("landscape diagnostics")
+    corr, shift = diagnostics.rank_correlations(task), diagnostics.optimum_shift(task)
+    pairs = corr.groupby(["lower", "upper"], sort=False).agg(
+        experiments=("experiment", "size"), spearman_median=("spearman", "median"),
+        method=("method", lambda m: "/".join(sorted(set(m)))), n_median=("n", "median"),
+    ).reset_index()
+    console.print(_table("Spearman rank correlation of outcomes between adjacent fidelities "
+                         "(median over experiments; exact matches, or nearest candidate)", pairs))
+    test = shift[shift.split == "test"]
+    shown = diagnostics.moving_params(task.space, test, most=8)
+    console.print(_table("optimum per fidelity, test experiments (distance: unit-cube distance from "
+                         "the target's optimum; target_nregret: its nearest target candidate)",
+                         test[["experiment", "fidelity", *shown, "value", "distance", "target_nregret"]]))
+    console.print(_table("per experiment (shift: optimum of the most expensive prior fidelity vs the "
+                         "target's); last row: median", diagnostics.summary(task, corr, shift)))
 
 
 @app.command("methods")
@@ -163,17 +226,28 @@ def leaderboard_cmd(out: Out = Path("results"),
 
 @app.command()
 def plot(out: Out = Path("results"),
-         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
-    """Render regret-vs-trials figures (PNG and PDF) into <out>/figures."""
+         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+         task: Annotated[str | None, typer.Option(
+             help="Landscape figures of these tasks (names or spec .yaml, comma-separated); "
+                  "default: the built-in tasks in the results.")] = None) -> None:
+    """Render regret-vs-trials figures and per-task landscapes (PNG and PDF) into <out>/figures."""
+    from bench.gym.registry import load_task, resolve_tasks, task_names
     from bench.metrics import episodes_frame
-    from bench.plots import regret_curves
+    from bench.plots import landscape, regret_curves
     from bench.store import Store
 
     ep = episodes_frame(Store(out).summaries())
-    if ep.empty:
-        raise BenchError(f"no completed episodes under {out}; run `bench run` first")
+    if ep.empty and task is None:
+        raise BenchError(f"no completed episodes under {out}; run `bench run` first (or give --task)")
     for s in [suite] if suite else sorted(ep.suite.unique()):
         for p in regret_curves(ep, s, out / "figures"):
+            console.print(f"wrote {p}")
+    in_results = set((ep[ep.suite == suite] if suite else ep).task)
+    refs = resolve_tasks(task) if task else sorted(in_results & set(task_names()))
+    for name in sorted(in_results - set(task_names()) - {load_task(r).name for r in refs}):
+        console.print(f"no landscape for {name}: not a built-in task; pass --task path/to/spec.yaml")
+    for ref in refs:
+        for p in landscape(load_task(ref), out / "figures"):
             console.print(f"wrote {p}")
 
 

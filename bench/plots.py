@@ -1,4 +1,5 @@
-"""The paper's figures: normalised regret against target-fidelity trials, one panel per task."""
+"""The paper's figures: normalised regret against target-fidelity trials, one panel per task;
+and per task, the landscape: where the optimum lies at each fidelity."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
+from bench.gym.task import Task  # noqa: E402
 
 
 def regret_curves(ep: pd.DataFrame, suite: str, out: Path) -> list[Path]:
@@ -41,6 +45,52 @@ def regret_curves(ep: pd.DataFrame, suite: str, out: Path) -> list[Path]:
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"regret_{suite}.{ext}" for ext in ("png", "pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[Path]:
+    """Optimum location against fidelity cost, one line per experiment (test in colour, train in
+    grey): the optimum's unit-cube distance from the target's, then the best value of up to
+    `panels` parameters, those that move most. PNG and PDF."""
+    shift = optimum_shift(task)
+    params = moving_params(task.space, shift, most=panels)
+    n = 1 + len(params)
+    ncols = min(n, columns)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.1 * nrows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for exp, grp in shift.groupby("experiment", sort=False):
+        style = (dict(marker="o", ms=3, lw=1.5, label=exp) if grp.split.iat[0] == "test"
+                 else dict(marker="o", ms=2, lw=0.8, color="0.7"))
+        axes[0].plot(grp.cost, grp.distance, **style)
+        for ax, name in zip(axes[1:n], params, strict=True):
+            hp = task.space[name]
+            y = grp[name] if hasattr(hp, "lower") else grp[name].map({c: i for i, c in enumerate(hp.choices)})
+            ax.plot(grp.cost, y, **style)
+    axes[0].set(ylabel="distance to target optimum")
+    for ax, name in zip(axes[1:n], params, strict=True):
+        hp = task.space[name]
+        ax.set(ylabel=f"best {name}")
+        if getattr(hp, "log", False):
+            ax.set_yscale("log")
+        if not hasattr(hp, "lower"):
+            ax.set_yticks(range(len(hp.choices)), [str(c) for c in hp.choices])
+    for ax in axes[:n]:
+        ax.set_xscale("log")
+        ax.set(xlabel="GPU-hours per run")
+        ax.grid(alpha=0.3)
+    if (shift.split == "test").any():
+        axes[0].legend(fontsize=7, title="test experiments", title_fontsize=7)
+    fig.suptitle(f"{task.name}: optimum location vs fidelity" + (" (simulated)" if task.simulated else "")
+                 + "; train experiments in grey", fontsize=10)
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"landscape_{task.name}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)

@@ -61,6 +61,7 @@ def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, 
         return key, None
     except Exception as exc:  # one broken episode must not stop the others
         err = key.folder(store.out) / f"{key.stem()}.error.txt"
+        err.parent.mkdir(parents=True, exist_ok=True)  # the optimizer may fail before the log exists
         err.write_text(traceback.format_exc())
         return key, f"{type(exc).__name__}: {exc}"
 

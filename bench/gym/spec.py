@@ -94,9 +94,17 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         raise BenchError(
             f"task {spec.name}: table has no column(s) {missing}; it has {list(df.columns)}"
         )
-    for col in [*spec.fidelity, spec.objective.column, *([spec.cost.column] if spec.cost.column else [])]:
+    roles = {**{c: "fidelity" for c in spec.fidelity}, spec.objective.column: "objective"}
+    if spec.cost.column:
+        roles[spec.cost.column] = "cost"
+    for col, role in roles.items():
         if not pd.api.types.is_numeric_dtype(df[col]):
-            raise BenchError(f"task {spec.name}: column {col!r} must be numeric")
+            bad = df[col][pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()]
+            example = f" (it holds e.g. {bad.iloc[0]!r})" if len(bad) else ""
+            raise BenchError(f"task {spec.name}: {role} column {col!r} must be numeric{example}")
+        if role == "fidelity" and df[col].isna().any():
+            raise BenchError(f"task {spec.name}: fidelity column {col!r} has {int(df[col].isna().sum())} "
+                             "empty cell(s); every run needs its fidelity")
     df = df.dropna(subset=[spec.objective.column])
     if df.empty:
         raise BenchError(f"task {spec.name}: the table has no rows with an objective value")

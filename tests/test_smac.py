@@ -1,0 +1,251 @@
+"""SMAC3 adapter: configurations round-trip, tells are the runs, Hyperband over fidelities, no files."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from smac.runhistory.enumerations import StatusType
+
+from baselines.smac_facades import SmacFacade, rung_fidelities, to_configuration
+from bench.episode import run_episode
+from bench.errors import BenchError
+from bench.gym.problem import Budget
+from bench.gym.registry import load_task
+from bench.gym.space import Snapper, config_at
+from bench.gym.spec import TaskSpec, build_task
+from bench.methods import methods
+from bench.store import EpisodeKey, Store
+
+
+def mixed_task(direction="minimize", fidelities=((1e6, 1e9, 1.0, 30), (1e8, 1e10, 0.0, 30))):
+    """Log float, log int, int, categorical and constant parameters; different configs per fidelity.
+
+    `fidelities`: (params, tokens, loss shift, number of configurations) per fidelity.
+    """
+    rng = np.random.default_rng(0)
+    rows = []
+    for params, tokens, shift, n in fidelities:
+        for _ in range(n):
+            lr, layers = 10 ** rng.uniform(-4, -1), int(rng.integers(2, 25))
+            batch, opt = int(2 ** rng.integers(5, 13)), str(rng.choice(["adam", "sgd", "lion"]))
+            loss = (np.log10(lr) + 2.5) ** 2 + 0.01 * layers + 0.1 * (opt == "sgd") + shift
+            rows.append({"lr": lr, "layers": layers, "batch": batch, "opt": opt, "warmup": 100,
+                         "params": params, "tokens": tokens, "loss": loss})
+    spec = TaskSpec(name="mixed", objective={"column": "loss", "direction": direction},
+                    config=["lr", "layers", "batch", "opt", "warmup"], fidelity=["params", "tokens"])
+    return build_task(spec, pd.DataFrame(rows))
+
+
+def drive(problem, oracle, optimizer, n):
+    outcomes = []
+    for _ in range(n):
+        query = optimizer.ask()
+        outcome = oracle.evaluate(query)
+        optimizer.tell(query, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def trial_log(store, key):
+    return [json.loads(x) for x in store.trial_log(key).read_text().splitlines()]
+
+
+def test_configurations_round_trip():
+    task = mixed_task()
+    problem = task.problem("mixed", Budget("trials", 3))
+    space = problem.space
+    assert space["lr"].log and space["batch"].log and not space["layers"].log
+    for fid in [f.name for f in problem.fidelities]:
+        pool = problem.candidates(fid)
+        for i in range(len(pool)):
+            config = config_at(pool, i)
+            back = dict(to_configuration(space, config))
+            assert back.keys() == config.keys()
+            for name, value in config.items():  # floats up to the 13-decimal rounding of bounds
+                assert back[name] == (pytest.approx(value, rel=1e-12) if isinstance(value, float)
+                                      else value)
+    sampled = space.sample_configuration(5)  # SMAC's own configurations hash the same
+    for conf in sampled:
+        assert hash(to_configuration(space, dict(conf))) == hash(conf)
+
+
+@pytest.mark.parametrize("facade", ["hpo", pytest.param("bb", marks=pytest.mark.slow), "mf"])
+def test_proposals_in_space_and_tells_are_the_runs(facade):
+    task = mixed_task(direction="maximize")
+    problem = task.problem("mixed", Budget("cost", 4), prior="none")
+    opt = SmacFacade(problem, seed=1, facade=facade)
+    outcomes = drive(problem, task.oracle("mixed"), opt, 8)
+
+    for o in outcomes:  # candidates at the fidelity asked, never repeated there
+        pool = problem.candidates(o.fidelity)
+        assert (pool == pd.Series(o.config)).all(axis=1).any() and not o.snapped
+    ran = [(o.fidelity, tuple(o.config.values())) for o in outcomes]
+    assert len(set(ran)) == len(ran)
+    assert {o.fidelity for o in outcomes} == ({problem.target} if facade != "mf"
+                                              else {f.name for f in problem.fidelities})
+
+    rh = opt.smac.runhistory
+    for conf in rh.get_configs():  # every proposal, snapped or not, is a valid configuration
+        conf.check_valid_configuration()
+    told = [(rh.get_config(k.config_id), v.cost) for k, v in rh.items() if v.status == StatusType.SUCCESS]
+    assert told == [(to_configuration(opt.space, o.config), -o.value) for o in outcomes]
+
+
+@pytest.mark.parametrize("facade", ["hpo", "mf"])
+def test_same_seed_same_trials(facade):
+    task = mixed_task()
+    problem = task.problem("mixed", Budget("cost", 4), prior="none")
+
+    def run(seed):
+        opt = SmacFacade(problem, seed=seed, facade=facade)
+        return [(o.fidelity, o.config) for o in drive(problem, task.oracle("mixed"), opt, 8)]
+
+    assert run(4) == run(4)
+    assert run(4) != run(5)
+
+
+@pytest.mark.slow
+def test_deterministic_across_processes_with_the_runners_hash_seed():
+    script = (
+        "from bench.gym.registry import load_task; from bench.gym.problem import Budget; "
+        "from bench.methods import methods; t = load_task('data_mixture'); "
+        "p = t.problem('pile_cc', Budget('trials', 4)); o = methods()['smac-hpo'].make(p, 0); "
+        "orc = t.oracle('pile_cc'); out = []\n"
+        "for _ in range(4):\n"
+        "    q = o.ask(); r = orc.evaluate(q); o.tell(q, r); out.append(r.config)\n"
+        "print(out)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # what bench.runner gives its workers
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith("[{")
+
+
+def test_no_output_directory_is_left(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    task = mixed_task()
+    problem = task.problem("mixed", Budget("trials", 3))
+    for facade in ("hpo", "mf"):
+        drive(problem, task.oracle("mixed"), SmacFacade(problem, 0, facade), 3)
+    assert list(tmp_path.iterdir()) == [scratch] and list(scratch.iterdir()) == []
+
+
+def test_mf_follows_hyperband_and_promotes_the_runs(monkeypatch):
+    """Cost budget, no prior: SMAC chooses fidelities; bracket 0 is 9 x 1M -> 3 x 60M -> 1 x 1B."""
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("cost", 3), prior="none")
+    opt = SmacFacade(problem, seed=0, facade="mf")
+    asked, smac_ask = [], opt.smac.ask
+    monkeypatch.setattr(opt.smac, "ask", lambda: asked.append(smac_ask()) or asked[-1])
+    outcomes = drive(problem, task.oracle("pile_cc"), opt, 13)
+    assert [o.fidelity for o in outcomes] == ["1M"] * 9 + ["60M"] * 3 + ["1B"]
+    assert [i.budget for i in asked] == [1.0] * 9 + [3.0] * 3 + [9.0]
+
+    # Successive halving promotes the three best configurations that were run at 1M.
+    best = sorted(outcomes[:9], key=lambda o: o.value)[:3]
+    assert {i.config for i in asked[9:12]} == {to_configuration(opt.space, o.config) for o in best}
+
+
+def test_mf_answers_cheap_rungs_from_the_prior():
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("trials", 3))
+    opt = SmacFacade(problem, seed=0, facade="mf")
+    outcomes = drive(problem, task.oracle("pile_cc"), opt, 3)
+    assert [o.fidelity for o in outcomes] == ["1B"] * 3  # every query is a target run
+
+    prior = problem.prior
+    rh = opt.smac.runhistory
+    cheap = [(k, v) for k, v in rh.items() if v.status == StatusType.SUCCESS and k.budget < 9]
+    assert len(cheap) >= 9
+    for k, v in cheap:  # told cheap results are prior runs, with their values
+        fid = "1M" if k.budget == 1 else "60M"
+        conf = dict(rh.get_config(k.config_id))
+        rows = prior[prior.fidelity == fid]
+        match = rows[np.isclose(rows[problem.params].to_numpy(float),
+                                [conf[p] for p in problem.params]).all(axis=1)]
+        assert len(match) and v.cost == pytest.approx(match["value"].iloc[0])
+
+
+def test_mf_does_not_pay_for_cheap_runs_once_the_prior_is_used_up():
+    task = mixed_task(fidelities=((1e6, 1e9, 1.0, 3), (1e8, 1e10, 0.0, 30)))
+    problem = task.problem("mixed", Budget("trials", 6))
+    opt = SmacFacade(problem, seed=0, facade="mf")
+    outcomes = drive(problem, task.oracle("mixed"), opt, 6)
+    assert [o.fidelity for o in outcomes] == [problem.target] * 6
+    cheap = [k for k, v in opt.smac.runhistory.items() if k.budget == 1.0 and v.status == StatusType.SUCCESS]
+    assert len(cheap) > 3  # more cheap answers than prior runs: the later ones are lookups
+
+
+def test_mf_recommends_the_best_cheap_run_when_no_target_run_fits(tmp_path):
+    task = load_task("data_mixture")
+    key = EpisodeKey("c", task.name, "smac-mf", "pile_cc", "cost", 1, 0)
+    store = Store(tmp_path)
+    summary = run_episode(key, task, methods()["smac-mf"], store, prior="none")
+    rows = trial_log(store, key)
+    assert summary["target_trials"] == 0 and {r["fidelity"] for r in rows} == {"1M", "60M"}
+    best_60m = min((r for r in rows if r["fidelity"] == "60M"), key=lambda r: r["value"])
+    assert summary["recommend"] is not None and summary["recommend_value"] is not None
+    problem = task.problem("pile_cc", Budget("cost", 1), prior="none")
+    target = problem.candidates()
+    i, _ = Snapper(problem.space, target).nearest(best_60m["config"])
+    assert summary["recommend"] == config_at(target, i)
+
+
+def test_rungs_are_spread_in_log_cost():
+    fids = [(1e6 * 4**k, 1e9, 0.0, 30) for k in range(7)]
+    problem = mixed_task(fidelities=fids).problem("mixed", Budget("trials", 3))
+    rungs = rung_fidelities(problem)
+    names = [f.name for f in problem.fidelities]
+    assert len(rungs) == 4 and rungs[0] == names[0] and rungs[-1] == names[-1]
+    assert [names.index(r) for r in rungs] == [0, 2, 4, 6]
+    two = mixed_task().problem("mixed", Budget("trials", 3))
+    assert rung_fidelities(two) == [f.name for f in two.fidelities]
+
+
+def test_rungs_fit_the_cheapest_pool():
+    """Hyperband's first bracket starts eta**(rungs - 1) configurations at the cheapest fidelity."""
+    fids = [(1e6 * 4**k, 1e9, 0.0, 8 if k == 0 else 30) for k in range(7)]  # 8 < 3**2: 2 rungs
+    problem = mixed_task(fidelities=fids).problem("mixed", Budget("trials", 3))
+    assert rung_fidelities(problem) == [problem.fidelities[0].name, problem.target]
+    fids[0] = (1e6, 1e9, 0.0, 9)  # 9 = 3**2: 3 rungs
+    assert len(rung_fidelities(mixed_task(fidelities=fids).problem("mixed", Budget("trials", 3)))) == 3
+
+
+@pytest.mark.parametrize("facade", ["hpo", "mf"])
+def test_small_discrete_space_still_spends_the_budget(facade):
+    rows = [{"opt": o, "sched": s, "params": p, "tokens": 1e9, "loss": 3.0 + (o == "sgd") + (p < 1e7)}
+            for p in (1e6, 1e8) for o, s in itertools.product(["adam", "sgd"], ["cos", "lin"])]
+    spec = TaskSpec(name="cat", objective={"column": "loss", "direction": "minimize"},
+                    config=["opt", "sched"], fidelity=["params", "tokens"])
+    task = build_task(spec, pd.DataFrame(rows))
+    problem = task.problem("cat", Budget("trials", 6))
+    outcomes = drive(problem, task.oracle("cat"), SmacFacade(problem, 0, facade), 6)
+    first = {tuple(o.config.values()) for o in outcomes[:4]}
+    assert len(first) == 4 and all(o.fidelity == problem.target for o in outcomes)
+
+
+def test_unknown_facade_is_a_clear_error():
+    with pytest.raises(BenchError, match="unknown SMAC facade"):
+        SmacFacade(mixed_task().problem("mixed", Budget("trials", 3)), 0, facade="nope")
+
+
+@pytest.mark.parametrize("method", ["smac-hpo", pytest.param("smac-bb", marks=pytest.mark.slow),
+                                    "smac-mf"])
+def test_preset_runs_a_short_episode(tmp_path, method):
+    task = load_task("data_mixture")
+    key = EpisodeKey("s", task.name, method, "pile_cc", "trials", 3, 0)
+    store = Store(tmp_path)
+    summary = run_episode(key, task, methods()[method], store)
+    assert summary["target_trials"] == 3 and summary["recommend_value"] is not None
+    pool = task.problem("pile_cc", Budget("trials", 3)).candidates()
+    for row in trial_log(store, key):
+        assert (pool == pd.Series(row["config"])).all(axis=1).any() and not row["snapped"]
