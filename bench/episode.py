@@ -53,10 +53,13 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
 
     costs = {f.name: f.cost for f in problem.fidelities}
     cap = budget.amount * (costs[target] if budget.kind == "cost" else 1.0)
+    max_queries = int(MAX_QUERIES_PER_TRIAL * max(budget.amount, 1))
+    if budget.kind == "cost" and min(costs.values()) > 0:  # every query spends: cheap ones may be many
+        max_queries = max(max_queries, int(cap / min(costs.values())) + 2)
     log = store.open_log(key)
     spent, trials, best, curve, ask_total = 0.0, 0, None, [], 0.0
     try:
-        for _ in range(int(MAX_QUERIES_PER_TRIAL * max(budget.amount, 1))):
+        for _ in range(max_queries):
             if budget.kind == "trials" and trials >= budget.amount:
                 break
             t0 = time.perf_counter()

@@ -1,0 +1,185 @@
+"""BoTorch optimizers over the table's candidate pools: `botorch-ei` and `botorch-mf`.
+
+`BoTorchEI` (botorch-ei): BoTorch's default SingleTaskGP on the target observations only (the
+prior is ignored by design: it is the classic single-fidelity BO baseline), LogExpectedImprovement
+over the untried target candidates with optimize_acqf_discrete. The first `n_init` trials are
+uniform draws from the untried pool: a scrambled Sobol design in the unit cube would have to be
+snapped to the pool, which favours the pool's outlying members when, as with mixture weights on a
+simplex, the pool does not fill the cube.
+
+`BoTorchMF` (botorch-mf): the multi-fidelity GP of `models.py` fitted on the prior's cheap runs
+and every observation of the episode.
+- Trial budgets: every query is at the target. The first is the posterior-mean argmax over the
+  target candidates (with no incumbent, the expected improvement of f is E[f]); later ones
+  maximise LogEI over the untried target candidates, with best_f the highest posterior mean among
+  the target configurations already run (a plug-in incumbent that ignores observation noise).
+- Cost budgets: it chooses fidelities. Each round refits the GP and picks (candidate, fidelity)
+  pairs by knowledge gradient per GPU-hour (`acquisition.py`): a target pair alone, or a greedy
+  batch of cheap pairs costing up to 1/`rounds` of the budget (at most `max_batch` pairs), which
+  bounds the number of refits per episode whatever the cost ratio. With no data at all it starts
+  with uniform draws at the cheapest fidelity (d + 1 of them, at most `init_share` of the budget).
+  It stops by asking for its recommendation at the target once nothing fits what is left (the
+  harness ends an episode on a query that does not fit). `recommend()` is the posterior-mean argmax
+  over all target candidates, so it may be a configuration never run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from baselines.botorch_gp.acquisition import kg_per_cost_batch, pick_log_ei
+from baselines.botorch_gp.models import (
+    DTYPE,
+    FidelityFeatures,
+    MultiFidelityModel,
+    fit_target_gp,
+    torch_threads,
+)
+from bench.gym.problem import Query
+from bench.gym.space import encode
+from bench.optimizer import Optimizer
+
+SEED_STRIDE = 100_003  # fit number n of seed s uses torch seed s * SEED_STRIDE + n
+
+
+class BoTorchEI(Optimizer):
+    def __init__(self, problem, seed, n_init: int = 2, threads: int = 1):
+        super().__init__(problem, seed)
+        self.n_init = max(n_init, 2)  # a GP needs two points
+        self.threads = threads
+
+    def ask(self) -> Query:
+        with torch_threads(self.threads):
+            return self._ask()
+
+    def _ask(self) -> Query:
+        pool = self.untried()
+        if pool.empty:
+            pool = self.problem.candidates()
+        seen = self.observations().drop_duplicates()
+        x_pool = torch.as_tensor(encode(self.problem.space, pool), dtype=DTYPE)
+        if len(seen) < self.n_init or x_pool.shape[1] == 0:
+            return self.query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict())
+        x = torch.as_tensor(encode(self.problem.space, seen), dtype=DTYPE)
+        y = torch.as_tensor(-self.problem.objective.sign * seen["value"].to_numpy(float), dtype=DTYPE)
+        model = fit_target_gp(x, y, self.seed * SEED_STRIDE + len(self.history))
+        return self.query(pool.iloc[pick_log_ei(model, x_pool, float(y.max()))].to_dict())
+
+
+class BoTorchMF(Optimizer):
+    def __init__(self, problem, seed, fit_points: int = 300, max_points: int = 2000, maxiter: int = 100,
+                 rounds: int = 10, max_batch: int = 100, init_share: float = 0.1, max_pairs: int = 3000,
+                 threads: int = 1):
+        super().__init__(problem, seed)
+        self.threads = threads
+        self.features = FidelityFeatures(problem)
+        self.model = MultiFidelityModel(self.features, fit_points, max_points, maxiter)
+        self.costs = {f.name: f.cost for f in problem.fidelities}
+        self.by_cost = problem.budget.kind == "cost"
+        self.cap = problem.budget.amount * self.costs[problem.target]
+        self.rounds, self.max_batch = rounds, max_batch
+        self.init_share, self.max_pairs = init_share, max_pairs
+        self._queue: list[Query] = []
+        self._fitted: tuple[int, Any] | None = None  # (len(history) at fit time, model)
+
+    # Data and model ----------------------------------------------------------------------------
+    def _data(self) -> pd.DataFrame:
+        cols = ["fidelity", *self.problem.params, "value"]
+        seen = [{"fidelity": o.fidelity, **o.config, "value": o.value} for _, o in self.history]
+        frames = [f for f in (self.problem.prior[cols], pd.DataFrame(seen, columns=cols)) if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+    def _fit(self):
+        if self._fitted is None or self._fitted[0] != len(self.history):
+            model = self.model.fit(self._data(), self.problem.objective.sign, self.rng,
+                                   self.seed * SEED_STRIDE + len(self.history))
+            self._fitted = (len(self.history), model)
+        return self._fitted[1]
+
+    def _target_mean(self, model, configs: pd.DataFrame) -> torch.Tensor:
+        x = self.features(configs, [self.problem.target] * len(configs))
+        with torch.no_grad():
+            return model.posterior(x).mean.squeeze(-1)
+
+    def _random(self, pool: pd.DataFrame, fidelity: str) -> Query:
+        return Query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict(), fidelity)
+
+    # Asking and recommending -----------------------------------------------------------------
+    def ask(self) -> Query:
+        with torch_threads(self.threads):
+            return self._ask_by_cost() if self.by_cost else self._ask_at_target()
+
+    def recommend(self) -> dict[str, Any]:
+        pool = self.problem.candidates()
+        if not self.by_cost or (len(self._data()) < 2 and len(self.observations())):
+            return super().recommend()
+        if len(self._data()) < 2:  # nothing to model: any candidate is as good a guess
+            return pool.iloc[int(np.random.default_rng(self.seed).integers(len(pool)))].to_dict()
+        with torch_threads(self.threads):
+            return pool.iloc[int(torch.argmax(self._target_mean(self._fit(), pool)))].to_dict()
+
+    def _ask_at_target(self) -> Query:
+        pool = self.untried()
+        if pool.empty:
+            pool = self.problem.candidates()
+        if len(self._data()) < 2:
+            return self._random(pool, self.problem.target)
+        model = self._fit()
+        seen = self.observations().drop_duplicates()
+        if seen.empty:  # no incumbent: the improvement is f itself, and E[f] is the posterior mean
+            return self.query(pool.iloc[int(torch.argmax(self._target_mean(model, pool)))].to_dict())
+        best_f = float(self._target_mean(model, seen).max())
+        x = self.features(pool, [self.problem.target] * len(pool))
+        return self.query(pool.iloc[pick_log_ei(model, x, best_f)].to_dict())
+
+    # Cost budgets: KG per GPU-hour over (candidate, fidelity) pairs ---------------------------
+    def _ask_by_cost(self) -> Query:
+        if self._queue:
+            return self._queue.pop(0)
+        slack = 1e-9 * self.cap
+        left = self.cap - sum(o.cost for _, o in self.history) + slack
+        affordable = [f.name for f in self.problem.fidelities if self.costs[f.name] <= left]
+        if not affordable:
+            return self.query(self.recommend())  # does not fit: the episode ends here
+        if len(self._data()) < 2:
+            self._queue = self._initial_design(affordable[0], left)
+            return self._queue.pop(0)
+        pairs = self._pairs(affordable)
+        if pairs.empty:  # everything affordable was run: re-ask the pick (costs, same outcome)
+            return self.query(self.recommend())
+        model = self._fit()
+        targets = self.problem.candidates()
+        x = torch.cat([self.features(pairs, pairs["fidelity"]),
+                       self.features(targets, [self.problem.target] * len(targets))])
+        with torch.no_grad():
+            posterior = model.posterior(x)
+            mean, cov = posterior.mean.squeeze(-1), posterior.mvn.covariance_matrix
+        costs = torch.tensor(pairs["fidelity"].map(self.costs).to_numpy(float), dtype=DTYPE)
+        is_target = torch.tensor((pairs["fidelity"] == self.problem.target).to_numpy())
+        chosen = kg_per_cost_batch(mean, cov, len(pairs), costs, is_target,
+                                   float(model.likelihood.noise.item()), left,
+                                   self.cap / self.rounds, self.max_batch)
+        if not chosen:
+            return self.query(self.recommend())
+        params = self.problem.params
+        self._queue = [Query(pairs.iloc[j][params].to_dict(), pairs.iloc[j]["fidelity"]) for j in chosen]
+        return self._queue.pop(0)
+
+    def _initial_design(self, fidelity: str, left: float) -> list[Query]:
+        pool = self.untried(fidelity)
+        if pool.empty:
+            pool = self.problem.candidates(fidelity)
+        cost = self.costs[fidelity]
+        n = min(len(self.features.space) + 1, int(self.init_share * self.cap / cost))
+        n = min(max(n, 2), int(left / cost), len(pool))
+        picks = self.rng.choice(len(pool), size=max(n, 1), replace=False)
+        return [Query(pool.iloc[int(i)].to_dict(), fidelity) for i in picks]
+
+    def _pairs(self, fidelities: list[str]) -> pd.DataFrame:
+        """Untried (configuration, fidelity) pairs, in a seeded random order (ties in KG)."""
+        pairs = pd.concat([self.untried(f).assign(fidelity=f) for f in fidelities], ignore_index=True)
+        return pairs.iloc[self.rng.permutation(len(pairs))[: self.max_pairs]].reset_index(drop=True)
