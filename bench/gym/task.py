@@ -101,8 +101,9 @@ class Task:
             f"{self.description}\nExperiment: {exp.name}. Objective: {self.objective.direction} "
             f"{self.objective.name}{f' ({self.objective.unit})' if self.objective.unit else ''}.\n"
             f"Fidelities, cheapest first (the last is the target): {fids}.\n"
-            f"Budget: {budget} at the target fidelity. Prior: {len(prior)} runs at cheaper "
-            "fidelities are given."
+            f"Budget: {budget}"
+            + (" at the target fidelity" if budget.kind == "trials" else ", at any fidelity")
+            + f". Prior: {len(prior)} runs at cheaper fidelities are given."
         )
 
 
