@@ -42,13 +42,7 @@ def regret_curves(ep: pd.DataFrame, suite: str, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="upper right")
     fig.suptitle(f"suite {suite}", fontsize=10)
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"regret_{suite}.{ext}" for ext in ("png", "pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, f"regret_{suite}")
 
 
 def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[Path]:
@@ -88,9 +82,14 @@ def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[
         axes[0].legend(fontsize=7, title="test experiments", title_fontsize=7)
     fig.suptitle(f"{task.name}: optimum location vs fidelity" + (" (simulated)" if task.simulated else "")
                  + "; train experiments in grey", fontsize=10)
+    return _save(fig, out, f"landscape_{task.name}")
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    """Write `fig` as PNG and PDF under `out`; close it."""
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"landscape_{task.name}.{ext}" for ext in ("png", "pdf")]
+    paths = [out / f"{stem}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)

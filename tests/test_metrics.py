@@ -10,7 +10,7 @@ from bench.store import EpisodeKey, Store
 
 
 def scripted(lrs):
-    return MethodSpec(name="scripted", target="scripted:Scripted", family="test", params={"lrs": lrs})
+    return MethodSpec(name="scripted", target="helpers:Scripted", family="test", params={"lrs": lrs})
 
 
 def test_regret_arithmetic_on_hand_made_table(tiny_task, tmp_path):

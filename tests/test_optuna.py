@@ -7,6 +7,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from helpers import drive, mixed_task
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -17,39 +18,12 @@ from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.space import config_at, encode
-from bench.gym.spec import TaskSpec, build_task
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 
 SAMPLERS = ["tpe", "gp", "qmc"] + (["cmaes"] if importlib.util.find_spec("cmaes") else [])
 PRESETS = ["optuna-tpe", "optuna-gp", "optuna-qmc", "optuna-tpe-warm"] + (
     ["optuna-cmaes"] if "cmaes" in SAMPLERS else [])
-
-
-def mixed_task(direction="minimize"):
-    """Log float, log int, int, categorical and constant parameters; different configs per fidelity."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for params, tokens, shift in ((1e6, 1e9, 1.0), (1e8, 1e10, 0.0)):
-        for _ in range(30):
-            lr, layers = 10 ** rng.uniform(-4, -1), int(rng.integers(2, 25))
-            batch, opt = int(2 ** rng.integers(5, 13)), str(rng.choice(["adam", "sgd", "lion"]))
-            loss = (np.log10(lr) + 2.5) ** 2 + 0.01 * layers + 0.1 * (opt == "sgd") + shift
-            rows.append({"lr": lr, "layers": layers, "batch": batch, "opt": opt, "warmup": 100,
-                         "params": params, "tokens": tokens, "loss": loss})
-    spec = TaskSpec(name="mixed", objective={"column": "loss", "direction": direction},
-                    config=["lr", "layers", "batch", "opt", "warmup"], fidelity=["params", "tokens"])
-    return build_task(spec, pd.DataFrame(rows))
-
-
-def drive(problem, oracle, optimizer, n):
-    outcomes = []
-    for _ in range(n):
-        query = optimizer.ask()
-        outcome = oracle.evaluate(query)
-        optimizer.tell(query, outcome)
-        outcomes.append(outcome)
-    return outcomes
 
 
 def test_space_translates_and_round_trips():

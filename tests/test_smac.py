@@ -10,6 +10,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import drive, mixed_task
 from smac.runhistory.enumerations import StatusType
 
 from baselines.smac_facades import SmacFacade, rung_fidelities, to_configuration
@@ -21,35 +22,6 @@ from bench.gym.space import Snapper, config_at
 from bench.gym.spec import TaskSpec, build_task
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
-
-
-def mixed_task(direction="minimize", fidelities=((1e6, 1e9, 1.0, 30), (1e8, 1e10, 0.0, 30))):
-    """Log float, log int, int, categorical and constant parameters; different configs per fidelity.
-
-    `fidelities`: (params, tokens, loss shift, number of configurations) per fidelity.
-    """
-    rng = np.random.default_rng(0)
-    rows = []
-    for params, tokens, shift, n in fidelities:
-        for _ in range(n):
-            lr, layers = 10 ** rng.uniform(-4, -1), int(rng.integers(2, 25))
-            batch, opt = int(2 ** rng.integers(5, 13)), str(rng.choice(["adam", "sgd", "lion"]))
-            loss = (np.log10(lr) + 2.5) ** 2 + 0.01 * layers + 0.1 * (opt == "sgd") + shift
-            rows.append({"lr": lr, "layers": layers, "batch": batch, "opt": opt, "warmup": 100,
-                         "params": params, "tokens": tokens, "loss": loss})
-    spec = TaskSpec(name="mixed", objective={"column": "loss", "direction": direction},
-                    config=["lr", "layers", "batch", "opt", "warmup"], fidelity=["params", "tokens"])
-    return build_task(spec, pd.DataFrame(rows))
-
-
-def drive(problem, oracle, optimizer, n):
-    outcomes = []
-    for _ in range(n):
-        query = optimizer.ask()
-        outcome = oracle.evaluate(query)
-        optimizer.tell(query, outcome)
-        outcomes.append(outcome)
-    return outcomes
 
 
 def trial_log(store, key):
