@@ -11,7 +11,9 @@ import logging
 import multiprocessing as mp
 import os
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,13 +68,18 @@ def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, 
         return key, f"{type(exc).__name__}: {exc}"
 
 
-def _executor(jobs: int, scheduler: str | None) -> Executor:
+@contextmanager
+def _executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
+    """Local spawned workers, or a Dask cluster (its workers should run with PYTHONHASHSEED=0)."""
     if scheduler:
         from dask.distributed import Client
 
-        return Client(scheduler).get_executor()
+        with Client(scheduler) as client:
+            yield client.get_executor()
+        return
     os.environ.setdefault("PYTHONHASHSEED", "0")  # inherited by the spawned workers
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        yield pool
 
 
 def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str | None = None,
