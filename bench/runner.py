@@ -11,6 +11,7 @@ import logging
 import multiprocessing as mp
 import os
 import traceback
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -59,7 +60,12 @@ def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, 
 
     store = Store(Path(out))
     try:
-        run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
+        if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
+            lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
+            (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
         return key, None
     except Exception as exc:  # one broken episode must not stop the others
         err = key.folder(store.out) / f"{key.stem()}.error.txt"
