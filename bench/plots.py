@@ -16,33 +16,46 @@ from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
 from bench.gym.task import Task  # noqa: E402
 
 
-def regret_curves(ep: pd.DataFrame, suite: str, out: Path) -> list[Path]:
-    """Anytime nregret (mean ± s.e.) of each method's largest-budget episodes; PNG and PDF."""
+def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> list[Path]:
+    """Anytime nregret (mean ± s.e.) of each method's largest-budget episodes; PNG and PDF.
+
+    One panel per task; a method keeps its colour across panels, and one legend serves them all.
+    """
     ep = ep[(ep.suite == suite) & (ep.budget_kind == "trials")]
     tasks = sorted(ep.task.unique())
     if not tasks:
         return []
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    methods = sorted(ep.method.unique())
+    colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2, strict=False))
+    ncols = min(len(tasks), columns)
+    nrows = -(-len(tasks) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes, tasks, strict=False):
         sub = ep[ep.task == task]
         sub = sub[sub.budget == sub.budget.max()]
-        for method, grp in sorted(sub.groupby("method"), key=lambda kv: kv[0]):
+        for method, grp in sub.groupby("method", sort=True):
             curves = np.array([c for c in grp.nregret_curve if len(c)], dtype=float)
             if curves.size == 0:
                 continue
             t = np.arange(1, curves.shape[1] + 1)
             mean = np.nanmean(curves, axis=0)
             sem = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-            ax.plot(t, mean, marker="o", ms=3, label=method)
-            ax.fill_between(t, mean - sem, mean + sem, alpha=0.2)
+            ax.plot(t, mean, marker="o", ms=3, color=colours[method], label=method)
+            ax.fill_between(t, mean - sem, mean + sem, color=colours[method], alpha=0.15)
         simulated = " (simulated)" if sub.simulated.any() else ""
         ax.set(title=f"{task}{simulated}", xlabel="target-fidelity trials",
                ylabel="nregret (0 = optimum, 1 = median)")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper right")
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", ms=3, label=m) for m in methods]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 6), fontsize=8,
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
     fig.suptitle(f"suite {suite}", fontsize=10)
-    return _save(fig, out, f"regret_{suite}")
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * -(-len(methods) // 6), 1, 1))
+    return _save(fig, out, f"regret_{suite}", layout=False)
 
 
 def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[Path]:
@@ -85,9 +98,10 @@ def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[
     return _save(fig, out, f"landscape_{task.name}")
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
-    """Write `fig` as PNG and PDF under `out`; close it."""
-    fig.tight_layout()
+def _save(fig, out: Path, stem: str, layout: bool = True) -> list[Path]:
+    """Write `fig` as PNG and PDF under `out` (after tight_layout unless done); close it."""
+    if layout:
+        fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
