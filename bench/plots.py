@@ -16,15 +16,41 @@ from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
 from bench.gym.task import Task  # noqa: E402
 
 
-def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> list[Path]:
-    """Anytime nregret (mean ± s.e.) of each method's largest-budget episodes; PNG and PDF.
+def _mean_sem(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise mean and standard error of a (episodes x points) array."""
+    mean = np.nanmean(rows, axis=0)
+    sem = np.nanstd(rows, axis=0, ddof=1) / np.sqrt(len(rows)) if len(rows) > 1 else 0 * mean
+    return mean, sem
 
-    One panel per task; a method keeps its colour across panels, and one legend serves them all.
+
+def _series(grp: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """x, mean and s.e. of one method on one task.
+
+    Trial budgets: the anytime curve of the largest-budget episodes against target trials.
+    Cost budgets: the nregret of `recommend()` against the budget (target-run equivalents).
     """
-    ep = ep[(ep.suite == suite) & (ep.budget_kind == "trials")]
+    if kind == "trials":
+        grp = grp[grp.budget == grp.budget.max()]
+        curves = np.array([c for c in grp.nregret_curve if len(c)], dtype=float)
+        if curves.size == 0:
+            return None
+        return np.arange(1, curves.shape[1] + 1), *_mean_sem(curves)
+    stats = grp.groupby("budget").nregret.agg(["mean", "std", "count"])
+    sem = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
+    return stats.index.to_numpy(float), stats["mean"].to_numpy(float), sem.to_numpy(float)
+
+
+def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> list[Path]:
+    """Normalised regret (mean ± s.e.) of every method, one panel per task; PNG and PDF.
+
+    Against target trials for trial-budget suites, against the budget for cost suites. A method
+    keeps its colour across panels, and one legend serves them all.
+    """
+    ep = ep[ep.suite == suite]
     tasks = sorted(ep.task.unique())
     if not tasks:
         return []
+    kind = ep.budget_kind.iloc[0]
     methods = sorted(ep.method.unique())
     colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2, strict=False))
     ncols = min(len(tasks), columns)
@@ -35,19 +61,17 @@ def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> 
         ax.set_visible(False)
     for ax, task in zip(axes, tasks, strict=False):
         sub = ep[ep.task == task]
-        sub = sub[sub.budget == sub.budget.max()]
         for method, grp in sub.groupby("method", sort=True):
-            curves = np.array([c for c in grp.nregret_curve if len(c)], dtype=float)
-            if curves.size == 0:
+            series = _series(grp, kind)
+            if series is None:
                 continue
-            t = np.arange(1, curves.shape[1] + 1)
-            mean = np.nanmean(curves, axis=0)
-            sem = np.nanstd(curves, axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-            ax.plot(t, mean, marker="o", ms=3, color=colours[method], label=method)
-            ax.fill_between(t, mean - sem, mean + sem, color=colours[method], alpha=0.15)
+            x, mean, sem = series
+            ax.plot(x, mean, marker="o", ms=3, color=colours[method], label=method)
+            ax.fill_between(x, mean - sem, mean + sem, color=colours[method], alpha=0.15)
         simulated = " (simulated)" if sub.simulated.any() else ""
-        ax.set(title=f"{task}{simulated}", xlabel="target-fidelity trials",
-               ylabel="nregret (0 = optimum, 1 = median)")
+        xlabel = ("target-fidelity trials" if kind == "trials"
+                  else "budget (GPU-hours, in target runs); score: recommend()")
+        ax.set(title=f"{task}{simulated}", xlabel=xlabel, ylabel="nregret (0 = optimum, 1 = median)")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=colours[m], marker="o", ms=3, label=m) for m in methods]

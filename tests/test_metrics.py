@@ -54,3 +54,16 @@ def test_leaderboard_mean_sem_and_rank():
     assert board.loc["a", "episodes"] == 2
     assert {"task", "method", "budget", "nregret_mean", "nregret_sem", "rank_mean", "episodes"} <= set(
         leaderboard(episodes_frame(rows)).columns)
+
+
+def test_regret_figures_for_trial_and_cost_suites(tmp_path):
+    from bench.plots import regret_curves
+
+    rows = [_summary(m, "e1", s, v) for m, s, v in (("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 0.1))]
+    cost = [{**r, "key": {**r["key"], "suite": "c", "budget_kind": "cost", "budget": b}}
+            for r in rows for b in (1, 2)]
+    ep = episodes_frame(rows + cost)
+    for suite in ("s", "c"):
+        png, pdf = regret_curves(ep, suite, tmp_path)
+        assert png.name == f"regret_{suite}.png" and png.stat().st_size > 5_000 and pdf.is_file()
+    assert regret_curves(ep, "none", tmp_path) == []
