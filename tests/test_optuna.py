@@ -1,11 +1,9 @@
 """Optuna adapter: the space round-trips, proposals stay in it, tells are the runs, seeds repeat."""
 
 import importlib.util
-import json
 
 import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from helpers import drive, mixed_task
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -13,13 +11,11 @@ from optuna.trial import TrialState
 
 import baselines.optuna_samplers as adapter
 from baselines.optuna_samplers import OptunaSampler, to_distributions, to_params
-from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.space import config_at, encode
 from bench.methods import methods
-from bench.store import EpisodeKey, Store
 
 SAMPLERS = ["tpe", "gp", "qmc"] + (["cmaes"] if importlib.util.find_spec("cmaes") else [])
 PRESETS = ["optuna-tpe", "optuna-gp", "optuna-qmc", "optuna-tpe-warm"] + (
@@ -125,17 +121,3 @@ def test_cmaes_without_its_package_is_a_clear_error(monkeypatch):
 def test_unknown_sampler_is_a_clear_error():
     with pytest.raises(BenchError, match="unknown Optuna sampler"):
         OptunaSampler(mixed_task().problem("mixed", Budget("trials", 3)), 0, sampler="nope")
-
-
-@pytest.mark.parametrize("method", PRESETS)
-def test_preset_runs_a_short_episode(tmp_path, method):
-    task = load_task("data_mixture")
-    key = EpisodeKey("s", task.name, method, "pile_cc", "trials", 3, 0)
-    store = Store(tmp_path)
-    summary = run_episode(key, task, methods()[method], store)
-    assert summary["target_trials"] == 3 and summary["recommend_value"] is not None
-    rows = [json.loads(x) for x in store.trial_log(key).read_text().splitlines()]
-    pool = task.problem("pile_cc", Budget("trials", 3)).candidates()
-    for row in rows:
-        assert (pool == pd.Series(row["config"])).all(axis=1).any()
-        assert not row["snapped"] and row["ask_seconds"] >= 0

@@ -208,16 +208,3 @@ def test_small_discrete_space_still_spends_the_budget(facade):
 def test_unknown_facade_is_a_clear_error():
     with pytest.raises(BenchError, match="unknown SMAC facade"):
         SmacFacade(mixed_task().problem("mixed", Budget("trials", 3)), 0, facade="nope")
-
-
-@pytest.mark.parametrize("method", ["smac-hpo", pytest.param("smac-bb", marks=pytest.mark.slow),
-                                    "smac-mf"])
-def test_preset_runs_a_short_episode(tmp_path, method):
-    task = load_task("data_mixture")
-    key = EpisodeKey("s", task.name, method, "pile_cc", "trials", 3, 0)
-    store = Store(tmp_path)
-    summary = run_episode(key, task, methods()[method], store)
-    assert summary["target_trials"] == 3 and summary["recommend_value"] is not None
-    pool = task.problem("pile_cc", Budget("trials", 3)).candidates()
-    for row in trial_log(store, key):
-        assert (pool == pd.Series(row["config"])).all(axis=1).any() and not row["snapped"]
