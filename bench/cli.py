@@ -57,8 +57,7 @@ def tasks(describe: Annotated[str | None, typer.Option(
         t.add_column(c)
     for name in task_names():
         task = load_task(name)
-        fids = sorted({f.name: f for e in task.experiments.values() for f in e.fidelities}.values(),
-                      key=lambda f: f.cost)
+        fids = task.fidelities()
         src = ", ".join(task.sources) + (" (simulated)" if task.simulated else "")
         t.add_row(name, f"{len(task.split('train'))}/{len(task.split('test'))}",
                   _fidelity_summary([f.name for f in fids]), src,
@@ -92,13 +91,12 @@ def _print_card(task) -> None:
     console.print(f"objective: {task.objective.direction} {task.objective.name}{unit}; search space: "
                   + ", ".join(f"{n} ({k})" for n, k in kinds.items()), highlight=False)
 
-    fids = {f.name: f for e in task.experiments.values() for f in e.fidelities}
     counts = task.table.groupby("fidelity").experiment.nunique()
     runs = task.table.groupby(["fidelity", "experiment"]).size().groupby("fidelity").median()
     console.print(_table("fidelities (cheapest first)", pd.DataFrame([
         {"fidelity": f.name, **{k: f"{v:.4g}" for k, v in f.descriptors.items()},
          "GPU-hours/run": f.cost, "experiments": int(counts[f.name]), "runs each": int(runs[f.name])}
-        for f in sorted(fids.values(), key=lambda f: (f.cost, f.name))]).fillna("-")))
+        for f in task.fidelities()]).fillna("-")))
     for split in ("train", "test"):
         names = task.split(split)
         console.print(f"{split} ({len(names)}): {', '.join(names) or '-'}", highlight=False)

@@ -46,6 +46,11 @@ class Task:
     notes: str = ""
     _pools: dict = field(default_factory=dict, repr=False)
 
+    def fidelities(self) -> list[Fidelity]:
+        """Every fidelity level of the task's experiments, cheapest first."""
+        levels = {f.name: f for e in self.experiments.values() for f in e.fidelities}
+        return sorted(levels.values(), key=lambda f: (f.cost, f.name))
+
     def split(self, split: str) -> list[str]:
         return [e.name for e in self.experiments.values() if e.split == split]
 
