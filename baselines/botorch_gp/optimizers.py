@@ -40,7 +40,7 @@ from baselines.botorch_gp.models import (
     torch_threads,
 )
 from bench.gym.problem import Query
-from bench.gym.space import encode
+from bench.gym.space import config_at, encode
 from bench.optimizer import Optimizer
 
 SEED_STRIDE = 100_003  # fit number n of seed s uses torch seed s * SEED_STRIDE + n
@@ -57,17 +57,15 @@ class BoTorchEI(Optimizer):
             return self._ask()
 
     def _ask(self) -> Query:
-        pool = self.untried()
-        if pool.empty:
-            pool = self.problem.candidates()
+        pool = self.pool()
         seen = self.observations().drop_duplicates()
         x_pool = torch.as_tensor(encode(self.problem.space, pool), dtype=DTYPE)
         if len(seen) < self.n_init or x_pool.shape[1] == 0:
-            return self.query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict())
+            return self.query(self.random_candidate())
         x = torch.as_tensor(encode(self.problem.space, seen), dtype=DTYPE)
         y = torch.as_tensor(-self.problem.objective.sign * seen["value"].to_numpy(float), dtype=DTYPE)
         model = fit_target_gp(x, y, self.seed * SEED_STRIDE + len(self.history))
-        return self.query(pool.iloc[pick_log_ei(model, x_pool, float(y.max()))].to_dict())
+        return self.query(config_at(pool, pick_log_ei(model, x_pool, float(y.max()))))
 
 
 class BoTorchMF(Optimizer):
@@ -106,7 +104,7 @@ class BoTorchMF(Optimizer):
             return model.posterior(x).mean.squeeze(-1)
 
     def _random(self, pool: pd.DataFrame, fidelity: str) -> Query:
-        return Query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict(), fidelity)
+        return Query(config_at(pool, int(self.rng.integers(len(pool)))), fidelity)
 
     # Asking and recommending -----------------------------------------------------------------
     def ask(self) -> Query:
@@ -118,9 +116,9 @@ class BoTorchMF(Optimizer):
         if not self.by_cost or (len(self._data()) < 2 and len(self.observations())):
             return super().recommend()
         if len(self._data()) < 2:  # nothing to model: any candidate is as good a guess
-            return pool.iloc[int(np.random.default_rng(self.seed).integers(len(pool)))].to_dict()
+            return config_at(pool, int(np.random.default_rng(self.seed).integers(len(pool))))
         with torch_threads(self.threads):
-            return pool.iloc[int(torch.argmax(self._target_mean(self._fit(), pool)))].to_dict()
+            return config_at(pool, int(torch.argmax(self._target_mean(self._fit(), pool))))
 
     def _ask_at_target(self) -> Query:
         pool = self.untried()
@@ -131,10 +129,10 @@ class BoTorchMF(Optimizer):
         model = self._fit()
         seen = self.observations().drop_duplicates()
         if seen.empty:  # no incumbent: the improvement is f itself, and E[f] is the posterior mean
-            return self.query(pool.iloc[int(torch.argmax(self._target_mean(model, pool)))].to_dict())
+            return self.query(config_at(pool, int(torch.argmax(self._target_mean(model, pool)))))
         best_f = float(self._target_mean(model, seen).max())
         x = self.features(pool, [self.problem.target] * len(pool))
-        return self.query(pool.iloc[pick_log_ei(model, x, best_f)].to_dict())
+        return self.query(config_at(pool, pick_log_ei(model, x, best_f)))
 
     # Cost budgets: KG per GPU-hour over (candidate, fidelity) pairs ---------------------------
     def _ask_by_cost(self) -> Query:
@@ -166,7 +164,7 @@ class BoTorchMF(Optimizer):
         if not chosen:
             return self.query(self.recommend())
         params = self.problem.params
-        self._queue = [Query(pairs.iloc[j][params].to_dict(), pairs.iloc[j]["fidelity"]) for j in chosen]
+        self._queue = [Query(config_at(pairs, j, params), pairs["fidelity"].iat[j]) for j in chosen]
         return self._queue.pop(0)
 
     def _initial_design(self, fidelity: str, left: float) -> list[Query]:
@@ -177,7 +175,7 @@ class BoTorchMF(Optimizer):
         n = min(len(self.features.space) + 1, int(self.init_share * self.cap / cost))
         n = min(max(n, 2), int(left / cost), len(pool))
         picks = self.rng.choice(len(pool), size=max(n, 1), replace=False)
-        return [Query(pool.iloc[int(i)].to_dict(), fidelity) for i in picks]
+        return [Query(config_at(pool, int(i)), fidelity) for i in picks]
 
     def _pairs(self, fidelities: list[str]) -> pd.DataFrame:
         """Untried (configuration, fidelity) pairs, in a seeded random order (ties in KG)."""
