@@ -1,7 +1,8 @@
 """Best-prior: transfer the ranking of cheap runs to the target.
 
 Cheap runs are ranked best first, from the most expensive prior fidelity down (ties in the
-value keep table order); each is mapped to its nearest untried target candidate, in that order.
+value keep the prior's order, which the harness shuffles with the episode seed); each is mapped
+to its nearest untried target candidate, in that order.
 With no prior it falls back to random order.
 """
 

@@ -16,9 +16,9 @@
    candidate, e.g. data-mixture weights): each weight is fitted linearly (a least-squares fit of
    anchors that sum to 1 sums to 1), the prediction is clipped at 0 and renormalised (not clipped
    to the space's bounds, which would break the sum).
-4. Categoricals: the value of the best run at the most expensive prior fidelity.
+4. Categoricals and ordinals: the value of the best run at the most expensive prior fidelity.
 5. Other predictions are clipped to the space's bounds; target candidates are asked in
-   order of unit-cube distance from it (table order breaks ties).
+   order of unit-cube distance from it (ties keep the pool's order, shuffled per episode seed).
 
 Fitted on the prior only; target outcomes are never used. With an empty prior (suite `prior:
 none`) it is random search.
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ConfigSpace import CategoricalHyperparameter, Constant, UniformFloatHyperparameter
+from ConfigSpace import CategoricalHyperparameter, Constant, OrdinalHyperparameter, UniformFloatHyperparameter
 
 from bench.gym.problem import Problem, Query
 from bench.gym.space import config_at, encode, numeric_names, plain
@@ -130,7 +130,7 @@ class Extrapolate(Optimizer):
                 predicted.update(zip(names, weights / weights.sum(), strict=True))
         best = tops[-1]
         for name, hp in space.items():
-            if isinstance(hp, CategoricalHyperparameter):
+            if isinstance(hp, CategoricalHyperparameter | OrdinalHyperparameter):
                 predicted[name] = plain(best[name].iat[0])
             elif isinstance(hp, Constant):
                 predicted[name] = hp.value

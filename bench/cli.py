@@ -21,7 +21,10 @@ app.add_typer(data_app, name="data")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-Out = Annotated[Path, typer.Option("--out", help="Results directory.")]
+Out = Annotated[Path, typer.Option(
+    "--out", help="Results directory (default ./runs; the published results/ is written only when "
+                  "named explicitly).")]
+DEFAULT_OUT = Path("runs")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
@@ -157,7 +160,8 @@ def run(
     experiments: Annotated[str | None, typer.Option(help="Comma-separated experiment names.")] = None,
     jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (cluster).")] = None,
-    out: Out = Path("results"),
+    out: Out = DEFAULT_OUT,
+    retry_failed: Annotated[bool, typer.Option(help="Run failed episodes again.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Run episodes of a suite; completed episodes are skipped (resume)."""
@@ -169,8 +173,9 @@ def run(
 
     s = load_suite(suite)
     if budget is not None:
-        if budget < 1:
-            raise BenchError(f"--budget must be at least 1 (got {budget:g})")
+        if budget <= 0 or (s.budget == "trials" and budget != int(budget)):
+            need = "a whole number of trials" if s.budget == "trials" else "positive"
+            raise BenchError(f"--budget must be {need} for suite {s.name} (got {budget:g})")
         s = s.model_copy(update={"budgets": [budget]})
     if seeds is not None:
         if seeds < 1:
@@ -183,7 +188,7 @@ def run(
         s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
     store = Store(out)
     store.check_writable()
-    p = plan(s, task_refs, method_names, store)
+    p = plan(s, task_refs, method_names, store, retry_failed=retry_failed)
     if not quiet:
         console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
                       f"-> {out}")
@@ -194,16 +199,16 @@ def run(
     if failures:
         for key, error in failures[:10]:
             err.print(f"[red]failed[/red] {key.task}/{key.method}/{key.experiment}/{key.stem()}: {error}")
-        err.print(f"{len(failures)} episode(s) failed (tracebacks in *.error.txt); completed "
-                  "ones are kept; rerun to retry the failed ones.")
+        err.print(f"{len(failures)} episode(s) failed (tracebacks in *.error.txt); they are scored as "
+                  "failures; `bench run ... --retry-failed` runs them again.")
         raise typer.Exit(1)
 
 
 @app.command("leaderboard")
-def leaderboard_cmd(out: Out = Path("results"),
+def leaderboard_cmd(out: Out = DEFAULT_OUT,
                     suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
     """Aggregate completed episodes into <out>/leaderboard.csv and print it."""
-    from bench.metrics import episodes_frame, leaderboard
+    from bench.metrics import episodes_frame, leaderboard, unpaired
     from bench.store import Store
 
     ep = episodes_frame(Store(out).summaries())
@@ -215,15 +220,45 @@ def leaderboard_cmd(out: Out = Path("results"),
     path = out / "leaderboard.csv"
     board.to_csv(path, index=False)
     for (s, t), sub in board.groupby(["suite", "task"], sort=False):
-        cols = ["method", "budget", "nregret_mean", "nregret_sem", "rank_mean", "episodes",
-                "gpu_hours_mean"]
-        console.print(_table(f"{s} / {t}" + (" (simulated)" if sub.simulated.any() else ""),
-                             sub[cols]))
+        console.print(_table(f"{s} / {t}" + (" (SIMULATED)" if sub.simulated.any() else ""),
+                             _board_view(sub)))
+    console.print("nregret: 0 = the table's optimum, 1 = the median candidate; mean [95% interval, "
+                  "hierarchical bootstrap over experiments then seeds]; IQM: interquartile mean. "
+                  "rank and win% vs centroid (the floor: target candidates nearest the pool's "
+                  "centroid, no outcomes used) over the (experiment, seed) cells all methods have.",
+                  highlight=False)
+    left = unpaired(ep)
+    for row in left.itertuples(index=False):
+        console.print(f"not in the paired comparison: {row.method} on {row.suite}/{row.task} "
+                      f"{row.budget_kind}={row.budget:g}: {row.left_out} episode(s) in cells other "
+                      f"methods lack", highlight=False)
     console.print(f"wrote {path}")
 
 
+def _board_view(sub):
+    """The printed leaderboard: intervals as text, cost columns only for cost suites."""
+    import pandas as pd
+
+    def interval(mean, lo, hi):
+        return [f"{m:.3g} [{a:.3g}, {b:.3g}]" for m, a, b in zip(mean, lo, hi, strict=True)]
+
+    view = pd.DataFrame({
+        "method": sub.method, "budget": sub.budget.map("{:g}".format),
+        "nregret mean [95%]": interval(sub.nregret_mean, sub.nregret_lo, sub.nregret_hi),
+        "IQM [95%]": interval(sub.nregret_iqm, sub.nregret_iqm_lo, sub.nregret_iqm_hi),
+        "median": sub.nregret_median, "rank": sub.rank_mean,
+        "win% vs centroid": (100 * sub.win_vs_centroid).round(0),
+        "episodes": sub.episodes, "failed": sub.failed, "pool": sub.pool_size.map("{:g}".format),
+    })
+    if (sub.budget_kind == "cost").any():
+        view["budget spent"] = sub.budget_spent.map("{:.0%}".format)
+    else:
+        view["GPU-h"] = sub.gpu_hours_mean
+    return view.fillna("-")
+
+
 @app.command()
-def plot(out: Out = Path("results"),
+def plot(out: Out = DEFAULT_OUT,
          suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
          task: Annotated[str | None, typer.Option(
              help="Landscape figures of these tasks (names or spec .yaml, comma-separated); "

@@ -1,23 +1,38 @@
-"""The episode loop: one optimizer, one experiment, one seed, one budget."""
+"""The episode loop: one optimizer, one experiment, one seed, one budget.
+
+Budgets. Trial budgets allow `amount` queries at the target fidelity (the cheaper runs are the
+prior); cost budgets allow queries at any fidelity while their GPU-hours fit what is left. A query
+that does not fit (`Optimizer.affordable()`) is refused: not run, not charged, not told. The
+episode ends when the budget is spent, when nothing fits any more, or after `MAX_REFUSALS`
+refused queries in a row.
+
+Failures are scores. An episode whose optimizer raises, breaks the contract, or ends with nothing
+to score (no target observation on a trial budget; `NoRecommendation` on a cost budget) is
+completed with `failed` set to the reason; `bench.metrics` scores it as the worst target candidate.
+Only `NoRecommendation` is caught around `recommend()`; any other error is a failure.
+"""
 
 from __future__ import annotations
 
 import random
 import sys
 import time
+import traceback
 
 import numpy as np
 
 from bench.gym.problem import Query
 from bench.gym.task import PriorPolicy, Task
 from bench.methods import MethodSpec
+from bench.optimizer import NoRecommendation
 from bench.store import EpisodeKey, Store
 
 MAX_QUERIES_PER_TRIAL = 20  # guard against a method that never spends its budget
+MAX_REFUSALS = 3  # refused queries in a row that end an episode
 
 
 class MethodError(RuntimeError):
-    """An optimizer broke the contract (bad query); the episode is abandoned, others go on."""
+    """An optimizer broke the contract (bad query); the episode is scored as failed."""
 
 
 def seed_everything(seed: int) -> None:
@@ -40,63 +55,82 @@ def _check(query: Query, params: list[str], fidelities: set[str], method: str) -
 
 def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
                 prior: PriorPolicy = "cheaper") -> dict:
-    """Run to the end of the budget, logging every trial; write the completion marker."""
+    """Run to the end of the budget, logging every trial; write the completion marker.
+
+    Returns the summary (also in the marker); `summary["failed"]` is None or the reason.
+    """
     budget = key.budget_obj
-    problem = task.problem(key.experiment, budget, prior)
+    problem = task.problem(key.experiment, budget, prior, seed=key.seed)
     oracle = task.oracle(key.experiment)
     objective, target = task.objective, problem.target
-    cls = method.load_class()
-    seed_everything(key.seed)
-    t0 = time.perf_counter()
-    optimizer = cls(problem, key.seed, **method.params)
-    setup_s = time.perf_counter() - t0
-
     costs = {f.name: f.cost for f in problem.fidelities}
-    cap = budget.amount * (costs[target] if budget.kind == "cost" else 1.0)
-    max_queries = int(MAX_QUERIES_PER_TRIAL * max(budget.amount, 1))
-    if budget.kind == "cost" and min(costs.values()) > 0:  # every query spends: cheap ones may be many
-        max_queries = max(max_queries, int(cap / min(costs.values())) + 2)
+    seed_everything(key.seed)
+    state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0,
+             "refused": 0, "setup_seconds": 0.0}
+    failed, rec_config, rec_value = None, None, None
     log = store.open_log(key)
-    spent, trials, best, curve, ask_total = 0.0, 0, None, [], 0.0
     try:
-        for _ in range(max_queries):
-            if budget.kind == "trials" and trials >= budget.amount:
-                break
-            t0 = time.perf_counter()
-            query = optimizer.ask()
-            ask_s = time.perf_counter() - t0
-            _check(query, problem.params, set(costs), method.name)
-            if budget.kind == "cost" and spent + costs[query.fidelity] > cap * (1 + 1e-9):
-                break  # the query does not fit what is left of the budget
-            outcome = oracle.evaluate(query)
-            optimizer.tell(query, outcome)
-            trials, spent, ask_total = trials + 1, spent + outcome.cost, ask_total + ask_s
-            if outcome.fidelity == target and (best is None or objective.is_better(outcome.value, best)):
-                best = outcome.value
-            if outcome.fidelity == target:
-                curve.append(best)
-            log.append({
-                "t": trials, "fidelity": outcome.fidelity, "asked": query.config,
-                "config": outcome.config, "snapped": outcome.snapped,
-                "distance": outcome.distance, "value": outcome.value, "cost": outcome.cost,
-                "gpu_hours": spent, "best_target": best, "ask_seconds": ask_s,
-            })
-        else:
-            raise MethodError(f"{method.name} did not spend its budget of {budget}")
+        t0 = time.perf_counter()
+        optimizer = method.load_class()(problem, key.seed, **method.params)
+        state["setup_seconds"] = time.perf_counter() - t0
+        _loop(optimizer, oracle, problem, costs, method.name, log, state)
+        try:
+            rec = oracle.evaluate(Query(optimizer.recommend(), target))
+            rec_config, rec_value = rec.config, rec.value
+        except NoRecommendation:
+            pass
+        score = state["best"] if budget.kind == "trials" else rec_value
+        if score is None:
+            failed = "no target observation" if budget.kind == "trials" else "no recommendation"
+    except Exception as exc:  # a broken episode is a scored failure; the others go on
+        failed = f"{type(exc).__name__}: {exc}"
+        store.error_file(key).write_text(traceback.format_exc())
     finally:
         log.close()
-
-    try:
-        rec = oracle.evaluate(Query(optimizer.recommend(), target))
-        rec_value, rec_config = rec.value, rec.config
-    except RuntimeError:  # nothing seen at the target
-        rec_value, rec_config = None, None
-    optimum, median = oracle.optimum(), oracle.median()
     summary = {
-        "trials": trials, "target_trials": len(curve), "gpu_hours": spent,
-        "best": best, "curve": curve, "recommend": rec_config, "recommend_value": rec_value,
-        "optimum": optimum, "median": median, "direction": objective.direction,
-        "simulated": task.simulated, "ask_seconds": ask_total, "setup_seconds": setup_s,
+        "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
+        "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
+        "best": state["best"], "curve": state["curve"], "recommend": rec_config,
+        "recommend_value": rec_value, "failed": failed, "optimum": oracle.optimum(),
+        "median": oracle.median(), "worst": oracle.worst(), "pool_size": len(problem.candidates()),
+        "direction": objective.direction, "simulated": task.simulated,
+        "ask_seconds": state["ask_seconds"], "setup_seconds": state["setup_seconds"],
     }
     store.complete(key, summary)
     return summary
+
+
+def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
+    budget, target, objective = problem.budget, problem.target, problem.objective
+    max_queries = int(MAX_QUERIES_PER_TRIAL * max(budget.amount, 1))
+    if budget.kind == "cost" and min(costs.values()) > 0:  # every query spends: cheap ones may be many
+        max_queries = max(max_queries, int(problem.budget_gpu_hours() / min(costs.values())) + 2)
+    refused_in_a_row = 0
+    while (affordable := problem.affordable(state["spent"], state["trials"])) \
+            and refused_in_a_row < MAX_REFUSALS:
+        if state["trials"] >= max_queries:
+            raise MethodError(f"{name} did not spend its budget of {budget} in {max_queries} queries")
+        t0 = time.perf_counter()
+        query = optimizer.ask()
+        ask_s = time.perf_counter() - t0
+        state["ask_seconds"] += ask_s
+        _check(query, problem.params, set(costs), name)
+        if query.fidelity not in affordable:
+            state["refused"] += 1
+            refused_in_a_row += 1
+            continue
+        refused_in_a_row = 0
+        outcome = oracle.evaluate(query)
+        optimizer.tell(query, outcome)
+        state["trials"] += 1
+        state["spent"] += outcome.cost
+        if outcome.fidelity == target:
+            if state["best"] is None or objective.is_better(outcome.value, state["best"]):
+                state["best"] = outcome.value
+            state["curve"].append(state["best"])
+        log.append({
+            "t": state["trials"], "fidelity": outcome.fidelity, "asked": query.config,
+            "config": outcome.config, "snapped": outcome.snapped,
+            "distance": outcome.distance, "value": outcome.value, "cost": outcome.cost,
+            "gpu_hours": state["spent"], "best_target": state["best"], "ask_seconds": ask_s,
+        })

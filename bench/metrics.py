@@ -1,8 +1,23 @@
 """Regret, normalised regret, ranks and the leaderboard, from completed episodes.
 
-`regret` = gap to the table optimum in the objective's own units (>= 0);
-`nregret` = regret / |median of the target pool - optimum|: 0 is the optimum, 1 the median.
+Scores. `regret` = gap to the table optimum in the objective's own units (>= 0); `nregret` =
+regret / |median of the target pool - optimum|: 0 is the optimum, 1 the median candidate.
 Trial-budget suites score the best target outcome seen; cost-budget suites score `recommend()`.
+A failed episode (see `bench.episode`) scores the worst target candidate, whatever it had
+reached, and is counted in `failed`.
+
+Aggregation, per (suite, task, budget) and method:
+- `nregret_mean`: the mean over experiments of the mean over seeds (experiments weigh equally);
+  `nregret_iqm`: the interquartile mean of all episodes (the robust aggregate rliable recommends
+  for RL benchmarks; `scipy.stats.trim_mean` at 25%), `nregret_median`.
+- 95% intervals (`_lo`, `_hi`) from a hierarchical percentile bootstrap: experiments resampled
+  with replacement, then seeds within each; `nregret_sem` is the bootstrap standard deviation of
+  the mean. A method that gives the same trials on every seed gets the variation of its
+  experiments only: repeating it cannot shrink its interval. `BOOTSTRAP` resamples, seed 0.
+- Paired comparisons: `rank_mean` (1 = best, ties share their mean rank) and `win_vs_centroid`
+  (share of cells where the method beats the `centroid` floor, ties count half) use only the
+  (experiment, seed) cells that every method of the group has; `rank_cells` says how many.
+  `unpaired()` lists what was left out.
 """
 
 from __future__ import annotations
@@ -11,11 +26,19 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import trim_mean
 
 KEY_COLS = ["suite", "task", "method", "experiment", "budget_kind", "budget", "seed"]
-LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "nregret_mean",
-                    "nregret_sem", "regret_mean", "rank_mean", "episodes", "gpu_hours_mean",
+GROUP = ["suite", "task", "budget_kind", "budget"]
+EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "nregret_curve", "failed", "gpu_hours",
+                "budget_spent", "ask_seconds", "trials", "pool_size", "simulated"]
+LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "nregret_mean", "nregret_sem",
+                    "nregret_lo", "nregret_hi", "nregret_iqm", "nregret_iqm_lo", "nregret_iqm_hi",
+                    "nregret_median", "regret_mean", "rank_mean", "rank_cells", "win_vs_centroid",
+                    "episodes", "experiments", "failed", "pool_size", "gpu_hours_mean", "budget_spent",
                     "ask_seconds_mean", "simulated"]
+BOOTSTRAP = 2000
+FLOOR = "centroid"
 
 
 def regret(value: float | None, optimum: float, direction: str) -> float:
@@ -29,42 +52,114 @@ def nregret(value: float | None, optimum: float, median: float, direction: str) 
     return regret(value, optimum, direction) / scale if scale > 0 else float("nan")
 
 
+def _episode_row(s: dict) -> dict:
+    key = s["key"]
+    trials = key["budget_kind"] == "trials"
+    opt, med, d = s["optimum"], s["median"], s["direction"]
+    score = s["best"] if trials else s["recommend_value"]
+    failed = s.get("failed") is not None or score is None
+    if failed:
+        score = s["worst"]
+    curve = [nregret(v, opt, med, d) for v in s["curve"]]
+    if trials:  # anytime curve over the whole budget: a failure is the worst throughout
+        n = int(round(key["budget"]))
+        worst = nregret(s["worst"], opt, med, d)
+        curve = [worst] * n if failed else curve + curve[-1:] * (n - len(curve))
+    return {
+        **key, "score": score, "regret": regret(score, opt, d), "nregret": nregret(score, opt, med, d),
+        "nregret_curve": curve, "failed": failed, "gpu_hours": s["gpu_hours"],
+        "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
+        "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
+        "simulated": s.get("simulated", False),
+    }
+
+
 def episodes_frame(summaries: Iterable[dict]) -> pd.DataFrame:
-    """One row per completed episode with its score, regret and nregret."""
+    """One row per completed episode with its score, regret, nregret and failure flag."""
+    return pd.DataFrame([_episode_row(s) for s in summaries], columns=EPISODE_COLS)
+
+
+def hierarchical_bootstrap(by_experiment: list[np.ndarray], n: int = BOOTSTRAP, seed: int = 0
+                           ) -> np.ndarray:
+    """`n` resamples (n x experiments x seeds): experiments with replacement, then seeds within
+    each (as many draws as the largest experiment has seeds, so experiments weigh equally)."""
+    rng = np.random.default_rng(seed)
+    counts = np.array([len(v) for v in by_experiment])
+    width = int(counts.max())
+    table = np.full((len(by_experiment), width), np.nan)
+    for i, v in enumerate(by_experiment):
+        table[i, : len(v)] = v
+    exps = rng.integers(len(by_experiment), size=(n, len(by_experiment)))
+    seeds = (rng.random((n, len(by_experiment), width)) * counts[exps][..., None]).astype(int)
+    return table[exps[..., None], seeds]
+
+
+def _summary_stats(ep: pd.DataFrame) -> dict:
+    """Point estimates and 95% bootstrap intervals of one method's nregret in one group."""
+    by_exp = [g.to_numpy(float) for _, g in ep.groupby("experiment", sort=True)["nregret"]]
+    draws = hierarchical_bootstrap(by_exp).reshape(BOOTSTRAP, -1)
+    means = draws.mean(axis=1)
+    iqms = trim_mean(draws, 0.25, axis=1)
+    values = ep["nregret"].to_numpy(float)
+    return {
+        "nregret_mean": float(np.mean([v.mean() for v in by_exp])),
+        "nregret_sem": float(means.std(ddof=1)),
+        "nregret_lo": float(np.quantile(means, 0.025)), "nregret_hi": float(np.quantile(means, 0.975)),
+        "nregret_iqm": float(trim_mean(values, 0.25)),
+        "nregret_iqm_lo": float(np.quantile(iqms, 0.025)),
+        "nregret_iqm_hi": float(np.quantile(iqms, 0.975)),
+        "nregret_median": float(np.median(values)),
+        "regret_mean": float(ep.groupby("experiment")["regret"].mean().mean()),
+        "episodes": len(ep), "experiments": len(by_exp), "failed": int(ep["failed"].sum()),
+        "pool_size": float(ep.groupby("experiment")["pool_size"].first().median()),
+        "gpu_hours_mean": float(ep["gpu_hours"].mean()), "budget_spent": float(ep["budget_spent"].mean()),
+        "ask_seconds_mean": float(ep["ask_seconds"].mean()), "simulated": bool(ep["simulated"].any()),
+    }
+
+
+def common_cells(group: pd.DataFrame) -> set[tuple[str, int]]:
+    """(experiment, seed) cells that every method of the group has."""
+    cells = [set(zip(g.experiment, g.seed, strict=True)) for _, g in group.groupby("method")]
+    return set.intersection(*cells) if cells else set()
+
+
+def paired(group: pd.DataFrame) -> pd.DataFrame:
+    """nregret as a (experiment, seed) x method table over the common cells."""
+    keep = common_cells(group)
+    rows = group[[(e, s) in keep for e, s in zip(group.experiment, group.seed, strict=True)]]
+    return rows.pivot_table(index=["experiment", "seed"], columns="method", values="nregret")
+
+
+def unpaired(ep: pd.DataFrame) -> pd.DataFrame:
+    """Per group and method: the episodes left out of the paired comparisons (not in every
+    method's cells), so that nothing is mixed silently."""
     rows = []
-    for s in summaries:
-        score = s["best"] if s["key"]["budget_kind"] == "trials" else s["recommend_value"]
-        opt, med, d = s["optimum"], s["median"], s["direction"]
-        rows.append({
-            **s["key"], "score": score,
-            "regret": regret(score, opt, d), "nregret": nregret(score, opt, med, d),
-            "nregret_curve": [nregret(v, opt, med, d) for v in s["curve"]],
-            "gpu_hours": s["gpu_hours"], "ask_seconds": s["ask_seconds"],
-            "trials": s["trials"], "simulated": s.get("simulated", False),
-        })
-    return pd.DataFrame(rows, columns=[*KEY_COLS, "score", "regret", "nregret", "nregret_curve",
-                                       "gpu_hours", "ask_seconds", "trials", "simulated"])
-
-
-def with_ranks(ep: pd.DataFrame) -> pd.DataFrame:
-    """Rank methods by nregret within each (suite, task, budget, experiment, seed); 1 = best."""
-    group = ["suite", "task", "budget_kind", "budget", "experiment", "seed"]
-    return ep.assign(rank=ep.groupby(group)["nregret"].rank(method="average"))
+    for key, group in ep.groupby(GROUP, sort=True):
+        keep = common_cells(group)
+        for method, g in group.groupby("method"):
+            out = [(e, s) for e, s in zip(g.experiment, g.seed, strict=True) if (e, s) not in keep]
+            if out:
+                rows.append({**dict(zip(GROUP, key, strict=True)), "method": method,
+                             "left_out": len(out), "paired": len(g) - len(out)})
+    return pd.DataFrame(rows, columns=[*GROUP, "method", "left_out", "paired"])
 
 
 def leaderboard(ep: pd.DataFrame) -> pd.DataFrame:
     if ep.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLS)
-    ep = with_ranks(ep)
-    g = ep.groupby(["suite", "task", "method", "budget_kind", "budget"], sort=True)
-    board = g.agg(
-        nregret_mean=("nregret", "mean"),
-        nregret_sem=("nregret", lambda x: float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0),
-        regret_mean=("regret", "mean"),
-        rank_mean=("rank", "mean"),
-        episodes=("nregret", "size"),
-        gpu_hours_mean=("gpu_hours", "mean"),
-        ask_seconds_mean=("ask_seconds", "mean"),
-        simulated=("simulated", "any"),
-    ).reset_index()
-    return board.sort_values(["suite", "task", "budget_kind", "budget", "rank_mean"])[LEADERBOARD_COLS]
+    rows = []
+    for key, group in ep.groupby(GROUP, sort=True):
+        table = paired(group)
+        ranks = table.rank(axis=1, method="average")
+        floor = table[FLOOR] if FLOOR in table else None
+        for method, g in group.groupby("method", sort=True):
+            win = float("nan")
+            if floor is not None and method != FLOOR and len(table):
+                win = float(((table[method] < floor) + 0.5 * (table[method] == floor)).mean())
+            rows.append({
+                **dict(zip(GROUP, key, strict=True)), "method": method, **_summary_stats(g),
+                "rank_mean": float(ranks[method].mean()) if len(table) else float("nan"),
+                "rank_cells": len(table), "win_vs_centroid": win,
+            })
+    board = pd.DataFrame(rows)
+    return board.sort_values([*GROUP, "rank_mean", "nregret_mean"])[LEADERBOARD_COLS].reset_index(drop=True)

@@ -12,6 +12,13 @@ from bench.gym.problem import Outcome, Problem, Query
 from bench.gym.space import Snapper, config_at
 
 
+class NoRecommendation(Exception):
+    """`recommend()` has nothing to recommend (e.g. no target-fidelity observation yet).
+
+    The harness scores such an episode as a failure; it is the only exception it catches there.
+    """
+
+
 class Optimizer(ABC):
     """Proposes configurations for one `Problem`; every random choice flows from `seed`.
 
@@ -34,9 +41,22 @@ class Optimizer(ABC):
     def recommend(self) -> dict[str, Any]:
         at_target = [o for _, o in self.history if o.fidelity == self.problem.target]
         if not at_target:
-            raise RuntimeError(f"{type(self).__name__} has no target-fidelity observation yet")
+            raise NoRecommendation(f"{type(self).__name__} has no target-fidelity observation yet")
         best = min(at_target, key=lambda o: self.problem.objective.sign * o.value)
         return best.config
+
+    # Budget ---------------------------------------------------------------------------------
+    def spent(self) -> float:
+        """GPU-hours spent so far in this episode (every evaluated query)."""
+        return sum(o.cost for _, o in self.history)
+
+    def remaining(self) -> float:
+        """What is left of the budget: GPU-hours on cost budgets, trials on trial budgets."""
+        return self.problem.remaining(self.spent(), len(self.history))
+
+    def affordable(self) -> list[str]:
+        """Fidelities the next query may use, cheapest first; the harness refuses any other."""
+        return self.problem.affordable(self.spent(), len(self.history))
 
     # Helpers for pool-based methods --------------------------------------------------------
     def observations(self, fidelity: str | None = None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
+from bench.gym.space import choices  # noqa: E402
 from bench.gym.task import Task  # noqa: E402
 
 
@@ -101,7 +102,8 @@ def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[
         axes[0].plot(grp.cost, grp.distance, **style)
         for ax, name in zip(axes[1:n], params, strict=True):
             hp = task.space[name]
-            y = grp[name] if hasattr(hp, "lower") else grp[name].map({c: i for i, c in enumerate(hp.choices)})
+            y = grp[name] if hasattr(hp, "lower") else grp[name].map(
+                {c: i for i, c in enumerate(choices(hp))})
             ax.plot(grp.cost, y, **style)
     axes[0].set(ylabel="distance to target optimum")
     for ax, name in zip(axes[1:n], params, strict=True):
@@ -110,7 +112,7 @@ def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[
         if getattr(hp, "log", False):
             ax.set_yscale("log")
         if not hasattr(hp, "lower"):
-            ax.set_yticks(range(len(hp.choices)), [str(c) for c in hp.choices])
+            ax.set_yticks(range(len(choices(hp))), [str(c) for c in choices(hp)])
     for ax in axes[:n]:
         ax.set_xscale("log")
         ax.set(xlabel="GPU-hours per run")

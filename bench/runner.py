@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.errors import BenchError
 from bench.gym.registry import load_task
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
@@ -36,41 +37,48 @@ class Plan:
     done: int = 0
 
 
-def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store) -> Plan:
+def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
+         retry_failed: bool = False) -> Plan:
+    """Every episode of the suite for these tasks and methods; completed ones are counted, not
+    rerun (failed ones too, unless `retry_failed`). Unknown experiment names are an error."""
     p = Plan()
     specs = methods()
+    seen: set[str] = set()
     for ref in tasks:
         task = load_task(ref)
         experiments = suite.pick_experiments(task.split(suite.split))
+        seen.update(experiments)
         for method in method_names:
             for exp in experiments:
                 for b in suite.budget_objects():
                     for seed in suite.seeds_for(specs[method].family):
                         key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
-                        if store.is_done(key):
+                        if store.is_done(key) and not (retry_failed and store.is_failed(key)):
                             p.done += 1
                         else:
                             p.todo.append((ref, key))
+    if isinstance(suite.experiments, list) and (unknown := [e for e in suite.experiments if e not in seen]):
+        known = sorted({e for ref in tasks for e in load_task(ref).split(suite.split)})
+        raise BenchError(f"no {suite.split} experiment named {', '.join(map(repr, unknown))} in "
+                         f"{', '.join(load_task(r).name for r in tasks)}; known: {', '.join(known)}")
     return p
 
 
 def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, str | None]:
-    """Worker entry point: run one episode; return an error text instead of raising."""
+    """Worker entry point: run one episode; return its failure reason (None if it succeeded)."""
     from bench.episode import run_episode  # imported in the worker
 
     store = Store(Path(out))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
+            summary = run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
         if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
             lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
             (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
-        return key, None
-    except Exception as exc:  # one broken episode must not stop the others
-        err = key.folder(store.out) / f"{key.stem()}.error.txt"
-        err.parent.mkdir(parents=True, exist_ok=True)  # the optimizer may fail before the log exists
-        err.write_text(traceback.format_exc())
+        return key, summary["failed"]
+    except Exception as exc:  # the harness itself broke (e.g. the task would not load): no score
+        store.error_file(key).write_text(traceback.format_exc())
         return key, f"{type(exc).__name__}: {exc}"
 
 

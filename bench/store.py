@@ -3,7 +3,9 @@
 Layout under the output directory:
   episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.jsonl      trials, as they happen
   episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.done.json  summary, when complete
-An episode without a marker is incomplete: a rerun starts it again (runs are deterministic).
+  episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.error.txt  traceback, if it failed
+An episode without a marker is incomplete: a rerun starts it again (runs are deterministic). A
+failed episode has a marker (it is scored); `bench run --retry-failed` runs it again.
 """
 
 from __future__ import annotations
@@ -74,8 +76,20 @@ class Store:
     def marker(self, key: EpisodeKey) -> Path:
         return key.folder(self.out) / f"{key.stem()}.done.json"
 
+    def error_file(self, key: EpisodeKey) -> Path:
+        path = key.folder(self.out) / f"{key.stem()}.error.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def is_done(self, key: EpisodeKey) -> bool:
         return self.marker(key).is_file()
+
+    def is_failed(self, key: EpisodeKey) -> bool:
+        """A completed episode that failed (its marker records the reason)."""
+        try:
+            return json.loads(self.marker(key).read_text()).get("failed") is not None
+        except (OSError, json.JSONDecodeError):
+            return False
 
     def open_log(self, key: EpisodeKey) -> TrialLog:
         path = self.trial_log(key)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
@@ -26,6 +26,16 @@ class Suite(BaseModel):
     seeds_by_family: dict[str, int] = {}  # e.g. fewer seeds for paid LLM agents
     prior: Literal["cheaper", "none"] = "cheaper"
 
+    @model_validator(mode="after")
+    def _whole_trials(self):
+        if self.budget == "trials":
+            bad = [b for b in self.budgets if b != int(b) or b < 1]
+            if bad:
+                raise ValueError(f"trial budgets are whole numbers of trials >= 1 (got {bad})")
+        elif any(b <= 0 for b in self.budgets):
+            raise ValueError("cost budgets must be positive")
+        return self
+
     def budget_objects(self) -> list[Budget]:
         return [Budget(self.budget, b) for b in self.budgets]
 
@@ -33,6 +43,8 @@ class Suite(BaseModel):
         return list(range(self.seeds_by_family.get(family, self.seeds)))
 
     def pick_experiments(self, available: list[str]) -> list[str]:
+        """The suite's experiments among `available` (names not there are skipped: a name list
+        may span several tasks; `bench.runner.plan` rejects names that no task has)."""
         if self.experiments is None:
             return available
         if isinstance(self.experiments, int):

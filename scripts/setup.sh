@@ -13,6 +13,6 @@ python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev]"
 bench data fetch --quiet
 if [ "${BENCH_SETUP_SKIP_RUN:-0}" != 1 ]; then
-  bench run --task data_mixture --method all --suite quick --jobs 2 --out results/quick --quiet
-  bench leaderboard --out results/quick
+  bench run --task data_mixture --method all --suite quick --jobs 2 --quiet   # -> ./runs
+  bench leaderboard
 fi

@@ -16,8 +16,13 @@ def bench(*args, **kw):
     (["run", "--task", "nope", "--method", "random"], "unknown task 'nope'"),
     (["run", "--task", "data_mixture", "--method", "nope"], "unknown method 'nope'"),
     (["run", "--task", "data_mixture", "--method", ","], "empty method list"),
-    (["run", "--task", "data_mixture", "--method", "random", "--budget", "0"], "--budget must be at least 1"),
+    (["run", "--task", "data_mixture", "--method", "random", "--budget", "0"],
+     "--budget must be a whole number"),
     (["run", "--task", "data_mixture", "--method", "random", "--suite", "nosuch"], "unknown suite"),
+    (["run", "--task", "data_mixture", "--method", "random", "--budget", "2.5"],
+     "--budget must be a whole number of trials"),
+    (["run", "--task", "data_mixture", "--method", "random", "--experiments", "nosuch"],
+     "no test experiment named 'nosuch' in data_mixture; known: github, mean"),
 ])
 def test_bad_input_one_line_exit_2(args, message, tmp_path):
     r = bench(*args, "--out", str(tmp_path / "out"))

@@ -105,3 +105,39 @@ def test_cli_cost_suite_with_random_and_botorch_mf(task, tmp_path):
     mf = rows[rows.method == "botorch-mf"].set_index("budget")
     assert mf.nregret_mean.notna().all()  # recommend() recorded even with no target run
     assert mf.loc[1, "nregret_mean"] < 0.5
+
+
+class TargetFirst(Optimizer):
+    """Asks the target until it is refused, then cheap runs: an unaffordable query is not the end."""
+
+    asks = 0
+
+    def ask(self) -> Query:
+        self.asks += 1
+        fidelity = self.problem.target if self.asks == 1 else self.affordable()[0]
+        pool = self.problem.candidates(fidelity)
+        return Query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict(), fidelity)
+
+
+class AlwaysTarget(Optimizer):
+    def ask(self) -> Query:
+        return self.query(self.problem.candidates().iloc[0].to_dict())
+
+
+def test_unaffordable_query_is_refused_and_the_method_goes_on(task, tmp_path):
+    _, summary, log = episode(task, "test_cost_suite:TargetFirst", Budget("cost", 0.5), tmp_path)
+    exp = task.experiments["sweep"]
+    assert summary["refused"] == 1  # the target run costs twice the budget
+    assert log and {t["fidelity"] for t in log} == {exp.fidelities[0].name}
+    assert summary["gpu_hours"] > 0.9 * 0.5 * exp.target.cost  # it spent the budget on cheap runs
+    assert summary["budget_gpu_hours"] == pytest.approx(0.5 * exp.target.cost)
+
+
+def test_repeated_refusals_end_the_episode_as_a_failure(task, tmp_path):
+    from bench.episode import MAX_REFUSALS
+
+    key, summary, log = episode(task, "test_cost_suite:AlwaysTarget", Budget("cost", 0.5), tmp_path)
+    assert summary["refused"] == MAX_REFUSALS and log == []
+    assert summary["failed"] == "no recommendation"
+    row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]
+    assert row.failed and row.score == summary["worst"] and row.budget_spent == 0

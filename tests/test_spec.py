@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import BenchError
+from bench.gym.problem import Budget, Query
 from bench.gym.registry import load_task, resolve_tasks, task_names
 from bench.runner import plan
 from bench.store import Store
@@ -65,11 +66,42 @@ def test_good_spec_loads(tmp_path):
     (GOOD_SPEC.replace("fidelity: [params, tokens]", "fidelity: [params]"), GOOD_CSV,
      "give cost: {column: ...}"),
     ("- just\n- a list\n", GOOD_CSV, "must be a YAML mapping"),
+    # Column roles are disjoint: a config column holding outcomes or the answer is a leak.
+    (GOOD_SPEC.replace("config: [lr]", "config: [lr, loss]"), GOOD_CSV,
+     "column 'loss' is named as config and as objective"),
+    (GOOD_SPEC.replace("config: [lr]", "config: [lr, params]"), GOOD_CSV,
+     "column 'params' is named as config and as fidelity"),
+    (GOOD_SPEC.replace("config: [lr]", "config: [lr, shape]"), GOOD_CSV,
+     "column 'shape' is named as config and as experiment"),
+    (GOOD_SPEC + "cost: {column: loss}\n", GOOD_CSV, "column 'loss' is named as objective and as cost"),
+    (GOOD_SPEC.replace("config: [lr]", "config: [lr, lr]"), GOOD_CSV, "column 'lr' is named twice"),
 ])
 def test_malformed_spec_names_the_problem(tmp_path, spec, csv, message):
     with pytest.raises(BenchError) as exc:
         load_task(str(write(tmp_path, spec, csv)))
     assert message in str(exc.value)
+
+
+def test_booleans_are_categorical_and_tiny_log_values_work(tmp_path):
+    """A real optimiser sweep: a boolean flag and Adam's epsilon at 1e-25 ... 1e-10."""
+    rows = ["shape,lr,eps,nesterov,params,tokens,loss"]
+    for params, tokens, shift in ((1e6, 1e9, 1.0), (1e8, 1e10, 0.0)):
+        for lr in (1e-3, 1e-2):
+            for eps in (1e-25, 1e-20, 1e-15, 1e-10):
+                for nesterov in ("True", "False"):
+                    rows.append(f"a,{lr},{eps},{nesterov},{params},{tokens},{shift + eps * 1e10 + lr}")
+    spec = GOOD_SPEC.replace("config: [lr]", "config: [lr, eps, nesterov]")
+    task = load_task(str(write(tmp_path, spec, "\n".join(rows) + "\n")))
+    assert type(task.space["nesterov"]).__name__ == "CategoricalHyperparameter"
+    assert list(task.space["nesterov"].choices) == [False, True]
+    assert list(task.space["eps"].sequence) == [1e-25, 1e-20, 1e-15, 1e-10]  # an ordinal
+    problem = task.problem("a", Budget("trials", 2))
+    oracle = task.oracle("a")
+    query = Query({"lr": 1e-3, "eps": 1e-20, "nesterov": True}, problem.target)
+    outcome = oracle.evaluate(query)
+    assert not outcome.snapped and outcome.value == pytest.approx(1e-10 + 1e-3)
+    near = oracle.evaluate(Query({"lr": 1e-3, "eps": 2e-20, "nesterov": True}, problem.target))
+    assert near.config["eps"] == 1e-20
 
 
 def test_missing_spec_file(tmp_path):

@@ -135,6 +135,17 @@ SOURCES: dict[str, Source] = {
                 DataFile("results/val_losses.json", "b25db7a893a8fd535f6af6141f4f7f542e3385e837ac348d644fd316c934b52f", 1485),
             ),
         ),
+        Source(
+            "tinker_cookbook",
+            "thinking-machines-lab/tinker-cookbook",
+            "9dfcc3a2cf44432d621a01005073dc6d76a1e87a",
+            "Apache-2.0",
+            "Thinking Machines Lab, Tinker Cookbook: SFT Sweep Results (LoRA learning rate x rank "
+            "on tulu3, 35 base models), tinker_cookbook/recipes/chat_sl/results/sft_sweep.md (2026)",
+            (
+                DataFile("tinker_cookbook/recipes/chat_sl/results/sft_sweep.md", "ef4d8afaf871dd890141f22e74dce83640b38131d35f7fccd3439d473f624682", 62557),
+            ),
+        ),
     ]
 }
 

@@ -26,6 +26,10 @@ class Objective:
         values = np.asarray(values, float)
         return float(values.min() if self.direction == "minimize" else values.max())
 
+    def worst(self, values) -> float:
+        values = np.asarray(values, float)
+        return float(values.max() if self.direction == "minimize" else values.min())
+
     def is_better(self, a: float, b: float) -> bool:
         return self.sign * a < self.sign * b
 
@@ -44,7 +48,8 @@ class Budget:
     """`trials`: number of queries (each counts one, whatever its fidelity).
 
     `cost`: GPU-hours, in units of one target-fidelity run (amount 3 = three target runs' worth),
-    so one suite fits tasks of any scale; a query that does not fit what is left ends the episode.
+    so one suite fits tasks of any scale. A query that does not fit what is left is refused (not
+    run, not charged); the episode ends once no fidelity fits.
     """
 
     kind: Literal["trials", "cost"]
@@ -94,6 +99,25 @@ class Problem:
     @property
     def params(self) -> list[str]:
         return list(self.space.keys())
+
+    def budget_gpu_hours(self) -> float:
+        """GPU-hours the budget buys (cost budgets; trial budgets: `amount` target runs' worth)."""
+        return self.budget.amount * self.fidelities[-1].cost
+
+    def remaining(self, spent: float, trials: int) -> float:
+        """What is left after `trials` queries costing `spent` GPU-hours: GPU-hours on cost
+        budgets, trials on trial budgets."""
+        if self.budget.kind == "cost":
+            return self.budget_gpu_hours() - spent
+        return self.budget.amount - trials
+
+    def affordable(self, spent: float, trials: int) -> list[str]:
+        """Fidelities a next query may use (cheapest first). Trial budgets: the target, while
+        trials are left. Cost budgets: those whose cost fits what is left."""
+        left = self.remaining(spent, trials)
+        if self.budget.kind == "trials":
+            return [self.target] if left >= 1 - 1e-9 else []
+        return [f.name for f in self.fidelities if f.cost <= left * (1 + 1e-9) + 1e-12]
 
     def fidelity(self, name: str) -> Fidelity:
         for f in self.fidelities:

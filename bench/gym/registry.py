@@ -17,6 +17,7 @@ BUILTIN: dict[str, str] = {
     "architecture": "bench.gym.tasks.architecture",
     "architecture_wallclock": "bench.gym.tasks.architecture:load_wallclock",
     "grpo": "bench.gym.tasks.grpo",
+    "sft_lora": "bench.gym.tasks.sft_lora",
 }
 
 

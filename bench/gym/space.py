@@ -10,29 +10,44 @@ from ConfigSpace import (
     CategoricalHyperparameter,
     ConfigurationSpace,
     Constant,
+    OrdinalHyperparameter,
     UniformFloatHyperparameter,
     UniformIntegerHyperparameter,
 )
 
 LOG_RATIO = 100.0  # a positive column spanning at least this ratio is put on a log scale
+FLOAT_DIGITS = 13  # ConfigSpace rounds float bounds to this many decimals
 
 
 def infer_hyperparameter(name: str, values: pd.Series, kind: str | None = None,
                          log: bool | None = None):
-    """One hyperparameter from the values a table holds; `kind`/`log` override the inference."""
+    """One hyperparameter from the values a table holds; `kind`/`log` override the inference.
+
+    Strings and booleans are categorical. A float column whose values ConfigSpace cannot hold at
+    its 13-decimal precision (Adam's epsilon at 1e-25 ... 1e-10) is an ordinal of its distinct
+    values: the sweep's own grid, in order.
+    """
     values = values.dropna()
-    if kind == "categorical" or (kind is None and not pd.api.types.is_numeric_dtype(values)):
-        choices = sorted(values.unique().tolist(), key=str)
+    if kind == "categorical" or (kind is None and (pd.api.types.is_bool_dtype(values)
+                                                   or not pd.api.types.is_numeric_dtype(values))):
+        choices = sorted((plain(v) for v in values.unique()), key=str)
         return CategoricalHyperparameter(name, choices)
     lo, hi = float(values.min()), float(values.max())
     if lo == hi:
-        return Constant(name, values.iloc[0].item())
+        return Constant(name, plain(values.iloc[0]))
     if log is None:
         log = lo > 0 and hi / lo >= LOG_RATIO
     whole = bool(np.all(np.asarray(values) == np.round(np.asarray(values))))
     if kind == "int" or (kind is None and whole and pd.api.types.is_integer_dtype(values)):
         return UniformIntegerHyperparameter(name, int(lo), int(hi), log=log)
+    if any(not np.isclose(round(v, FLOAT_DIGITS), v, rtol=1e-9, atol=0) for v in (lo, hi)):
+        return OrdinalHyperparameter(name, sorted(float(v) for v in values.unique()))
     return UniformFloatHyperparameter(name, lo, hi, log=log)
+
+
+def choices(hp) -> list:
+    """The values of a categorical (its choices) or an ordinal (its sequence, in order)."""
+    return list(hp.sequence if isinstance(hp, OrdinalHyperparameter) else hp.choices)
 
 
 def numeric_names(space: ConfigurationSpace) -> list[str]:
@@ -45,9 +60,10 @@ def numeric_names(space: ConfigurationSpace) -> list[str]:
 def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping]) -> np.ndarray:
     """Unit-cube encoding, one row per configuration.
 
-    Numeric parameters map to [0, 1] (log-scaled where the space says so); a categorical becomes a
-    one-hot block scaled by 1/sqrt(2), so two different choices are at distance 1. Constants are
-    dropped. Values outside the bounds encode outside [0, 1] rather than failing.
+    Numeric parameters map to [0, 1] (log-scaled where the space says so), an ordinal to its
+    position in the sequence over [0, 1]; a categorical becomes a one-hot block scaled by
+    1/sqrt(2), so two different choices are at distance 1. Constants are dropped. Values outside
+    the bounds encode outside [0, 1] rather than failing.
     """
     df = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
     blocks = []
@@ -55,6 +71,11 @@ def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping])
         if isinstance(hp, Constant):
             continue
         col = df[name]
+        if isinstance(hp, OrdinalHyperparameter):
+            seq = np.asarray(hp.sequence, float)
+            position = np.interp(col.to_numpy(float), seq, np.arange(len(seq)))
+            blocks.append((position / (len(seq) - 1))[:, None])
+            continue
         if isinstance(hp, CategoricalHyperparameter):
             onehot = np.stack([(col == c).to_numpy(float) for c in hp.choices], axis=1)
             blocks.append(onehot / np.sqrt(2.0))

@@ -83,21 +83,39 @@ def si_format(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _roles(spec: TaskSpec) -> dict[str, str]:
+    """Column -> role; each column has one role (a config column holding the objective, a
+    fidelity or the experiment would let the candidates carry outcomes or the answer). The
+    fidelity label may be a fidelity column itself."""
+    named = [(p.name, "config") for p in spec.params()]
+    named += [(c, "fidelity") for c in spec.fidelity]
+    named += [(spec.objective.column, "objective")]
+    named += [(c, r) for c, r in ((spec.cost.column, "cost"), (spec.experiment, "experiment")) if c]
+    if spec.fidelity_label and spec.fidelity_label not in spec.fidelity:  # a fidelity may name itself
+        named.append((spec.fidelity_label, "fidelity label"))
+    roles: dict[str, str] = {}
+    for col, role in named:
+        if col in roles:
+            what = "twice" if roles[col] == role else f"as {roles[col]} and as {role}"
+            raise BenchError(f"task {spec.name}: column {col!r} is named {what}; each column has one "
+                             "role (config, fidelity, objective, cost, experiment, fidelity label)")
+        roles[col] = role
+    return roles
+
+
 def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
     """Validate `df` against `spec` and build the task (duplicate runs are averaged)."""
     params = spec.params()
     names = [p.name for p in params]
-    needed = [*names, *spec.fidelity, spec.objective.column]
-    needed += [c for c in (spec.cost.column, spec.experiment, spec.fidelity_label) if c]
-    missing = [c for c in needed if c not in df.columns]
+    roles = _roles(spec)
+    missing = [c for c in roles if c not in df.columns]
     if missing:
         raise BenchError(
             f"task {spec.name}: table has no column(s) {missing}; it has {list(df.columns)}"
         )
-    roles = {**{c: "fidelity" for c in spec.fidelity}, spec.objective.column: "objective"}
-    if spec.cost.column:
-        roles[spec.cost.column] = "cost"
     for col, role in roles.items():
+        if role in ("config", "experiment", "fidelity label"):
+            continue
         if not pd.api.types.is_numeric_dtype(df[col]):
             bad = df[col][pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()]
             example = f" (it holds e.g. {bad.iloc[0]!r})" if len(bad) else ""

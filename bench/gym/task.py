@@ -70,17 +70,24 @@ class Task:
             self._pools[key] = rows[[*self.space.keys(), "value"]].reset_index(drop=True)
         return self._pools[key]
 
-    def problem(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper") -> Problem:
+    def problem(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper",
+                seed: int = 0) -> Problem:
+        """What an optimizer sees of one experiment in the episode with `seed`.
+
+        Candidate pools and prior rows are shuffled with the seed: the source tables' row order
+        (often sorted by run, grid position or outcome) must carry no information.
+        """
         exp = self.experiment(experiment)
         params = list(self.space.keys())
-        if prior == "cheaper":
-            cheap = [f.name for f in exp.fidelities[:-1]]
+        rng = np.random.default_rng([seed, 0x5EED])
+        if prior == "cheaper" and len(exp.fidelities) > 1:
             prior_df = pd.concat(
-                [self.outcomes(exp.name, f).assign(fidelity=f) for f in cheap], ignore_index=True
-            )[["fidelity", *params, "value"]] if cheap else _empty_prior(params)
+                [self.outcomes(exp.name, f.name).assign(fidelity=f.name) for f in exp.fidelities[:-1]],
+                ignore_index=True)[["fidelity", *params, "value"]]
+            prior_df = _shuffled(prior_df, rng)
         else:
             prior_df = _empty_prior(params)
-        pools = {f.name: self.outcomes(exp.name, f.name)[params].copy() for f in exp.fidelities}
+        pools = {f.name: _shuffled(self.outcomes(exp.name, f.name)[params], rng) for f in exp.fidelities}
         return Problem(
             task=self.name,
             experiment=exp.name,
@@ -110,6 +117,10 @@ class Task:
             + (" at the target fidelity" if budget.kind == "trials" else ", at any fidelity")
             + f". Prior: {len(prior)} runs at cheaper fidelities are given."
         )
+
+
+def _shuffled(df: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 
 def _empty_prior(params: list[str]) -> pd.DataFrame:
@@ -147,3 +158,7 @@ class Oracle:
 
     def median(self) -> float:
         return float(np.median(self.target_values()))
+
+    def worst(self) -> float:
+        """The worst target outcome: the score of a failed episode."""
+        return self.task.objective.worst(self.target_values())
