@@ -158,6 +158,12 @@ def run(
     budget: Annotated[float | None, typer.Option(help="Override the suite's budgets with one.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
     experiments: Annotated[str | None, typer.Option(help="Comma-separated experiment names.")] = None,
+    gap: Annotated[float | None, typer.Option(
+        help="Override the suite's gap g (prior fidelities cost at most target/g); results go to "
+             "suite <name>-gap<g>.")] = None,
+    prior_budget: Annotated[float | None, typer.Option(
+        help="Override the suite's prior budget k (target-run equivalents); results go to suite "
+             "<name>-k<k>.")] = None,
     jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (cluster).")] = None,
     out: Out = DEFAULT_OUT,
@@ -183,6 +189,14 @@ def run(
         s = s.model_copy(update={"seeds": seeds, "seeds_by_family": {}})
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1 (got {jobs})")
+    if gap is not None:
+        if gap < 1:
+            raise BenchError(f"--gap must be at least 1 (got {gap:g})")
+        s = s.model_copy(update={"gap": gap, "name": f"{s.name}-gap{gap:g}"})
+    if prior_budget is not None:
+        if prior_budget <= 0:
+            raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
+        s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
     task_refs, method_names = resolve_tasks(task), resolve_methods(method)
     if experiments:
         s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
@@ -190,6 +204,8 @@ def run(
     store.check_writable()
     p = plan(s, task_refs, method_names, store, retry_failed=retry_failed)
     if not quiet:
+        for line in p.skipped:
+            console.print(f"skipped {line}", highlight=False)
         console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
                       f"-> {out}")
     t0 = time.perf_counter()
@@ -208,7 +224,7 @@ def run(
 def leaderboard_cmd(out: Out = DEFAULT_OUT,
                     suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
     """Aggregate completed episodes into <out>/leaderboard.csv and print it."""
-    from bench.metrics import episodes_frame, leaderboard, unpaired
+    from bench.metrics import discrimination, episodes_frame, leaderboard, unpaired
     from bench.store import Store
 
     ep = episodes_frame(Store(out).summaries())
@@ -227,6 +243,11 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
                   "rank and win% vs centroid (the floor: target candidates nearest the pool's "
                   "centroid, no outcomes used) over the (experiment, seed) cells all methods have.",
                   highlight=False)
+    disc = discrimination(board)
+    for s_name, d in disc.groupby("suite"):
+        console.print(f"suite {s_name}: best and median method separated (disjoint 95% intervals) in "
+                      f"{int(d.separated.sum())} of {len(d)} (task, budget) cells ({d.separated.mean():.0%})",
+                      highlight=False)
     left = unpaired(ep)
     for row in left.itertuples(index=False):
         console.print(f"not in the paired comparison: {row.method} on {row.suite}/{row.task} "
@@ -265,16 +286,19 @@ def plot(out: Out = DEFAULT_OUT,
                   "default: the built-in tasks in the results.")] = None) -> None:
     """Render regret-vs-trials figures and per-task landscapes (PNG and PDF) into <out>/figures."""
     from bench.gym.registry import load_task, resolve_tasks, task_names
-    from bench.metrics import episodes_frame
-    from bench.plots import landscape, regret_curves
+    from bench.metrics import discrimination, episodes_frame, leaderboard
+    from bench.plots import discrimination_figure, extrapolation_figure, landscape, regret_curves
     from bench.store import Store
 
     ep = episodes_frame(Store(out).summaries())
     if ep.empty and task is None:
         raise BenchError(f"no completed episodes under {out}; run `bench run` first (or give --task)")
+    disc = discrimination(leaderboard(ep)) if not ep.empty else None
     for s in [suite] if suite else sorted(ep.suite.unique()):
-        for p in regret_curves(ep, s, out / "figures"):
+        for p in [*regret_curves(ep, s, out / "figures"), *discrimination_figure(disc, s, out / "figures")]:
             console.print(f"wrote {p}")
+    for p in extrapolation_figure(ep if not suite else ep[ep.suite.str.startswith(suite)], out / "figures"):
+        console.print(f"wrote {p}")
     in_results = set((ep[ep.suite == suite] if suite else ep).task)
     refs = resolve_tasks(task) if task else sorted(in_results & set(task_names()))
     for name in sorted(in_results - set(task_names()) - {load_task(r).name for r in refs}):

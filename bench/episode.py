@@ -43,12 +43,17 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
-def _check(query: Query, params: list[str], fidelities: set[str], method: str) -> None:
+def _check(query: Query, problem, method: str) -> None:
     if not isinstance(query, Query):
         raise MethodError(f"{method}.ask() returned {type(query).__name__}, not a Query")
-    if query.fidelity not in fidelities:
+    if query.fidelity not in problem.pools:
         raise MethodError(f"{method} asked for unknown fidelity {query.fidelity!r}")
-    missing = [p for p in params if p not in query.config]
+    if query.candidate is not None:
+        n = len(problem.arrays(query.fidelity))
+        if not isinstance(query.candidate, int | np.integer) or not 0 <= query.candidate < n:
+            raise MethodError(f"{method} asked for candidate {query.candidate!r} of {n} at {query.fidelity}")
+        return
+    missing = [p for p in problem.params if p not in query.config]
     if missing:
         raise MethodError(f"{method} asked a configuration without {missing}")
 
@@ -57,11 +62,12 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
                 prior: PriorPolicy = "cheaper") -> dict:
     """Run to the end of the budget, logging every trial; write the completion marker.
 
-    Returns the summary (also in the marker); `summary["failed"]` is None or the reason.
+    Returns the summary (also in the marker); `summary["failed"]` is None or the reason;
+    `extrapolation` is log10(target cost / cost of the most expensive fidelity in the prior).
     """
     budget = key.budget_obj
     problem = task.problem(key.experiment, budget, prior, seed=key.seed)
-    oracle = task.oracle(key.experiment)
+    oracle = task.oracle(key.experiment, seed=key.seed)
     objective, target = task.objective, problem.target
     costs = {f.name: f.cost for f in problem.fidelities}
     seed_everything(key.seed)
@@ -87,7 +93,10 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
         store.error_file(key).write_text(traceback.format_exc())
     finally:
         log.close()
+    prior_costs = problem.prior["fidelity"].map({f.name: f.cost for f in problem.fidelities})
     summary = {
+        "prior_runs": len(problem.prior), "prior_worth": float(prior_costs.sum()) / costs[target],
+        "extrapolation": float(np.log10(costs[target] / prior_costs.max())) if len(prior_costs) else None,
         "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
         "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
         "best": state["best"], "curve": state["curve"], "recommend": rec_config,
@@ -114,7 +123,7 @@ def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
         query = optimizer.ask()
         ask_s = time.perf_counter() - t0
         state["ask_seconds"] += ask_s
-        _check(query, problem.params, set(costs), name)
+        _check(query, problem, name)
         if query.fidelity not in affordable:
             state["refused"] += 1
             refused_in_a_row += 1

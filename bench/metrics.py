@@ -14,6 +14,8 @@ Aggregation, per (suite, task, budget) and method:
   with replacement, then seeds within each; `nregret_sem` is the bootstrap standard deviation of
   the mean. A method that gives the same trials on every seed gets the variation of its
   experiments only: repeating it cannot shrink its interval. `BOOTSTRAP` resamples, seed 0.
+- `discrimination()`: per group, whether the best method and the median one (by mean) are
+  told apart: their 95% intervals do not overlap.
 - Paired comparisons: `rank_mean` (1 = best, ties share their mean rank) and `win_vs_centroid`
   (share of cells where the method beats the `centroid` floor, ties count half) use only the
   (experiment, seed) cells that every method of the group has; `rank_cells` says how many.
@@ -31,7 +33,7 @@ from scipy.stats import trim_mean
 KEY_COLS = ["suite", "task", "method", "experiment", "budget_kind", "budget", "seed"]
 GROUP = ["suite", "task", "budget_kind", "budget"]
 EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "nregret_curve", "failed", "gpu_hours",
-                "budget_spent", "ask_seconds", "trials", "pool_size", "simulated"]
+                "budget_spent", "ask_seconds", "trials", "pool_size", "extrapolation", "simulated"]
 LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "nregret_mean", "nregret_sem",
                     "nregret_lo", "nregret_hi", "nregret_iqm", "nregret_iqm_lo", "nregret_iqm_hi",
                     "nregret_median", "regret_mean", "rank_mean", "rank_cells", "win_vs_centroid",
@@ -70,7 +72,7 @@ def _episode_row(s: dict) -> dict:
         "nregret_curve": curve, "failed": failed, "gpu_hours": s["gpu_hours"],
         "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
         "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
-        "simulated": s.get("simulated", False),
+        "extrapolation": s.get("extrapolation"), "simulated": s.get("simulated", False),
     }
 
 
@@ -163,3 +165,17 @@ def leaderboard(ep: pd.DataFrame) -> pd.DataFrame:
             })
     board = pd.DataFrame(rows)
     return board.sort_values([*GROUP, "rank_mean", "nregret_mean"])[LEADERBOARD_COLS].reset_index(drop=True)
+
+
+def discrimination(board: pd.DataFrame) -> pd.DataFrame:
+    """Per (suite, task, budget): the best and the median method by mean nregret (the median of
+    m methods is the ((m - 1) // 2)-th best) and whether their 95% intervals are disjoint."""
+    rows = []
+    for key, group in board.groupby(GROUP, sort=True):
+        ranked = group.sort_values("nregret_mean", kind="stable")
+        best, median = ranked.iloc[0], ranked.iloc[(len(ranked) - 1) // 2]
+        rows.append({**dict(zip(GROUP, key, strict=True)), "methods": len(ranked), "best": best.method,
+                     "best_hi": best.nregret_hi, "median": median.method, "median_lo": median.nregret_lo,
+                     "separated": bool(len(ranked) > 1 and best.nregret_hi < median.nregret_lo)})
+    return pd.DataFrame(rows, columns=[*GROUP, "methods", "best", "best_hi", "median", "median_lo",
+                                       "separated"])

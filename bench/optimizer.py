@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.gym.problem import Outcome, Problem, Query
-from bench.gym.space import Snapper, config_at
+from bench.gym.space import nearest
 
 
 class NoRecommendation(Exception):
@@ -31,12 +31,15 @@ class Optimizer(ABC):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.history: list[tuple[Query, Outcome]] = []
+        self._tried = {f.name: np.zeros(len(problem.arrays(f.name)), dtype=bool) for f in problem.fidelities}
 
     @abstractmethod
     def ask(self) -> Query: ...
 
     def tell(self, query: Query, outcome: Outcome) -> None:
         self.history.append((query, outcome))
+        if outcome.candidate is not None:
+            self._tried[outcome.fidelity][outcome.candidate] = True
 
     def recommend(self) -> dict[str, Any]:
         at_target = [o for _, o in self.history if o.fidelity == self.problem.target]
@@ -65,32 +68,40 @@ class Optimizer(ABC):
         rows = [{**o.config, "value": o.value} for _, o in self.history if o.fidelity == fidelity]
         return pd.DataFrame(rows, columns=[*self.problem.params, "value"])
 
+    def untried_ids(self, fidelity: str | None = None) -> np.ndarray:
+        """Ids of the candidates at `fidelity` (default: the target) not evaluated yet."""
+        return np.flatnonzero(~self._tried[fidelity or self.problem.target])
+
+    def pool_ids(self, fidelity: str | None = None) -> np.ndarray:
+        """Untried candidate ids, or all of them once every one was tried (re-asks cost budget)."""
+        ids = self.untried_ids(fidelity)
+        return ids if len(ids) else np.arange(len(self._tried[fidelity or self.problem.target]))
+
     def untried(self, fidelity: str | None = None) -> pd.DataFrame:
-        """Candidates at `fidelity` (default: the target) not evaluated yet in this episode."""
-        fidelity = fidelity or self.problem.target
-        pool = self.problem.candidates(fidelity)
-        seen = self.observations(fidelity)
-        if seen.empty:
-            return pool
-        key = pool.columns.tolist()
-        merged = pool.merge(seen[key].drop_duplicates(), on=key, how="left", indicator=True)
-        return pool[(merged["_merge"] == "left_only").to_numpy()]
+        """Candidates at `fidelity` (default: the target) not evaluated yet; the index holds their ids."""
+        pool = self.problem.arrays(fidelity).configs
+        return pool.iloc[self.untried_ids(fidelity)]
 
     def pool(self, fidelity: str | None = None) -> pd.DataFrame:
-        """Untried candidates, or all of them once every one was tried (re-asks cost budget)."""
-        pool = self.untried(fidelity)
-        return pool if not pool.empty else self.problem.candidates(fidelity)
+        """Untried candidates, or all of them once every one was tried; the index holds their ids."""
+        return self.problem.arrays(fidelity).configs.iloc[self.pool_ids(fidelity)]
 
     def random_candidate(self, fidelity: str | None = None) -> dict:
-        pool = self.pool(fidelity)
-        return config_at(pool, int(self.rng.integers(len(pool))))
+        """A uniform draw among the untried candidates (all once every one was tried)."""
+        ids = self.pool_ids(fidelity)
+        return dict(self.problem.arrays(fidelity).records[ids[int(self.rng.integers(len(ids)))]])
 
     def nearest_untried(self, config: dict, fidelity: str | None = None) -> dict:
         """The untried candidate nearest `config` (unit-cube distance) — for snapping proposals."""
-        pool = self.pool(fidelity)
-        i, _ = Snapper(self.problem.space, pool).nearest(config)
-        return config_at(pool, i)
+        arrays, ids = self.problem.arrays(fidelity), self.pool_ids(fidelity)
+        i, _ = nearest(arrays.x[ids], self.problem.encoder.one(config))
+        return dict(arrays.records[ids[i]])
 
     def query(self, config: dict) -> Query:
         """A query at the target fidelity."""
         return Query(dict(config), self.problem.target)
+
+    def query_candidate(self, candidate: int, fidelity: str | None = None) -> Query:
+        """A query naming candidate id `candidate` at `fidelity` (default: the target): no snapping."""
+        fidelity = fidelity or self.problem.target
+        return Query(dict(self.problem.arrays(fidelity).records[candidate]), fidelity, int(candidate))

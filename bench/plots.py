@@ -83,6 +83,60 @@ def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> 
     return _save(fig, out, f"regret_{suite}", layout=False)
 
 
+def discrimination_figure(disc: pd.DataFrame, suite: str, out: Path) -> list[Path]:
+    """Per task x budget: the best method's upper 95% bound and the median method's lower bound
+    (nregret); a filled cell when they are disjoint. PNG and PDF."""
+    disc = disc[disc.suite == suite]
+    if disc.empty:
+        return []
+    tasks, budgets = sorted(disc.task.unique()), sorted(disc.budget.unique())
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(budgets), 0.8 + 0.55 * len(tasks)))
+    grid = np.full((len(tasks), len(budgets)), np.nan)
+    for row in disc.itertuples(index=False):
+        i, j = tasks.index(row.task), budgets.index(row.budget)
+        grid[i, j] = float(row.separated)
+        ax.text(j, i, f"{row.best}\n{row.best_hi:.2f} < {row.median_lo:.2f}" if row.separated
+                else f"{row.best} ~ {row.median}", ha="center", va="center", fontsize=6)
+    ax.imshow(grid, cmap="Greens", vmin=-0.5, vmax=1.5, aspect="auto")
+    ax.set_xticks(range(len(budgets)), [f"{b:g}" for b in budgets])
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set(xlabel="budget", title=f"suite {suite}: best vs median method separated in "
+           f"{disc.separated.mean():.0%} of cells")
+    ax.title.set_fontsize(9)
+    return _save(fig, out, f"discrimination_{suite}")
+
+
+def extrapolation_figure(ep: pd.DataFrame, out: Path, columns: int = 3) -> list[Path]:
+    """nregret at T=1 against the extrapolation distance (log10 of the target cost over the most
+    expensive prior fidelity's), one line per method, one panel per task, from every trial suite
+    holding T=1 episodes (a `--gap` sweep gives the points). PNG and PDF; none with < 2 distances."""
+    ep = ep[(ep.budget_kind == "trials") & (ep.budget == 1) & ep.extrapolation.notna()]
+    points = ep.groupby(["task", "method", "suite"]).agg(x=("extrapolation", "mean"), y=("nregret", "mean"),
+                                                        n=("nregret", "size")).reset_index()
+    tasks = [t for t, g in points.groupby("task") if g.x.round(2).nunique() >= 2]
+    if not tasks:
+        return []
+    methods = sorted(points.method.unique())
+    colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2, strict=False))
+    ncols = min(len(tasks), columns)
+    nrows = -(-len(tasks) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows), squeeze=False)
+    for ax in grid.ravel()[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(grid.ravel(), tasks, strict=False):
+        for method, g in points[points.task == task].groupby("method"):
+            g = g.sort_values("x")
+            ax.plot(g.x, g.y, marker="o", ms=3, color=colours[method], label=method)
+        ax.set(title=task, xlabel="extrapolation distance, log10(target cost / top prior cost)",
+               ylabel="nregret at T=1")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", ms=3, label=m) for m in methods]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * -(-len(methods) // 6), 1, 1))
+    return _save(fig, out, "extrapolation", layout=False)
+
+
 def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[Path]:
     """Optimum location against fidelity cost, one line per experiment (test in colour, train in
     grey): the optimum's unit-cube distance from the target's, then the best value of up to

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.errors import BenchError
 from bench.gym.registry import load_task
+from bench.gym.task import Prior
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 from bench.suites import Suite
@@ -35,6 +36,7 @@ class Plan:
 
     todo: list[tuple[str, EpisodeKey]] = field(default_factory=list)
     done: int = 0
+    skipped: list[str] = field(default_factory=list)  # what the protocol leaves out, and why
 
 
 def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
@@ -46,11 +48,25 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     seen: set[str] = set()
     for ref in tasks:
         task = load_task(ref)
+        prior = suite.prior_for(task.name)
         experiments = suite.pick_experiments(task.split(suite.split))
         seen.update(experiments)
-        for method in method_names:
-            for exp in experiments:
-                for b in suite.budget_objects():
+        for exp in experiments:
+            if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
+                p.skipped.append(f"{task.name}/{exp}: no prior fidelity costs at most 1/{prior.gap:g} "
+                                 "of the target")
+                continue
+            budgets = suite.budget_objects()
+            pool = len(task.outcomes(exp, task.experiment(exp).target.name))
+            if suite.budget == "trials":
+                too_big = [b for b in budgets if b.amount > pool / 2]
+                if too_big:
+                    listed = ", ".join(f"{b.amount:g}" for b in too_big)
+                    p.skipped.append(f"{task.name}/{exp}: budgets {listed} exceed half the target pool "
+                                     f"({pool} candidates)")
+                budgets = [b for b in budgets if b not in too_big]
+            for method in method_names:
+                for b in budgets:
                     for seed in suite.seeds_for(specs[method].family):
                         key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
                         if store.is_done(key) and not (retry_failed and store.is_failed(key)):
@@ -64,7 +80,7 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     return p
 
 
-def _work(ref: str, key: EpisodeKey, out: str, prior: str) -> tuple[EpisodeKey, str | None]:
+def _work(ref: str, key: EpisodeKey, out: str, prior: Prior) -> tuple[EpisodeKey, str | None]:
     """Worker entry point: run one episode; return its failure reason (None if it succeeded)."""
     from bench.episode import run_episode  # imported in the worker
 
@@ -106,7 +122,8 @@ def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str |
                TimeElapsedColumn())
     with Progress(*columns, disable=quiet) as bar, _executor(jobs, scheduler) as pool:
         task_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
-        futures = [pool.submit(_work, ref, key, str(store.out), suite.prior) for ref, key in p.todo]
+        futures = [pool.submit(_work, ref, key, str(store.out), suite.prior_for(key.task))
+                   for ref, key in p.todo]
         for fut in as_completed(futures):
             key, error = fut.result()
             if error:

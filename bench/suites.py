@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
+from bench.gym.task import Prior
 from bench.paths import configs_dir
 
 
@@ -25,6 +26,9 @@ class Suite(BaseModel):
     seeds: int = Field(ge=1)
     seeds_by_family: dict[str, int] = {}  # e.g. fewer seeds for paid LLM agents
     prior: Literal["cheaper", "none"] = "cheaper"
+    # Per task (a number for every task, or {task: number, default: number}):
+    prior_budget: float | dict[str, float] | None = None  # k target-run equivalents of GPU-hours
+    gap: float | dict[str, float] | None = None  # prior fidelities cost at most target cost / g
 
     @model_validator(mode="after")
     def _whole_trials(self):
@@ -34,7 +38,19 @@ class Suite(BaseModel):
                 raise ValueError(f"trial budgets are whole numbers of trials >= 1 (got {bad})")
         elif any(b <= 0 for b in self.budgets):
             raise ValueError("cost budgets must be positive")
+        for name in ("gap", "prior_budget"):
+            value = getattr(self, name)
+            values = value.values() if isinstance(value, dict) else [value]
+            if any(v is not None and v <= 0 for v in values) or (name == "gap" and any(
+                    v is not None and v < 1 for v in values)):
+                raise ValueError(f"{name} must be positive (gap at least 1)")
         return self
+
+    def prior_for(self, task: str) -> Prior:
+        """The prior protocol for one task (by its name)."""
+        def pick(value):
+            return value.get(task, value.get("default")) if isinstance(value, dict) else value
+        return Prior(self.prior, gap=pick(self.gap), budget=pick(self.prior_budget))
 
     def budget_objects(self) -> list[Budget]:
         return [Budget(self.budget, b) for b in self.budgets]

@@ -150,7 +150,7 @@ def poisoned(task, experiment: str, seed: int = 0):
     target = task.experiments[experiment].target.name
     at = (table.experiment == experiment) & (table.fidelity == target)
     table.loc[at, "value"] = np.random.default_rng(seed).normal(size=int(at.sum()))
-    return dataclasses.replace(task, table=table, _pools={})
+    return dataclasses.replace(task, table=table)
 
 
 def proposals(task, experiment: str, n: int = 10) -> list[Query]:

@@ -39,14 +39,15 @@ def test_poisoning_target_outcomes_changes_nothing_visible(tiny_task):
     before = _visible(tiny_task.problem("b", Budget("trials", 3)))
     target = tiny_task.experiment("b").target.name
     mask = (tiny_task.table.experiment == "b") & (tiny_task.table.fidelity == target)
-    tiny_task.table.loc[mask, "value"] = -999.0
-    tiny_task._pools.clear()
-    after = _visible(tiny_task.problem("b", Budget("trials", 3)))
+    table = tiny_task.table.copy()
+    table.loc[mask, "value"] = -999.0
+    poisoned = dataclasses.replace(tiny_task, table=table)
+    after = _visible(poisoned.problem("b", Budget("trials", 3)))
     pd.testing.assert_frame_equal(before[0], after[0])
     for f in before[1]:
         pd.testing.assert_frame_equal(before[1][f], after[1][f])
     assert before[2] == after[2]
-    assert -999.0 in tiny_task.oracle("b").target_values()  # the oracle does see it
+    assert -999.0 in poisoned.oracle("b").target_values()  # the oracle does see it
 
 
 def test_no_prior_policy(tiny_task):
@@ -60,7 +61,7 @@ def with_noise_at_target(task, experiment: str, seed: int = 1):
     rng = np.random.default_rng(seed)
     table.loc[mask, "value"] = rng.permutation(table.loc[mask, "value"].to_numpy()) + rng.normal(
         0, 1, int(mask.sum()))
-    return dataclasses.replace(task, table=table, _pools={})
+    return dataclasses.replace(task, table=table)
 
 
 def asked_until_target_outcome(task, experiment, method, budget, prior):
@@ -106,7 +107,7 @@ def test_table_order_carries_no_information(tmp_path):
     task = load_task("pretrain_hparams")
     exp = "dense-N1.07B-D56.9B"
     table = task.table.sort_values(["experiment", "fidelity", "value"], kind="stable")
-    sorted_task = dataclasses.replace(task, table=table.reset_index(drop=True), _pools={})
+    sorted_task = dataclasses.replace(task, table=table.reset_index(drop=True))
     assert sorted_task.outcomes(exp, sorted_task.experiment(exp).target.name)["value"].is_monotonic_increasing
     spec = MethodSpec(name="first-row", target="test_leakage:FirstRow", family="test")
     scores = []

@@ -108,7 +108,7 @@ def test_optimum_lr_falls_with_model_size_in_the_table(task):
         lrs = []
         for size in SIZES:
             outcomes = task.outcomes(exp, size)
-            assert len(outcomes) == POOL
+            assert len(outcomes) == (POOL if size != SIZES[-1] else grpo_task.DESIGN_POINTS)
             lrs.append(outcomes.nlargest(len(outcomes) // 10, "value")["lr"].median())
         assert spearmanr(np.log(params), np.log(lrs))[0] <= -0.8, (exp, lrs)
         assert lrs[-1] < lrs[0] / 2, (exp, lrs)
@@ -177,7 +177,7 @@ def test_seed_noise_is_that_of_a_finite_eval_set(simulator, benchmark, problems)
 def test_the_task_is_marked_simulated_with_its_split_and_fidelities(task):
     assert task.simulated and task.description.startswith("SIMULATED")
     assert task.sources == ("rl_qwen3",)
-    assert len(task.table) == 4 * len(SIZES) * POOL
+    assert len(task.table) == 4 * ((len(SIZES) - 1) * POOL + grpo_task.DESIGN_POINTS)
     assert sorted(task.split("test")) == ["llama-gsm8k", "qwen3-gsm8k"]
     assert sorted(task.split("train")) == ["llama-math", "qwen3-math"]
     for exp in task.experiments.values():
@@ -201,11 +201,12 @@ def test_a_problem_says_simulated_and_the_oracle_answers_from_the_table(task):
     problem = task.problem("qwen3-gsm8k", Budget("trials", 3))
     assert "SIMULATED" in problem.description
     assert set(problem.prior["fidelity"]) == set(SIZES[:-1]) and len(problem.prior) == 4 * POOL
-    config = {**sim.REF, "lr": float(grpo_task.LR_SWEEP[6])}
-    outcome = task.oracle("qwen3-gsm8k").evaluate(Query(config, "14B"))
     target = task.outcomes("qwen3-gsm8k", "14B")
-    row = target[np.isclose(target["lr"], config["lr"]) & (target["group_size"] == 3)]
-    assert not outcome.snapped and outcome.value == row["value"].item()
+    assert len(target) == grpo_task.DESIGN_POINTS  # a fresh design, no recipe sweep at the target
+    assert not (target["group_size"] == sim.REF["group_size"]).any()
+    config = target.drop(columns="value").iloc[5].to_dict()
+    outcome = task.oracle("qwen3-gsm8k").evaluate(Query(config, "14B"))
+    assert not outcome.snapped and outcome.value == target["value"].iat[5]
 
 
 def test_bad_input_is_a_bench_error(simulator):

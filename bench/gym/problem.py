@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -9,6 +10,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from ConfigSpace import ConfigurationSpace
+
+from bench.gym.space import Encoder
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,18 @@ class Budget:
 
 @dataclass(frozen=True)
 class Query:
+    """A configuration to run at a fidelity; `candidate` may name it by its id in the episode's
+    pool at that fidelity (`Problem.arrays`), which skips snapping."""
+
     config: dict[str, Any]
     fidelity: str
+    candidate: int | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The table's answer: the configuration actually run (after snapping) and its result."""
+    """The table's answer: the configuration actually run (after snapping), its candidate id in
+    the episode's pool, and its result."""
 
     value: float
     cost: float
@@ -76,6 +84,32 @@ class Outcome:
     fidelity: str
     snapped: bool
     distance: float = 0.0
+    candidate: int | None = None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The candidates at one fidelity as arrays, in one order: configurations (a frame and plain
+    dicts) and their unit-cube encodings. Candidate id i is row i. Never holds outcomes."""
+
+    configs: pd.DataFrame = field(repr=False)
+    records: tuple[dict[str, Any], ...] = field(repr=False)
+    x: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, configs: pd.DataFrame, x: np.ndarray) -> Pool:
+        configs = configs.reset_index(drop=True)
+        columns = {c: configs[c].tolist() for c in configs.columns}  # Python scalars, column types
+        records = tuple(dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True))
+        return cls(configs, records, x)
+
+    def take(self, order: np.ndarray) -> Pool:
+        """The same candidates, in `order` (new id i is old id order[i])."""
+        return Pool(self.configs.iloc[order].reset_index(drop=True),
+                    tuple(self.records[i] for i in order), self.x[order])
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 @dataclass(frozen=True)
@@ -90,7 +124,11 @@ class Problem:
     budget: Budget
     prior: pd.DataFrame  # columns: fidelity, <config params>, value
     description: str
-    pools: Mapping[str, pd.DataFrame] = field(repr=False)  # fidelity -> candidate configs
+    pools: Mapping[str, Pool] = field(repr=False)  # fidelity -> candidates, in the episode's order
+
+    @functools.cached_property
+    def encoder(self) -> Encoder:
+        return Encoder(self.space)
 
     @property
     def target(self) -> str:
@@ -126,8 +164,13 @@ class Problem:
         raise KeyError(f"{self.experiment} has no fidelity {name!r}")
 
     def candidates(self, fidelity: str | None = None) -> pd.DataFrame:
-        """The configurations the table holds at `fidelity` (default: the target); no outcomes."""
-        return self.pools[fidelity or self.target].copy()
+        """The configurations the table holds at `fidelity` (default: the target), row i being
+        candidate id i; no outcomes."""
+        return self.pools[fidelity or self.target].configs.copy()
+
+    def arrays(self, fidelity: str | None = None) -> Pool:
+        """The candidates at `fidelity` (default: the target) as arrays, for the per-trial path."""
+        return self.pools[fidelity or self.target]
 
     def descriptors(self) -> pd.DataFrame:
         """One row per fidelity (index: name): its descriptors and `cost` in GPU-hours."""

@@ -57,35 +57,83 @@ def numeric_names(space: ConfigurationSpace) -> list[str]:
     ]
 
 
-def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping]) -> np.ndarray:
-    """Unit-cube encoding, one row per configuration.
+class Encoder:
+    """Unit-cube encoding of a space's configurations, one row per configuration.
 
     Numeric parameters map to [0, 1] (log-scaled where the space says so), an ordinal to its
     position in the sequence over [0, 1]; a categorical becomes a one-hot block scaled by
     1/sqrt(2), so two different choices are at distance 1. Constants are dropped. Values outside
-    the bounds encode outside [0, 1] rather than failing.
+    the bounds encode outside [0, 1] rather than failing. `one()` encodes a single configuration
+    without pandas (the per-trial path); `__call__` a table of them.
     """
-    df = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
-    blocks = []
-    for name, hp in space.items():
-        if isinstance(hp, Constant):
-            continue
-        col = df[name]
-        if isinstance(hp, OrdinalHyperparameter):
-            seq = np.asarray(hp.sequence, float)
-            position = np.interp(col.to_numpy(float), seq, np.arange(len(seq)))
-            blocks.append((position / (len(seq) - 1))[:, None])
-            continue
-        if isinstance(hp, CategoricalHyperparameter):
-            onehot = np.stack([(col == c).to_numpy(float) for c in hp.choices], axis=1)
-            blocks.append(onehot / np.sqrt(2.0))
-            continue
-        x = col.to_numpy(float)
-        lo, hi = float(hp.lower), float(hp.upper)
-        if hp.log:
-            x, lo, hi = np.log(np.maximum(x, 1e-300)), np.log(lo), np.log(hi)
-        blocks.append(((x - lo) / (hi - lo))[:, None])
-    return np.hstack(blocks) if blocks else np.zeros((len(df), 0))
+
+    def __init__(self, space: ConfigurationSpace):
+        self.parts: list[tuple[str, str, tuple]] = []
+        for name, hp in space.items():
+            if isinstance(hp, Constant):
+                continue
+            if isinstance(hp, OrdinalHyperparameter):
+                self.parts.append((name, "ordinal", (np.asarray(hp.sequence, float),)))
+            elif isinstance(hp, CategoricalHyperparameter):
+                self.parts.append((name, "categorical", (list(hp.choices),)))
+            elif hp.log:
+                self.parts.append((name, "log", (float(np.log(hp.lower)), float(np.log(hp.upper)))))
+            else:
+                self.parts.append((name, "linear", (float(hp.lower), float(hp.upper))))
+        self.width = sum(len(a[0]) if kind == "categorical" else 1 for _, kind, a in self.parts)
+
+    def __call__(self, configs: pd.DataFrame | Sequence[Mapping]) -> np.ndarray:
+        df = configs if isinstance(configs, pd.DataFrame) else pd.DataFrame(list(configs))
+        blocks = []
+        for name, kind, args in self.parts:
+            col = df[name]
+            if kind == "categorical":
+                onehot = np.stack([(col == c).to_numpy(float) for c in args[0]], axis=1)
+                blocks.append(onehot / np.sqrt(2.0))
+                continue
+            x = col.to_numpy(float)
+            if kind == "ordinal":
+                blocks.append((np.interp(x, args[0], np.arange(len(args[0]))) / (len(args[0]) - 1))[:, None])
+                continue
+            lo, hi = args
+            if kind == "log":
+                x = np.log(np.maximum(x, 1e-300))
+            blocks.append(((x - lo) / (hi - lo))[:, None])
+        return np.hstack(blocks) if blocks else np.zeros((len(df), 0))
+
+    def one(self, config: Mapping) -> np.ndarray:
+        out = np.empty(self.width)
+        k = 0
+        for name, kind, args in self.parts:
+            v = config[name]
+            if kind == "categorical":
+                for c in args[0]:
+                    out[k] = SQRT_HALF if v == c else 0.0
+                    k += 1
+                continue
+            if kind == "ordinal":
+                out[k] = float(np.interp(float(v), args[0], np.arange(len(args[0])))) / (len(args[0]) - 1)
+            else:
+                lo, hi = args
+                x = float(np.log(max(float(v), 1e-300))) if kind == "log" else float(v)
+                out[k] = (x - lo) / (hi - lo)
+            k += 1
+        return out
+
+
+SQRT_HALF = float(1 / np.sqrt(2.0))
+
+
+def encode(space: ConfigurationSpace, configs: pd.DataFrame | Sequence[Mapping]) -> np.ndarray:
+    """The unit-cube encoding of `configs` (see `Encoder`)."""
+    return Encoder(space)(configs)
+
+
+def nearest(x: np.ndarray, point: np.ndarray) -> tuple[int, float]:
+    """Row of `x` nearest `point` (Euclidean; the first of equals) and its distance."""
+    d = np.sqrt(((x - point) ** 2).sum(axis=1))
+    i = int(np.argmin(d))
+    return i, float(d[i])
 
 
 def plain(v):
@@ -105,13 +153,13 @@ class Snapper:
     """Nearest candidate (Euclidean, unit-cube encoding) among a fixed pool of configurations."""
 
     def __init__(self, space: ConfigurationSpace, pool: pd.DataFrame):
-        self.space = space
+        self.encoder = Encoder(space)
         self.pool = pool.reset_index(drop=True)
-        self._x = encode(space, self.pool)
+        self._x = self.encoder(self.pool)
 
     def nearest(self, config: Mapping, exclude: Sequence[int] = ()) -> tuple[int, float]:
         """Index of the pool row nearest `config` (skipping `exclude`) and its distance."""
-        d = np.linalg.norm(self._x - encode(self.space, [config]), axis=1)
+        d = np.sqrt(((self._x - self.encoder.one(config)) ** 2).sum(axis=1))
         if len(exclude):
             d[np.asarray(exclude, dtype=int)] = np.inf
         i = int(np.argmin(d))

@@ -21,10 +21,12 @@ Experiments: family x benchmark. `qwen3-*` is calibrated to the Qwen3 runs; `lla
   transfer from them; their own gains, about 2 points at 14B, are too close to the noise to make
   good test problems).
 Pools: per (experiment, size) 256 configurations of a scrambled Sobol design (its own seed per
-  size, shared by the experiments; discrete levels for the integer parameters, 20% of the KL
-  values at the "no KL" floor) plus the source recipe with lr swept over 13 values (4 per decade),
-  each with one simulated run (table seed 0). Built in memory on load (a fraction of a second),
-  so a change to the simulator can never be hidden by a stale cache.
+  size, shared by the experiments: a fresh sweep at each size; discrete levels for the integer
+  parameters, 20% of the KL values at the "no KL" floor), plus, at the cheap sizes only, the
+  source recipe with lr swept over 13 values (4 per decade), each with one simulated run (table
+  seed 0). The target (14B) pool has no recipe sweep: it would hold the target's optimum lr.
+  Built in memory on load (a fraction of a second), so a change to the simulator can never be
+  hidden by a stale cache.
 """
 
 from __future__ import annotations
@@ -66,7 +68,11 @@ def design(size_index: int) -> pd.DataFrame:
 
 
 def pool(size_index: int) -> pd.DataFrame:
-    """All configurations run at one model size: the Sobol design plus the recipe's lr sweep."""
+    """All configurations run at one model size: its own Sobol design, plus the recipe's lr sweep
+    at the cheap sizes only (a sweep at the target would hold the target's optimum lr, and a
+    researcher does not get to run it there for free)."""
+    if size_index == len(sim.SIZES) - 1:
+        return design(size_index)[list(sim.PARAMS)]
     sweep = pd.DataFrame([{**sim.REF, "lr": lr} for lr in LR_SWEEP])
     return pd.concat([design(size_index), sweep], ignore_index=True)[list(sim.PARAMS)]
 

@@ -1,0 +1,54 @@
+"""Digests of every episode of the `quick` suite on data_mixture: what each method asked, what it
+was told and how it was scored, without timings. `test_quick_digests.py` checks that the harness
+still produces exactly these; after a deliberate change to a method, rewrite its entries with
+`python tests/quick_digests.py --write METHOD ...` and say why in the commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+FIXTURE = Path(__file__).with_name("data") / "quick_digests.json"
+TIMING = {"ask_seconds", "setup_seconds"}
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=repr)
+
+
+def digests(method: str) -> dict[str, str]:
+    """episode stem -> sha256 of its trial log and summary (timings removed)."""
+    from bench.episode import run_episode
+    from bench.gym.registry import load_task
+    from bench.methods import methods
+    from bench.store import EpisodeKey, Store
+    from bench.suites import load_suite
+
+    suite, task = load_suite("quick"), load_task("data_mixture")
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp))
+        for exp in suite.pick_experiments(task.split(suite.split)):
+            for b in suite.budget_objects():
+                for seed in suite.seeds_for(methods()[method].family):
+                    key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
+                    summary = run_episode(key, task, methods()[method], store, suite.prior_for(task.name))
+                    trials = [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+                              for line in store.trial_log(key).read_text().splitlines()]
+                    record = {"trials": trials, "summary": {k: v for k, v in summary.items() if k not in TIMING}}
+                    out[f"{exp}/{key.stem()}"] = hashlib.sha256(_canonical(record).encode()).hexdigest()
+    return out
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if not args or args[0] != "--write":
+        sys.exit("usage: python tests/quick_digests.py --write METHOD [METHOD ...]")
+    fixture = json.loads(FIXTURE.read_text()) if FIXTURE.is_file() else {}
+    for method in args[1:]:
+        fixture[method] = digests(method)
+        print(method, len(fixture[method]), "episodes")
+    FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
