@@ -28,6 +28,7 @@ from bench.store import EpisodeKey, Store
 from bench.suites import Suite
 
 log = logging.getLogger(__name__)
+MAX_BATCH = 50
 
 
 @dataclass
@@ -80,22 +81,37 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     return p
 
 
-def _work(ref: str, key: EpisodeKey, out: str, prior: Prior) -> tuple[EpisodeKey, str | None]:
-    """Worker entry point: run one episode; return its failure reason (None if it succeeded)."""
+def _work(ref: str, keys: list[EpisodeKey], out: str, prior: Prior) -> list[tuple[EpisodeKey, str | None]]:
+    """Worker entry point: run a batch of episodes of one task; return each one's failure reason
+    (None if it succeeded). The task loads once per worker process (`load_task` caches it)."""
     from bench.episode import run_episode  # imported in the worker
 
     store = Store(Path(out))
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            summary = run_episode(key, load_task(ref), methods()[key.method], store, prior)  # type: ignore[arg-type]
-        if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
-            lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
-            (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
-        return key, summary["failed"]
-    except Exception as exc:  # the harness itself broke (e.g. the task would not load): no score
-        store.error_file(key).write_text(traceback.format_exc())
-        return key, f"{type(exc).__name__}: {exc}"
+    results = []
+    for key in keys:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                summary = run_episode(key, load_task(ref), methods()[key.method], store, prior)
+            if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
+                lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
+                (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
+            results.append((key, summary["failed"]))
+        except Exception as exc:  # the harness itself broke (e.g. the task would not load): no score
+            store.error_file(key).write_text(traceback.format_exc())
+            results.append((key, f"{type(exc).__name__}: {exc}"))
+    return results
+
+
+def batches(todo: list[tuple[str, EpisodeKey]], jobs: int, most: int = MAX_BATCH
+            ) -> list[tuple[str, list[EpisodeKey]]]:
+    """Episodes grouped per (task, method), in chunks small enough that `jobs` workers get about
+    eight each (load balance) and at most `most` episodes (progress)."""
+    size = max(1, min(most, len(todo) // (8 * jobs)))
+    groups: dict[tuple[str, str], list[EpisodeKey]] = {}
+    for ref, key in todo:
+        groups.setdefault((ref, key.method), []).append(key)
+    return [(ref, keys[i:i + size]) for (ref, _), keys in groups.items() for i in range(0, len(keys), size)]
 
 
 @contextmanager
@@ -122,13 +138,13 @@ def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str |
                TimeElapsedColumn())
     with Progress(*columns, disable=quiet) as bar, _executor(jobs, scheduler) as pool:
         task_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
-        futures = [pool.submit(_work, ref, key, str(store.out), suite.prior_for(key.task))
-                   for ref, key in p.todo]
+        futures = [pool.submit(_work, ref, keys, str(store.out), suite.prior_for(keys[0].task))
+                   for ref, keys in batches(p.todo, jobs)]
         for fut in as_completed(futures):
-            key, error = fut.result()
-            if error:
-                failures.append((key, error))
-                log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method,
-                          key.experiment, key.stem(), error)
-            bar.advance(task_id)
+            for key, error in fut.result():
+                if error:
+                    failures.append((key, error))
+                    log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method,
+                              key.experiment, key.stem(), error)
+                bar.advance(task_id)
     return failures

@@ -114,16 +114,19 @@ class Store:
 
 
 class TrialLog:
-    """Append-only JSON lines, flushed and synced per trial (survives a killed process)."""
+    """Append-only JSON lines, one unbuffered write per trial.
+
+    A trial is in the operating system's hands before the next ask, so a killed process loses
+    nothing it logged; no fsync per trial (milliseconds each); the completion marker is written
+    atomically after the episode. A power loss may lose an incomplete episode, which a rerun repeats.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self._fh = path.open("w")  # an incomplete episode restarts from scratch
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # a rerun starts afresh
 
     def append(self, record: dict) -> None:
-        self._fh.write(dumps(record) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        os.write(self._fd, (dumps(record) + "\n").encode())
 
     def close(self) -> None:
-        self._fh.close()
+        os.close(self._fd)

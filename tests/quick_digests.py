@@ -38,7 +38,8 @@ def digests(method: str) -> dict[str, str]:
                     summary = run_episode(key, task, methods()[method], store, suite.prior_for(task.name))
                     trials = [{k: v for k, v in json.loads(line).items() if k not in TIMING}
                               for line in store.trial_log(key).read_text().splitlines()]
-                    record = {"trials": trials, "summary": {k: v for k, v in summary.items() if k not in TIMING}}
+                    kept = {k: v for k, v in summary.items() if k not in TIMING}
+                    record = {"trials": trials, "summary": kept}
                     out[f"{exp}/{key.stem()}"] = hashlib.sha256(_canonical(record).encode()).hexdigest()
     return out
 

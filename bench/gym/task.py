@@ -17,6 +17,25 @@ from bench.gym.space import Encoder, nearest
 PRIOR_STREAM, POOL_STREAM = 1, 2  # independent random streams of an episode seed
 
 
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014): a bijective 64-bit mix, vectorised."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def shuffles(seeds, stream: int, level: int, n: int) -> np.ndarray:
+    """One pseudo-random permutation of range(n) per seed (rows), a pure function of (seed,
+    stream, level): the argsort of hashed (key, index) pairs. Vectorised over seeds, so a batch
+    of episodes (`bench.gym.env`) is shuffled exactly as the harness shuffles each one."""
+    seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64)).astype(np.uint64)
+    key = _splitmix64(_splitmix64(seeds) ^ np.uint64((stream << 56) | (level << 40)))
+    hashed = _splitmix64(key[:, None] ^ np.arange(n, dtype=np.uint64)[None, :])
+    return np.argsort(hashed, axis=1)  # distinct keys (the mix is a bijection): no ties to break
+
+
 @dataclass(frozen=True)
 class Prior:
     """What an episode is given up front (a suite's protocol).
@@ -24,7 +43,8 @@ class Prior:
     `kind`: the experiment's cheaper-fidelity runs (`cheaper`) or nothing (`none`).
     `gap` g: only fidelities whose cost is at most the target's / g (the extrapolation distance).
     `budget` k: a random subset of those runs worth at most k target runs of GPU-hours, drawn with
-    the episode seed: runs are taken in a seeded random order, each kept if it still fits.
+    the episode seed: the first runs, in a seeded random order, whose total cost fits (as if
+    the researcher ran random small experiments until the compute ran out).
     """
 
     kind: Literal["cheaper", "none"] = "cheaper"
@@ -93,7 +113,10 @@ class Task:
             columns = [*self.space.keys(), "value"]
             for key, rows in self.table.groupby(["experiment", "fidelity"], sort=False):
                 self._pools[key] = rows[columns].reset_index(drop=True)
-        return self._pools.get((experiment, fidelity), pd.DataFrame(columns=[*self.space.keys(), "value"]))
+        key = (experiment, fidelity)
+        if key not in self._pools:
+            return pd.DataFrame(columns=[*self.space.keys(), "value"])
+        return self._pools[key]
 
     def arrays(self, experiment: str, fidelity: str) -> tuple[Pool, np.ndarray]:
         """The candidates of one (experiment, fidelity) as arrays, in table order, and their
@@ -109,11 +132,14 @@ class Task:
     def encoder(self) -> Encoder:
         return Encoder(self.space)
 
-    def permutation(self, experiment: str, fidelity: str, seed: int) -> np.ndarray:
-        """The episode's order of a fidelity's candidates: candidate id i is table row perm[i]."""
+    def permutations(self, experiment: str, fidelity: str, seeds) -> np.ndarray:
+        """Each episode's order of a fidelity's candidates, one row per seed: candidate id i of
+        the episode with seed s is table row `permutations(..., [s])[0, i]`."""
         level = [f.name for f in self.experiment(experiment).fidelities].index(fidelity)
-        n = len(self.outcomes(experiment, fidelity))
-        return np.random.default_rng([seed, POOL_STREAM, level]).permutation(n)
+        return shuffles(seeds, POOL_STREAM, level, len(self.outcomes(experiment, fidelity)))
+
+    def permutation(self, experiment: str, fidelity: str, seed: int) -> np.ndarray:
+        return self.permutations(experiment, fidelity, [seed])[0]
 
     def prior_fidelities(self, experiment: str, prior: PriorPolicy = "cheaper") -> list[Fidelity]:
         """The cheaper fidelities whose runs `prior` may hold (cheapest first)."""
@@ -122,6 +148,27 @@ class Task:
             return []
         limit = exp.target.cost / prior.gap if prior.gap else np.inf
         return [f for f in exp.fidelities[:-1] if f.cost <= limit * (1 + 1e-9)]
+
+    def prior_rows(self, experiment: str, prior: PriorPolicy, seeds
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prior of the episodes with `seeds`, as (fidelity level, table row) pairs in the
+        order the optimizer sees them, one row per seed, and how many pairs each episode has:
+        every run of `prior_fidelities` in a seeded random order, cut at the last run whose
+        cumulative cost fits `prior.budget` target runs (pairs past the cut are padding)."""
+        prior, exp = Prior.of(prior), self.experiment(experiment)
+        fids = self.prior_fidelities(experiment, prior)
+        seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
+        sizes = [len(self.outcomes(exp.name, f.name)) for f in fids]
+        total = int(sum(sizes))
+        levels = np.repeat(np.arange(len(fids)), sizes)
+        rows = np.concatenate([np.arange(n) for n in sizes]) if fids else np.zeros(0, int)
+        order = shuffles(seeds, PRIOR_STREAM, 0, total)
+        levels, rows = levels[order], rows[order]
+        counts = np.full(len(seeds), total)
+        if prior.budget is not None and total:
+            costs = np.array([f.cost for f in fids])[levels]
+            counts = (np.cumsum(costs, axis=1) <= prior.budget * exp.target.cost * (1 + 1e-9)).sum(axis=1)
+        return levels, rows, counts
 
     def problem(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper",
                 seed: int = 0) -> Problem:
@@ -132,21 +179,14 @@ class Task:
         """
         exp, prior = self.experiment(experiment), Prior.of(prior)
         params = list(self.space.keys())
-        rng = np.random.default_rng([seed, PRIOR_STREAM])
-        fids = self.prior_fidelities(experiment, prior)
-        if fids:
-            prior_df = pd.concat([self.outcomes(exp.name, f.name).assign(fidelity=f.name, cost=f.cost)
-                                  for f in fids], ignore_index=True)
-            prior_df = _shuffled(prior_df, rng)
-            if prior.budget is not None:
-                cap = prior.budget * exp.target.cost
-                keep = np.zeros(len(prior_df), dtype=bool)
-                spent = 0.0
-                for i, c in enumerate(prior_df["cost"].to_numpy(float)):
-                    if spent + c <= cap * (1 + 1e-9):
-                        keep[i], spent = True, spent + c
-                prior_df = prior_df[keep].reset_index(drop=True)
-            prior_df = prior_df[["fidelity", *params, "value"]]
+        levels, rows, counts = self.prior_rows(experiment, prior, [seed])
+        levels, rows = levels[0, : counts[0]], rows[0, : counts[0]]
+        if len(levels):
+            fids = exp.fidelities[: int(levels.max()) + 1]
+            frames = [self.outcomes(exp.name, f.name).assign(fidelity=f.name) for f in fids]
+            offsets = np.cumsum([0, *map(len, frames)])[:-1]
+            prior_df = pd.concat(frames, ignore_index=True).iloc[offsets[levels] + rows]
+            prior_df = prior_df[["fidelity", *params, "value"]].reset_index(drop=True)
         else:
             prior_df = _empty_prior(params)
         pools = {f.name: self.arrays(exp.name, f.name)[0].take(self.permutation(exp.name, f.name, seed))
@@ -187,10 +227,6 @@ class Task:
 def _worth(exp: Experiment, prior: pd.DataFrame) -> float:
     costs = {f.name: f.cost for f in exp.fidelities}
     return float(prior["fidelity"].map(costs).sum() / exp.target.cost)
-
-
-def _shuffled(df: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 
 def _empty_prior(params: list[str]) -> pd.DataFrame:

@@ -1,0 +1,284 @@
+"""Gymnasium front door to the gym's episodes (`make_env`, `make_vector_env`).
+
+The same episodes as the harness (`bench.episode`): one (task, experiment, seed) gives the same
+candidate ids (`Task.permutation`), the same prior (`Task.prior_rows`, with the suite's gap and
+prior budget), the same outcomes (`Task.arrays`) and the same budget and refusal rules. Nothing
+in an observation comes from a target outcome the agent has not obtained.
+
+Observation (a `Dict`; F fidelities cheapest first, the last the target; N the largest pool; d
+the unit-cube width of the space; P the largest prior; H the most queries of an episode):
+  descriptors (F, D+1)    log10 of each fidelity's descriptors, then of its GPU-hours per run
+  candidates (F, N, d)    unit-cube encodings, row i = candidate id i; candidate_mask (F, N)
+  prior_x (P, d), prior_fidelity (P,), prior_value (P,), prior_mask (P,)   the cheap runs given
+  history_x (H, d), history_fidelity (H,), history_value (H,), history_mask (H,)   the episode
+  tried (F, N)            candidates already run;  budget_left (1,): share of the budget left
+Values are oriented so that larger is better (`-objective.sign * value`), in the objective's
+units; fidelity indices are -1 in padding rows.
+Action: a target candidate id (`Discrete`) on trial budgets; `(fidelity, candidate id)`
+(`MultiDiscrete`) on cost budgets, where a query that does not fit, or an id outside that
+fidelity's pool, is refused (no outcome, no cost; `MAX_REFUSALS` in a row truncate the episode).
+Reward: the improvement of the normalised best target value, nregret(best before) - nregret(best
+after), the best before any target run counting as the worst candidate; the return is
+nregret(worst) - nregret(final best), so maximising it minimises the harness's trial-budget
+score. `info`: `regret`, `nregret` (of the best target value so far), `value`, `refused`.
+
+Train only on `train` experiments: the reward is computed from the target outcomes.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from bench.episode import MAX_REFUSALS
+from bench.gym.problem import Budget
+from bench.gym.registry import load_task
+from bench.gym.task import Prior, Task
+from bench.suites import load_suite
+
+
+class Episodes:
+    """The numpy state of B episodes of one experiment, stepped in lockstep."""
+
+    def __init__(self, task: Task, experiment: str, budget: Budget, prior: Prior, num: int):
+        self.task, self.experiment, self.budget, self.prior = task, experiment, budget, prior
+        exp = task.experiment(experiment)
+        self.fids = exp.fidelities
+        self.costs = np.array([f.cost for f in self.fids])
+        self.sign = task.objective.sign
+        self.levels = [task.arrays(experiment, f.name) for f in self.fids]
+        self.x32 = [pool.x.astype(np.float32) for pool, _ in self.levels]
+        self.sizes = np.array([len(pool) for pool, _ in self.levels])
+        width = task.encoder.width
+        n, f = int(self.sizes.max()), len(self.fids)
+        self.prior_levels = task.prior_fidelities(experiment, prior)  # a prefix of the fidelities
+        prior_size = int(self.sizes[: len(self.prior_levels)].sum())
+        self.prior_x = np.concatenate([self.x32[i] for i in range(len(self.prior_levels))] or
+                                      [np.zeros((0, task.encoder.width), np.float32)])
+        self.prior_value = np.concatenate([-self.sign * self.levels[i][1]
+                                           for i in range(len(self.prior_levels))] or [np.zeros(0)])
+        self.prior_value = self.prior_value.astype(np.float32)
+        self.cap = budget.amount * (self.costs[-1] if budget.kind == "cost" else 1.0)
+        self.horizon = int(budget.amount) if budget.kind == "trials" else \
+            int(self.cap / self.costs.min() + 1e-9)
+        target_values = self.levels[-1][1]
+        self.optimum = task.objective.best(target_values)
+        self.scale = abs(float(np.median(target_values)) - self.optimum) or 1.0
+        self.worst = task.objective.worst(target_values)
+        keys = list(self.fids[0].descriptors)
+        self.descriptors = np.array([[np.log10(max(fid.descriptors.get(k, 1.0), 1e-30)) for k in keys]
+                                     + [np.log10(max(fid.cost, 1e-30))] for fid in self.fids], np.float32)
+        self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
+        _, _, _, p, h = self.shape
+        self.values = np.zeros((num, f, n))  # outcomes in each episode's candidate order
+        self.obs = {
+            "descriptors": np.broadcast_to(self.descriptors, (num, *self.descriptors.shape)),
+            "candidates": np.zeros((num, f, n, width), np.float32),
+            "candidate_mask": np.zeros((num, f, n), np.int8),
+            "prior_x": np.zeros((num, p, width), np.float32),
+            "prior_fidelity": np.full((num, p), -1.0, np.float32),
+            "prior_value": np.zeros((num, p), np.float32),
+            "prior_mask": np.zeros((num, p), np.int8),
+            "history_x": np.zeros((num, h, width), np.float32),
+            "history_fidelity": np.full((num, h), -1.0, np.float32),
+            "history_value": np.zeros((num, h), np.float32),
+            "history_mask": np.zeros((num, h), np.int8),
+            "tried": np.zeros((num, f, n), np.int8),
+            "budget_left": np.ones((num, 1), np.float32),
+        }
+        self.t = np.zeros(num, int)
+        self.spent = np.zeros(num)
+        self.refusals = np.zeros(num, int)
+        self.best = np.full(num, np.nan)
+
+    def single_space(self) -> spaces.Dict:
+        f, n, width, p, h = self.shape
+        box = lambda shape, lo=-np.inf, hi=np.inf: spaces.Box(lo, hi, shape, np.float32)  # noqa: E731
+        return spaces.Dict({
+            "descriptors": box(self.descriptors.shape), "candidates": box((f, n, width)),
+            "candidate_mask": spaces.MultiBinary((f, n)), "prior_x": box((p, width)),
+            "prior_fidelity": box((p,), -1, f - 1), "prior_value": box((p,)),
+            "prior_mask": spaces.MultiBinary(p), "history_x": box((h, width)),
+            "history_fidelity": box((h,), -1, f - 1), "history_value": box((h,)),
+            "history_mask": spaces.MultiBinary(h), "tried": spaces.MultiBinary((f, n)),
+            "budget_left": box((1,), 0, 1),
+        })
+
+    def single_action_space(self) -> spaces.Space:
+        if self.budget.kind == "trials":
+            return spaces.Discrete(int(self.sizes[-1]))
+        return spaces.MultiDiscrete([len(self.fids), int(self.sizes.max())])
+
+    def reset(self, rows, seeds) -> None:
+        """Episodes `rows` become the episodes with `seeds` (as `Task.problem(..., seed=s)`)."""
+        seeds = np.asarray(seeds, np.int64)
+        rows = np.asarray(rows, int)
+        if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+            rows = slice(int(rows[0]), int(rows[0]) + len(rows))  # a block: much faster writes
+        o, n_max, p_max = self.obs, self.shape[1], self.shape[3]
+        for level, (fid, (_, values)) in enumerate(zip(self.fids, self.levels, strict=True)):
+            order = self.task.permutations(self.experiment, fid.name, seeds)
+            n = order.shape[1]
+            o["candidates"][rows, level, :n] = self.x32[level][order]
+            o["candidate_mask"][rows, level] = np.arange(n_max) < n
+            self.values[rows, level, :n] = values[order]
+        levels, prior_rows, counts = self.task.prior_rows(self.experiment, self.prior, seeds)
+        valid = np.arange(levels.shape[1])[None, :] < counts[:, None]
+        if len(self.prior_levels):  # one flat table of the prior fidelities' runs
+            offsets = np.cumsum([0, *self.sizes[: len(self.prior_levels)]])[:-1]
+            flat = offsets[levels] + prior_rows
+            width = levels.shape[1]
+            o["prior_x"][rows, :width] = self.prior_x[flat]
+            o["prior_value"][rows, :width] = self.prior_value[flat]
+            if not valid.all():  # a prior budget cut: clear the padding
+                o["prior_x"][rows, :width] *= valid[..., None]
+                o["prior_value"][rows, :width] *= valid
+        fidelity = np.full((len(seeds), p_max), -1.0, np.float32)
+        fidelity[:, : levels.shape[1]] = np.where(valid, levels, -1)
+        o["prior_fidelity"][rows] = fidelity
+        o["prior_mask"][rows] = np.arange(p_max)[None, :] < counts[:, None]
+        for key in ("history_x", "history_value", "history_mask", "tried"):
+            o[key][rows] = 0
+        o["history_fidelity"][rows] = -1
+        o["budget_left"][rows] = 1
+        self.t[rows], self.spent[rows], self.refusals[rows], self.best[rows] = 0, 0.0, 0, np.nan
+
+    def nregret(self, best: np.ndarray) -> np.ndarray:
+        value = np.where(np.isnan(best), self.worst, best)
+        return self.sign * (value - self.optimum) / self.scale
+
+    def step(self, levels: np.ndarray, ids: np.ndarray, active: np.ndarray):
+        """One query per active episode; returns reward, terminated, truncated and info arrays."""
+        o, rows = self.obs, np.flatnonzero(active)
+        before = self.nregret(self.best)
+        fits = (self.spent[rows] + self.costs[levels[rows]] <= self.cap * (1 + 1e-9) + 1e-12) \
+            if self.budget.kind == "cost" else np.ones(len(rows), bool)
+        valid = fits & (ids[rows] >= 0) & (ids[rows] < self.sizes[levels[rows]])
+        refused = np.zeros(self.num, bool)
+        refused[rows[~valid]] = True
+        self.refusals[rows[~valid]] += 1
+        run, lv, cid = rows[valid], levels[rows[valid]], ids[rows[valid]]
+        self.refusals[run] = 0
+        value = self.values[run, lv, cid]
+        t = self.t[run]
+        o["history_x"][run, t] = o["candidates"][run, lv, cid]
+        o["history_fidelity"][run, t] = lv
+        o["history_value"][run, t] = -self.sign * value
+        o["history_mask"][run, t] = 1
+        o["tried"][run, lv, cid] = 1
+        self.t[run] += 1
+        self.spent[run] += self.costs[lv]
+        at_target = lv == len(self.fids) - 1
+        hit = run[at_target]
+        new = value[at_target]
+        old = self.best[hit]
+        self.best[hit] = np.where(np.isnan(old) | (self.sign * new < self.sign * old), new, old)
+        if self.budget.kind == "trials":
+            left = self.budget.amount - self.t
+            done = left < 1 - 1e-9
+            o["budget_left"][:, 0] = left / self.budget.amount
+        else:
+            left = self.cap - self.spent
+            done = left * (1 + 1e-9) + 1e-12 < self.costs.min()
+            o["budget_left"][:, 0] = np.clip(left / self.cap, 0, 1)
+        done |= self.t >= self.horizon
+        after = self.nregret(self.best)
+        truncated = (self.refusals >= MAX_REFUSALS) & ~done
+        info = {"regret": after * self.scale, "nregret": after,
+                "value": np.where(np.isnan(self.best), np.nan, self.best), "refused": refused}
+        return (before - after) * active, done & active, truncated & active, info
+
+
+class ConfigEnv(gymnasium.Env):
+    """One episode at a time (see the module docstring); `reset(seed=s)` is the harness's seed s."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, episodes: Episodes):
+        self.episodes = episodes
+        self.observation_space = episodes.single_space()
+        self.action_space = episodes.single_action_space()
+
+    def _obs(self) -> dict:
+        return {k: v[0].copy() for k, v in self.episodes.obs.items()}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        episode_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+        self.episodes.reset([0], [episode_seed])
+        return self._obs(), {"seed": episode_seed}
+
+    def step(self, action):
+        level, cid = _split_action(self.episodes, np.asarray(action)[None])
+        reward, done, truncated, info = self.episodes.step(level, cid, np.ones(1, bool))
+        return self._obs(), float(reward[0]), bool(done[0]), bool(truncated[0]), {
+            k: v[0].item() for k, v in info.items()}
+
+
+class VectorConfigEnv(VectorEnv):
+    """`num_envs` episodes of one experiment in lockstep, numpy throughout; sub-environment i of
+    `reset(seed=s)` is the harness's episode with seed s + i. Autoreset: next step. Observations
+    are views of internal buffers (copy what you keep)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, episodes: Episodes):
+        self.episodes = episodes
+        self.num_envs = episodes.num
+        self.single_observation_space = episodes.single_space()
+        self.single_action_space = episodes.single_action_space()
+        batch = gymnasium.vector.utils.batch_space
+        self.observation_space = batch(self.single_observation_space, self.num_envs)
+        self.action_space = batch(self.single_action_space, self.num_envs)
+        self._needs_reset = np.zeros(self.num_envs, bool)
+        self._next_seed = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        base = seed if seed is not None else int(self.np_random.integers(2**31))
+        self.episodes.reset(np.arange(self.num_envs), base + np.arange(self.num_envs))
+        self._next_seed = base + self.num_envs
+        self._needs_reset[:] = False
+        return self.episodes.obs, {"seed": np.arange(base, base + self.num_envs)}
+
+    def step(self, actions):
+        restart = np.flatnonzero(self._needs_reset)
+        if len(restart):  # autoreset: a finished episode restarts, ignoring its action
+            self.episodes.reset(restart, self._next_seed + np.arange(len(restart)))
+            self._next_seed += len(restart)
+        level, cid = _split_action(self.episodes, np.asarray(actions))
+        reward, done, truncated, info = self.episodes.step(level, cid, ~self._needs_reset)
+        self._needs_reset = done | truncated
+        return self.episodes.obs, reward, done, truncated, info
+
+
+def _split_action(episodes: Episodes, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if episodes.budget.kind == "trials":
+        return np.full(len(actions), len(episodes.fids) - 1), actions.astype(int).reshape(-1)
+    actions = actions.astype(int).reshape(-1, 2)
+    return actions[:, 0].clip(0, len(episodes.fids) - 1), actions[:, 1]
+
+
+def _episodes(task: str | Task, experiment: str, suite: str, budget: float | None, num: int) -> Episodes:
+    task = load_task(task) if isinstance(task, str) else task
+    s = load_suite(suite)
+    amount = max(s.budgets) if budget is None else budget
+    return Episodes(task, experiment, Budget(s.budget, amount), s.prior_for(task.name), num)
+
+
+def make_env(task: str | Task, experiment: str, suite: str = "paper",
+             budget: float | None = None) -> ConfigEnv:
+    """A Gymnasium environment for the episodes of one experiment under a suite's protocol
+    (budget: the suite's largest unless given)."""
+    return ConfigEnv(_episodes(task, experiment, suite, budget, 1))
+
+
+def make_vector_env(task: str | Task, experiment: str, num_envs: int, suite: str = "paper",
+                    budget: float | None = None) -> VectorConfigEnv:
+    """`num_envs` such episodes stepped in lockstep (Gymnasium's vector API)."""
+    return VectorConfigEnv(_episodes(task, experiment, suite, budget, num_envs))
+
+
+__all__ = ["ConfigEnv", "Episodes", "VectorConfigEnv", "make_env", "make_vector_env"]
