@@ -93,10 +93,12 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
         store.error_file(key).write_text(traceback.format_exc())
     finally:
         log.close()
-    prior_costs = problem.prior["fidelity"].map({f.name: f.cost for f in problem.fidelities})
+    prior_levels = problem.prior["fidelity"].value_counts()
+    prior_cost = sum(costs[f] * n for f, n in prior_levels.items())
     summary = {
-        "prior_runs": len(problem.prior), "prior_worth": float(prior_costs.sum()) / costs[target],
-        "extrapolation": float(np.log10(costs[target] / prior_costs.max())) if len(prior_costs) else None,
+        "prior_runs": len(problem.prior), "prior_worth": prior_cost / costs[target],
+        "extrapolation": float(np.log10(costs[target] / max(costs[f] for f in prior_levels.index)))
+        if len(prior_levels) else None,
         "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
         "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
         "best": state["best"], "curve": state["curve"], "recommend": rec_config,

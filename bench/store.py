@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
@@ -126,7 +127,8 @@ class TrialLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # a rerun starts afresh
 
     def append(self, record: dict) -> None:
-        os.write(self._fd, (dumps(record) + "\n").encode())
+        os.write(self._fd, orjson.dumps(record, default=_json_default,
+                                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE))
 
     def close(self) -> None:
         os.close(self._fd)

@@ -1,5 +1,6 @@
-"""BoTorch baselines: the multi-fidelity GP uses the prior, proposals are target candidates,
-runs are deterministic, the knowledge gradient is right, cost-budget episodes stay in budget."""
+"""BoTorch baselines: the multi-fidelity GP uses the prior and lets the optimum move with fidelity,
+proposals are target candidates, runs are deterministic, botorch-ei's initial design scales with the
+budget, the knowledge gradient is right, cost-budget episodes ask only affordable queries."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import torch
 from baselines.botorch_gp import BoTorchEI, BoTorchMF
 from baselines.botorch_gp.acquisition import QUAD_NODES, kg_per_cost_batch, knowledge_gradient
 from baselines.botorch_gp.models import fidelity_positions, fit_subset, normal_scores_by_level
+from baselines.botorch_gp.optimizers import initial_design_size
 from bench.episode import run_episode
 from bench.gym.problem import Budget, Fidelity
+from bench.gym.space import encode
 from bench.gym.spec import TaskSpec, build_task
 from bench.methods import MethodSpec
+from bench.optimizer import NoRecommendation
 from bench.store import EpisodeKey, Store
 
 SMALL = {"fit_points": 80, "maxiter": 50}  # keeps every fit well under a second
@@ -67,6 +71,32 @@ def test_multi_fidelity_gp_follows_the_prior():
     assert picks[-1.0] > 1.5
 
 
+def drifting_optimum_task(seed: int = 0):
+    """One parameter x; five levels evenly spaced on log-compute (s = 0, .25, .5, .75, 1) whose
+    loss (x - x*(s))^2 has its optimum drifting smoothly, x* = 0.2 + 0.4 s: 0.2 ... 0.5 at the
+    cheap levels, 0.6 at the target (41 grid candidates)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, params in enumerate([1e6, 1e7, 1e8, 1e9, 1e10]):
+        x = np.linspace(0, 1, 41) if k == 4 else rng.uniform(0, 1, 40)
+        loss = 3.0 - 0.3 * k + (x - (0.2 + 0.1 * k)) ** 2
+        rows += [{"x": a, "params": params, "tokens": 1e9, "loss": v} for a, v in zip(x, loss, strict=True)]
+    spec = TaskSpec(name="drift", objective={"column": "loss", "direction": "minimize"},
+                    config=["x"], fidelity=["params", "tokens"])
+    return build_task(spec, pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimum_moves_with_fidelity(seed):
+    """The first target proposal (the posterior-mean argmax) follows the drift to the cheap level
+    nearest the target (0.5) or beyond, towards 0.6. A model whose levels shared one shape (level
+    correlation 1, i.e. the optimum tied across fidelities) would pick near the cheap levels'
+    pooled optimum, about 0.35."""
+    problem = drifting_optimum_task().problem("drift", Budget("trials", 3))
+    x = BoTorchMF(problem, seed=seed, **SMALL).ask().config["x"]
+    assert 0.45 <= x <= 0.7
+
+
 def test_proposals_are_untried_target_candidates():
     task = synthetic_task()
     problem = task.problem("synthetic", Budget("trials", 4))
@@ -101,12 +131,30 @@ def test_same_seed_same_trials(tmp_path, method, budget):
         assert [t["config"] for t in other] != [t["config"] for t in t1]
 
 
+def test_botorch_ei_initial_design_scales_with_budget():
+    assert [initial_design_size(t) for t in (1, 2, 3, 5, 6, 10, 50)] == [1, 1, 1, 1, 2, 2, 2]
+    task = synthetic_task()
+    problem = task.problem("synthetic", Budget("trials", 3))
+    opt = BoTorchEI(problem, seed=0)
+    assert opt.n_init == 1
+    first = opt.ask()
+    opt.tell(first, task.oracle("synthetic").evaluate(first))
+    # A GP on one (standardised) point has a flat mean, so LogEI takes the most uncertain
+    # candidate: the one farthest from the first (equal length-scales at their prior mode).
+    pool = opt.untried()
+    second = opt.ask().config
+    x = encode(problem.space, pool)
+    far = pool.iloc[int(np.argmax(np.linalg.norm(x - encode(problem.space, [first.config]), axis=1)))]
+    assert (second["x1"], second["x2"]) == (far["x1"], far["x2"])
+
+
 def test_cost_budget_episode_chooses_fidelities_and_recommends(tmp_path):
     task = synthetic_task()
     summary, trials = run(task, "BoTorchMF", Budget("cost", 2), tmp_path, prior="none", **SMALL)
     target_cost = task.experiments["synthetic"].target.cost
     assert summary["gpu_hours"] <= 2 * target_cost * (1 + 1e-9)
     assert summary["gpu_hours"] >= target_cost  # it stops only when a target run no longer fits
+    assert summary["refused"] == 0  # it asks only affordable queries
     assert len({t["fidelity"] for t in trials}) >= 2  # cheap levels as well as the target
     spent = [t["gpu_hours"] for t in trials]
     assert spent == sorted(spent)
@@ -123,7 +171,8 @@ def test_cost_budget_that_buys_almost_nothing_still_ends_with_a_pick(tmp_path):
     task = build_task(spec, pd.DataFrame(rows))
     summary, trials = run(task, "BoTorchMF", Budget("cost", 1), tmp_path, prior="none", **SMALL)
     assert [t["fidelity"] for t in trials] == ["n=1"]
-    assert summary["recommend"] is not None
+    assert summary["refused"] == 0
+    assert summary["recommend"] == {"x1": trials[0]["config"]["x1"], "x2": 0.5}  # nearest the one run
 
 
 def test_cost_recommendation_may_be_untried():
@@ -135,6 +184,12 @@ def test_cost_recommendation_may_be_untried():
     rec = opt.recommend()
     assert not [o for _, o in opt.history]  # nothing run, yet a pick from the cheap runs
     assert nregret_of(task, rec) < 0.2
+
+
+def test_cost_recommendation_without_data_is_no_recommendation():
+    problem = synthetic_task().problem("synthetic", Budget("cost", 1), prior="none")
+    with pytest.raises(NoRecommendation):
+        BoTorchMF(problem, seed=0, **SMALL).recommend()
 
 
 def test_knowledge_gradient_matches_monte_carlo():

@@ -3,9 +3,13 @@
 `BoTorchEI` (botorch-ei): BoTorch's default SingleTaskGP on the target observations only (the
 prior is ignored by design: it is the classic single-fidelity BO baseline), LogExpectedImprovement
 over the untried target candidates with optimize_acqf_discrete. The first `n_init` trials are
-uniform draws from the untried pool: a scrambled Sobol design in the unit cube would have to be
-snapped to the pool, which favours the pool's outlying members when, as with mixture weights on a
-simplex, the pool does not fill the cube.
+uniform draws from the untried target candidates, `initial_design_size(budget)` of them: BoTorch's
+tutorials start from 2(d + 1) Sobol points, more than these budgets of 1-10 trials, so the design
+is scaled down to a third of the budget, at least 1 and at most 2 (T = 1, 3, 5, 10 -> 1, 1, 1, 2).
+A GP on a single point is well posed: BoTorch's Standardize centres it with unit scale, the mean is
+flat, and LogEI takes the candidate farthest from it. (A Sobol design in the unit cube would have
+to be snapped to the pool, which favours the pool's outlying members when, as with mixture weights
+on a simplex, the pool does not fill the cube.)
 
 `BoTorchMF` (botorch-mf): the multi-fidelity GP of `models.py` fitted on the prior's cheap runs
 and every observation of the episode.
@@ -13,21 +17,20 @@ and every observation of the episode.
   target candidates (with no incumbent, the expected improvement of f is E[f]); later ones
   maximise LogEI over the untried target candidates, with best_f the highest posterior mean among
   the target configurations already run (a plug-in incumbent that ignores observation noise).
-- Cost budgets: it chooses fidelities. Each round refits the GP and picks (candidate, fidelity)
-  pairs by knowledge gradient per GPU-hour (`acquisition.py`): a target pair alone, or a greedy
-  batch of cheap pairs costing up to 1/`rounds` of the budget (at most `max_batch` pairs), which
-  bounds the number of refits per episode whatever the cost ratio. With no data at all it starts
-  with uniform draws at the cheapest fidelity (d + 1 of them, at most `init_share` of the budget).
-  It stops by asking for its recommendation at the target once nothing fits what is left (the
-  harness ends an episode on a query that does not fit). `recommend()` is the posterior-mean argmax
-  over all target candidates, so it may be a configuration never run.
+- Cost budgets: it chooses fidelities among `affordable()` ones only (the harness refuses a query
+  that does not fit). Each round refits the GP and picks (candidate, fidelity) pairs by knowledge
+  gradient per GPU-hour (`acquisition.py`): a target pair alone, or a greedy batch of cheap pairs
+  costing up to 1/`rounds` of the budget (at most `max_batch` pairs), which bounds the number of
+  refits per episode whatever the cost ratio. With no data at all it starts with uniform draws at
+  the cheapest fidelity (d + 1 of them, at most `init_share` of the budget). `recommend()` is the
+  posterior-mean argmax over all target candidates, so it may be a configuration never run (with a
+  single cheap run: the target candidate nearest it; with no data: `NoRecommendation`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -40,16 +43,21 @@ from baselines.botorch_gp.models import (
     torch_threads,
 )
 from bench.gym.problem import Query
-from bench.gym.space import config_at, encode
-from bench.optimizer import Optimizer
+from bench.gym.space import Snapper, config_at, encode
+from bench.optimizer import NoRecommendation, Optimizer
 
 SEED_STRIDE = 100_003  # fit number n of seed s uses torch seed s * SEED_STRIDE + n
 
 
+def initial_design_size(budget: float) -> int:
+    """Uniform draws before the first GP fit: a third of the budget, at least 1, at most 2."""
+    return max(1, min(2, int(budget) // 3))
+
+
 class BoTorchEI(Optimizer):
-    def __init__(self, problem, seed, n_init: int = 2, threads: int = 1):
+    def __init__(self, problem, seed, n_init: int | None = None, threads: int = 1):
         super().__init__(problem, seed)
-        self.n_init = max(n_init, 2)  # a GP needs two points
+        self.n_init = initial_design_size(problem.budget.amount) if n_init is None else max(n_init, 1)
         self.threads = threads
 
     def ask(self) -> Query:
@@ -78,7 +86,7 @@ class BoTorchMF(Optimizer):
         self.model = MultiFidelityModel(self.features, fit_points, max_points, maxiter)
         self.costs = {f.name: f.cost for f in problem.fidelities}
         self.by_cost = problem.budget.kind == "cost"
-        self.cap = problem.budget.amount * self.costs[problem.target]
+        self.cap = problem.budget_gpu_hours()
         self.rounds, self.max_batch = rounds, max_batch
         self.init_share, self.max_pairs = init_share, max_pairs
         self._queue: list[Query] = []
@@ -112,18 +120,20 @@ class BoTorchMF(Optimizer):
             return self._ask_by_cost() if self.by_cost else self._ask_at_target()
 
     def recommend(self) -> dict[str, Any]:
-        pool = self.problem.candidates()
-        if not self.by_cost or (len(self._data()) < 2 and len(self.observations())):
+        if not self.by_cost:
             return super().recommend()
-        if len(self._data()) < 2:  # nothing to model: any candidate is as good a guess
-            return config_at(pool, int(np.random.default_rng(self.seed).integers(len(pool))))
+        data, pool = self._data(), self.problem.candidates()
+        if data.empty:
+            raise NoRecommendation("BoTorchMF has no observation to model")
+        if len(data) == 1 and data["fidelity"].iat[0] == self.problem.target:
+            return super().recommend()
+        if len(data) == 1:  # nothing to model: the target candidate nearest the one cheap run
+            return config_at(pool, Snapper(self.problem.space, pool).nearest(data.iloc[0].to_dict())[0])
         with torch_threads(self.threads):
             return config_at(pool, int(torch.argmax(self._target_mean(self._fit(), pool))))
 
     def _ask_at_target(self) -> Query:
-        pool = self.untried()
-        if pool.empty:
-            pool = self.problem.candidates()
+        pool = self.pool()
         if len(self._data()) < 2:
             return self._random(pool, self.problem.target)
         model = self._fit()
@@ -136,19 +146,23 @@ class BoTorchMF(Optimizer):
 
     # Cost budgets: KG per GPU-hour over (candidate, fidelity) pairs ---------------------------
     def _ask_by_cost(self) -> Query:
+        affordable = self.affordable()  # the harness asks only while one fits
+        self._queue = [q for q in self._queue if q.fidelity in affordable]
         if self._queue:
             return self._queue.pop(0)
-        slack = 1e-9 * self.cap
-        left = self.cap - sum(o.cost for _, o in self.history) + slack
-        affordable = [f.name for f in self.problem.fidelities if self.costs[f.name] <= left]
-        if not affordable:
-            return self.query(self.recommend())  # does not fit: the episode ends here
+        left = self.remaining() * (1 + 1e-9)
         if len(self._data()) < 2:
             self._queue = self._initial_design(affordable[0], left)
             return self._queue.pop(0)
         pairs = self._pairs(affordable)
-        if pairs.empty:  # everything affordable was run: re-ask the pick (costs, same outcome)
-            return self.query(self.recommend())
+        chosen = self._kg_batch(pairs, left) if not pairs.empty else []
+        if not chosen:  # everything affordable was run: a re-run (costs, same outcome)
+            return self._rerun(affordable)
+        params = self.problem.params
+        self._queue = [Query(config_at(pairs, j, params), pairs["fidelity"].iat[j]) for j in chosen]
+        return self._queue.pop(0)
+
+    def _kg_batch(self, pairs: pd.DataFrame, left: float) -> list[int]:
         model = self._fit()
         targets = self.problem.candidates()
         x = torch.cat([self.features(pairs, pairs["fidelity"]),
@@ -158,19 +172,17 @@ class BoTorchMF(Optimizer):
             mean, cov = posterior.mean.squeeze(-1), posterior.mvn.covariance_matrix
         costs = torch.tensor(pairs["fidelity"].map(self.costs).to_numpy(float), dtype=DTYPE)
         is_target = torch.tensor((pairs["fidelity"] == self.problem.target).to_numpy())
-        chosen = kg_per_cost_batch(mean, cov, len(pairs), costs, is_target,
-                                   float(model.likelihood.noise.item()), left,
-                                   self.cap / self.rounds, self.max_batch)
-        if not chosen:
+        noise = float(model.likelihood.noise.item())
+        return kg_per_cost_batch(mean, cov, len(pairs), costs, is_target, noise, left,
+                                 self.cap / self.rounds, self.max_batch)
+
+    def _rerun(self, affordable: list[str]) -> Query:
+        if self.problem.target in affordable:
             return self.query(self.recommend())
-        params = self.problem.params
-        self._queue = [Query(config_at(pairs, j, params), pairs["fidelity"].iat[j]) for j in chosen]
-        return self._queue.pop(0)
+        return self._random(self.problem.candidates(affordable[0]), affordable[0])
 
     def _initial_design(self, fidelity: str, left: float) -> list[Query]:
-        pool = self.untried(fidelity)
-        if pool.empty:
-            pool = self.problem.candidates(fidelity)
+        pool = self.pool(fidelity)
         cost = self.costs[fidelity]
         n = min(len(self.features.space) + 1, int(self.init_share * self.cap / cost))
         n = min(max(n, 2), int(left / cost), len(pool))

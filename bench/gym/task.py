@@ -242,27 +242,28 @@ class Oracle:
 
     def __init__(self, task: Task, experiment: Experiment, seed: int = 0):
         self.task, self.experiment, self.seed = task, experiment, seed
-        self._levels: dict[str, tuple[Pool, np.ndarray, float]] = {}
+        self._levels: dict[str, tuple] = {}
 
-    def _level(self, fidelity: str) -> tuple[Pool, np.ndarray, float]:
+    def _level(self, fidelity: str) -> tuple:
+        """(records in table order, episode order, encodings and outcomes in episode order, cost)."""
         if fidelity not in self._levels:
             fid = next((f for f in self.experiment.fidelities if f.name == fidelity), None)
             if fid is None:
                 raise ValueError(f"{self.experiment.name} has no fidelity {fidelity!r}")
             pool, values = self.task.arrays(self.experiment.name, fidelity)
             order = self.task.permutation(self.experiment.name, fidelity, self.seed)
-            self._levels[fidelity] = (pool.take(order), values[order], fid.cost)
+            self._levels[fidelity] = (pool.records, order, pool.x[order], values[order], fid.cost)
         return self._levels[fidelity]
 
     def evaluate(self, query: Query) -> Outcome:
-        pool, values, cost = self._level(query.fidelity)
+        records, order, x, values, cost = self._level(query.fidelity)
         if query.candidate is not None:
             i, dist = int(query.candidate), 0.0
-            if not 0 <= i < len(pool):
-                raise ValueError(f"candidate {i} is not in the pool of {len(pool)} at {query.fidelity}")
+            if not 0 <= i < len(order):
+                raise ValueError(f"candidate {i} is not in the pool of {len(order)} at {query.fidelity}")
         else:
-            i, dist = nearest(pool.x, self.task.encoder.one(query.config))
-        return Outcome(float(values[i]), cost, dict(pool.records[i]), query.fidelity, dist > 1e-9, dist, i)
+            i, dist = nearest(x, self.task.encoder.one(query.config))
+        return Outcome(float(values[i]), cost, dict(records[order[i]]), query.fidelity, dist > 1e-9, dist, i)
 
     def target_values(self) -> np.ndarray:
         return self.task.arrays(self.experiment.name, self.experiment.target.name)[1]

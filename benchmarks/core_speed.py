@@ -1,0 +1,133 @@
+"""Speed of the gym core, each figure printed next to its goal (issue: a fast gym core).
+
+    python benchmarks/core_speed.py                 # all sections
+    python benchmarks/core_speed.py trial env       # some: trial, env, jobs, suite
+
+- trial: harness overhead per trial, excluding the optimizer (an optimizer that asks candidate
+  ids it chose before the episode; the marginal cost of a trial between episodes of 10 and 50
+  trials), and per episode (problem, oracle, optimizer, scoring, marker); `random`'s ask next to Optuna's
+  RandomSampler ask + tell on the same 17-dimensional space (data_mixture, 40 episodes of 10).
+- env: vector-environment steps per second, random actions on data_mixture/pile_cc (256 envs,
+  episodes of 10 target trials, autoreset included).
+- jobs: `bench run --jobs 2` against `--jobs 1`, paper suite on data_mixture, random and best-prior.
+- suite: the paper suite for random, centroid, best-prior and extrapolate on every built-in task
+  (`--jobs 2`); compare with the wall time of the same command on an older checkout.
+Numbers depend on the machine and its load; run it on an idle one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.episode import run_episode
+from bench.gym.problem import Query
+from bench.gym.registry import load_task
+from bench.methods import MethodSpec, methods
+from bench.optimizer import Optimizer
+from bench.store import EpisodeKey, Store
+
+BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
+
+
+class Preset(Optimizer):
+    """Asks candidate ids drawn before the episode: an ask that costs (almost) nothing."""
+
+    def __init__(self, problem, seed):
+        super().__init__(problem, seed)
+        self.ids = np.random.default_rng(seed).permutation(len(problem.arrays()))
+
+    def ask(self) -> Query:
+        return self.query_candidate(int(self.ids[len(self.history)]))
+
+
+def _episodes(method: MethodSpec, budget: int, n: int = 40) -> tuple[float, float]:
+    """(wall seconds per episode excluding asks, ask seconds per trial) on data_mixture/pile_cc."""
+    task = load_task("data_mixture")
+    wall = ask = 0.0
+    trials = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp))
+        for seed in range(n):
+            key = EpisodeKey("bench", task.name, method.name, "pile_cc", "trials", budget, seed)
+            t0 = time.perf_counter()
+            s = run_episode(key, task, method, store)
+            wall += time.perf_counter() - t0 - s["ask_seconds"]
+            ask += s["ask_seconds"]
+            trials += s["trials"]
+    return wall / n, ask / trials
+
+
+def _optuna_random(n: int = 400) -> float:
+    import optuna
+
+    from baselines.optuna_samplers import to_distributions
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dists = to_distributions(load_task("data_mixture").space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        trial = study.ask(dists)
+        study.tell(trial, 0.0)
+    return (time.perf_counter() - t0) / n
+
+
+def trial_section() -> None:
+    load_task("data_mixture")
+    preset = MethodSpec(name="preset", target="core_speed:Preset", family="test")
+    short, _ = _episodes(preset, 10)
+    long, _ = _episodes(preset, 50)
+    per_trial = (long - short) / 40  # the marginal cost of a trial; the rest is per episode
+    _, random_ask = _episodes(methods()["random"], 10)
+    print(f"harness overhead per trial (excluding the optimizer): {per_trial * 1e6:8.1f} us   goal <= 20 us")
+    print(f"harness cost per episode (set-up, scoring, marker):   {(short - 10 * per_trial) * 1e3:8.2f} ms")
+    print(f"random ask:                                           {random_ask * 1e6:8.1f} us   goal <= 50 us")
+    print(f"Optuna RandomSampler ask+tell, same space:            {_optuna_random() * 1e6:8.1f} us")
+
+
+def env_section(num: int = 256, steps: int = 400) -> None:
+    from bench.gym import make_vector_env
+
+    env = make_vector_env("data_mixture", "pile_cc", num, suite="paper", budget=10)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(env.single_action_space.n, size=(steps, num))
+    t0 = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    rate = steps * num / (time.perf_counter() - t0)
+    print(f"vector env steps per second ({num} envs, T=10, autoreset): {rate:10.0f}   goal >= 100,000")
+
+
+def _wall(args: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        subprocess.run([*BENCH, *args, "--out", out, "--quiet"], check=True)
+        return time.perf_counter() - t0
+
+
+def jobs_section() -> None:
+    args = ["run", "--task", "data_mixture", "--method", "random,best-prior", "--suite", "paper"]
+    one, two = _wall([*args, "--jobs", "1"]), _wall([*args, "--jobs", "2"])
+    print(f"paper suite, data_mixture, random + best-prior: --jobs 1 {one:.1f} s, --jobs 2 {two:.1f} s: "
+          f"{one / two:.2f}x   goal >= 1.8x")
+
+
+def suite_section() -> None:
+    wall = _wall(["run", "--task", "all", "--method", "random,centroid,best-prior,extrapolate",
+                  "--suite", "paper", "--jobs", "2"])
+    print(f"paper suite, all tasks, random + centroid + best-prior + extrapolate, --jobs 2: {wall:.1f} s")
+
+
+SECTIONS = {"trial": trial_section, "env": env_section, "jobs": jobs_section, "suite": suite_section}
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))  # `core_speed:Preset` for the method registry
+    for name in sys.argv[1:] or SECTIONS:
+        SECTIONS[name]()
