@@ -16,6 +16,7 @@ skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -40,9 +41,8 @@ def _answer(task, oracle, problem, query: Query, candidate: dict) -> Outcome:
         return oracle.evaluate(query)
     x = encode(problem.space, [query.config, candidate])
     distance = float(np.linalg.norm(x[0] - x[1]))
-    value = oracle.evaluate(Query(candidate, problem.target)).value
-    return Outcome(value, problem.fidelity(problem.target).cost, candidate, problem.target,
-                   snapped=distance > 1e-9, distance=distance)
+    ran = oracle.evaluate(Query(candidate, problem.target))
+    return dataclasses.replace(ran, snapped=distance > 1e-9, distance=distance)
 
 
 def time_asks(method: str, experiment: str, counts: list[int], seed: int) -> dict[int, float]:
