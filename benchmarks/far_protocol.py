@@ -5,8 +5,9 @@ on the task's train experiments (10 seeds, T = 3; their first trial is the T = 1
 they do not depend on the budget), and the 95% hierarchical-bootstrap intervals of their mean
 nregret (`bench.metrics`) are compared. The score of (k, g) is the number of anchor pairs whose
 intervals are disjoint at T = 1 and T = 3 (12 at most); ties go to the smaller prior and the
-larger gap (the harder protocol). Only (k, g) that leave every test experiment a prior fidelity
-and keep at least half the train experiments are candidates (a gap checks costs, not outcomes);
+larger gap (the harder protocol). Only (k, g) that leave every test experiment a prior fidelity,
+keep at least half the train experiments, and buy every kept experiment at least `MIN_PRIOR_RUNS`
+runs of its cheapest prior fidelity are candidates (all three check costs, not outcomes);
 intervals over one or two experiments would be too narrow to trust. Test experiments are never run.
 
     python benchmarks/far_protocol.py [TASK ...]
@@ -27,8 +28,9 @@ from bench.metrics import episodes_frame, leaderboard
 
 ANCHORS = ["random", "centroid", "best-prior", "extrapolate"]
 K_GRID = [0.03, 0.1, 0.3, 1.0, 3.0]  # `far` is a capped prior ...
-G_GRID = [3, 10, 30, 100, 1000]  # ... with a real extrapolation distance
+G_GRID = [2, 3, 10, 30, 100, 1000]  # ... with a real extrapolation distance
 SEEDS = 10
+MIN_PRIOR_RUNS = 3  # a capped prior too small to hold a run would turn every method into random search
 
 
 def anchor_scores(task, prior: Prior) -> list[dict]:
@@ -88,6 +90,9 @@ def main(tasks: list[str]) -> None:
             if len(kept) < len(task.split("train")) / 2 or not all(
                     task.prior_fidelities(e, prior) for e in task.split("test")):
                 continue
+            cheapest = {e: task.prior_fidelities(e, prior)[0].cost for e in [*kept, *task.split("test")]}
+            if any(k * task.experiment(e).target.cost < MIN_PRIOR_RUNS * c for e, c in cheapest.items()):
+                continue
             seed_everything(0)
             summaries = anchor_scores(task, prior)
             if not summaries:
@@ -100,6 +105,9 @@ def main(tasks: list[str]) -> None:
             shown = {c: v if isinstance(v, str) else round(float(v), 3) for c, v in results[-1].items()}
             print(name, shown, flush=True)
         table = pd.DataFrame(results)
+        if table.empty:
+            print(f"\n{name}: no (k, g) on the grid keeps the experiments a prior fidelity", flush=True)
+            continue
         best = table.sort_values(["separated", "k", "g"], ascending=[False, True, False]).iloc[0]
         print(f"\n{name}: chosen k={best.k:g} g={best.g:g} ({best.separated}/12 anchor pairs separated)\n"
               + table.round(3).to_string(index=False), flush=True)
