@@ -297,7 +297,7 @@ def plot(out: Out = DEFAULT_OUT,
     for s in [suite] if suite else sorted(ep.suite.unique()):
         for p in [*regret_curves(ep, s, out / "figures"), *discrimination_figure(disc, s, out / "figures")]:
             console.print(f"wrote {p}")
-    for p in extrapolation_figure(ep if not suite else ep[ep.suite.str.startswith(suite)], out / "figures"):
+    for p in extrapolation_figure(ep, out / "figures"):  # from every trial suite (a --gap sweep)
         console.print(f"wrote {p}")
     in_results = set((ep[ep.suite == suite] if suite else ep).task)
     refs = resolve_tasks(task) if task else sorted(in_results & set(task_names()))
