@@ -8,13 +8,22 @@ trial is closed as FAIL (every sampler ignores failed trials) and the configurat
 recorded as a COMPLETE trial (`study.add_trial`) that carries the asked trial's system attributes
 (CMA-ES keeps its generation and state there), so samplers learn only from real runs.
 
-Warm start (`warm_start=k`): the k target candidates nearest the best cheap runs (most expensive
-prior fidelity first, best first) are enqueued before the sampler's own proposals.
+Initial design (TPE, GP, CMA-ES): the sampler's `n_startup_trials` is `initial_design_size` of the
+trial budget, about a third of it and at least 1 (Optuna's default of 10 would make a budget of
+at most 10 trials pure random search), unless the preset sets it. Those first trials are enqueued
+(`study.enqueue_trial`), not sampled in the continuous space and snapped, which would favour the
+candidates with the largest Voronoi cells: each is a uniform draw from the untried target
+candidates (`Optimizer.random_candidate`, the episode's generator), the draws random search makes.
+QMC has no startup: its scrambled Sobol sequence is the method.
+
+Warm start (`warm_start=True`): the initial design is instead the target candidates nearest the
+best cheap runs (most expensive prior fidelity first, best first), then the sampler takes over.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import warnings
 from typing import Any
 
@@ -45,6 +54,17 @@ SAMPLERS = {
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
 }
+STARTUP = {"tpe", "gp", "cmaes"}  # samplers with `n_startup_trials`
+
+
+def initial_design_size(trials: int) -> int:
+    """Trials before the sampler's model takes over: about a third of the budget, at least 1."""
+    return max(1, round(trials / 3))
+
+
+def trial_budget(problem: Problem) -> int:
+    """Target trials the budget buys (a cost budget's amount is in target runs), at least 1."""
+    return max(1, math.floor(problem.budget.amount + 1e-9))
 
 
 def to_distributions(space: ConfigurationSpace) -> dict[str, BaseDistribution]:
@@ -98,7 +118,7 @@ class OptunaSampler(Optimizer):
     """One Optuna sampler (`tpe`, `cmaes`, `gp`, `qmc`) over the target candidates."""
 
     def __init__(self, problem: Problem, seed: int, sampler: str = "tpe",
-                 sampler_params: dict[str, Any] | None = None, warm_start: int = 0):
+                 sampler_params: dict[str, Any] | None = None, warm_start: bool = False):
         super().__init__(problem, seed)
         if sampler not in SAMPLERS:
             raise BenchError(f"unknown Optuna sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
@@ -106,15 +126,24 @@ class OptunaSampler(Optimizer):
             raise BenchError("optuna-cmaes needs the `cmaes` package: pip install cmaes")
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.distributions = to_distributions(problem.space)
+        params = dict(sampler_params or {})
+        if sampler in STARTUP:
+            size = min(initial_design_size(trial_budget(problem)), len(problem.candidates()))
+            params.setdefault("n_startup_trials", size)
+        self.n_startup = params.get("n_startup_trials", 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            built = SAMPLERS[sampler](seed=seed, **(sampler_params or {}))
+            built = SAMPLERS[sampler](seed=seed, **params)
         self.study = optuna.create_study(direction="minimize", sampler=built)
-        for config in warm_start_configs(problem, warm_start) if warm_start else []:
-            self.study.enqueue_trial(to_params(self.distributions, config))
+        self._warm = warm_start_configs(problem, self.n_startup) if warm_start else []
+        self._designed = 0  # initial-design trials enqueued so far
         self._asked: tuple[optuna.trial.Trial, dict[str, Any]] | None = None
 
     def ask(self) -> Query:
+        if self._designed < self.n_startup:
+            config = self._warm.pop(0) if self._warm else self.random_candidate()
+            self.study.enqueue_trial(to_params(self.distributions, config))
+            self._designed += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             trial = self.study.ask(self.distributions)
@@ -127,13 +156,13 @@ class OptunaSampler(Optimizer):
             raise RuntimeError("OptunaSampler.tell() without a pending ask()")
         (trial, asked), self._asked = self._asked, None
         value = self.problem.objective.sign * outcome.value
-        if outcome.config == asked:
+        ran = to_params(self.distributions, outcome.config)
+        if ran == asked:
             self.study.tell(trial, value)
             return
         system_attrs = self.study.get_trials(deepcopy=False)[trial.number].system_attrs
         self.study.tell(trial, state=TrialState.FAIL)
         self.study.add_trial(create_trial(
-            params=to_params(self.distributions, outcome.config),
-            distributions=self.distributions, value=value, system_attrs=system_attrs,
+            params=ran, distributions=self.distributions, value=value, system_attrs=system_attrs,
             user_attrs={"asked_trial": trial.number},
         ))

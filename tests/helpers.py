@@ -1,9 +1,10 @@
-"""Shared test helpers: a scripted optimizer, a mixed-type task, a plain ask/tell driver."""
+"""Shared test helpers: a scripted optimizer, a mixed-type task, ask/tell drivers, pool geometry."""
 
 import numpy as np
 import pandas as pd
 
 from bench.gym.problem import Query
+from bench.gym.space import config_at, encode
 from bench.gym.spec import TaskSpec, build_task
 from bench.optimizer import Optimizer
 
@@ -46,3 +47,35 @@ def drive(problem, oracle, optimizer, n):
         optimizer.tell(query, outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def drive_budget(oracle, optimizer, max_queries, max_refused=3):
+    """Drive as the harness does: a query that does not fit what is left is refused
+    (not run, not told, not charged); stop once no fidelity fits or after `max_refused` refusals
+    in a row. Returns the outcomes and the number of refused queries."""
+    outcomes, refused, in_a_row = [], 0, 0
+    while optimizer.affordable() and len(outcomes) < max_queries and in_a_row < max_refused:
+        query = optimizer.ask()
+        if query.fidelity not in optimizer.affordable():  # on cost budgets: its cost > remaining()
+            refused, in_a_row = refused + 1, in_a_row + 1
+            continue
+        outcome = oracle.evaluate(query)
+        optimizer.tell(query, outcome)
+        outcomes.append(outcome)
+        in_a_row = 0
+    return outcomes, refused
+
+
+def config_key(config, params):
+    """A hashable key for a configuration (candidate identity without relying on pool order)."""
+    return tuple(config[p] for p in params)
+
+
+def isolated_quarter(space, pool):
+    """Keys of the quarter of `pool` farthest from their nearest neighbour (unit-cube encoding):
+    the candidates with the largest Voronoi cells, which snapped continuous draws favour."""
+    x = encode(space, pool)
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    far = np.argsort(-d.min(axis=1), kind="stable")[: len(pool) // 4]
+    return {config_key(config_at(pool, int(i)), list(pool.columns)) for i in far}

@@ -44,12 +44,27 @@ def digests(method: str) -> dict[str, str]:
     return out
 
 
+def digests_in_subprocess(method: str) -> dict[str, str]:
+    """`digests(method)` in a fresh interpreter with the runner's fixed hash seed (SMAC's run
+    history depends on it), as `bench run`'s workers have."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run([sys.executable, __file__, "--print", method], env=env, capture_output=True,
+                         text=True, check=True, timeout=900)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--print":
+        print(json.dumps(digests(args[1])))
+        sys.exit(0)
     if not args or args[0] != "--write":
         sys.exit("usage: python tests/quick_digests.py --write METHOD [METHOD ...]")
     fixture = json.loads(FIXTURE.read_text()) if FIXTURE.is_file() else {}
     for method in args[1:]:
-        fixture[method] = digests(method)
+        fixture[method] = digests_in_subprocess(method)
         print(method, len(fixture[method]), "episodes")
     FIXTURE.write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")

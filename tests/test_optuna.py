@@ -1,16 +1,18 @@
-"""Optuna adapter: the space round-trips, proposals stay in it, tells are the runs, seeds repeat."""
+"""Optuna adapter: the space round-trips, proposals stay in it, tells are the runs, seeds repeat,
+the startup is a third of the budget drawn uniformly from the pool."""
 
 import importlib.util
 
 import numpy as np
 import optuna
 import pytest
-from helpers import drive, mixed_task
+from helpers import config_key, drive, isolated_quarter, mixed_task
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 import baselines.optuna_samplers as adapter
 from baselines.optuna_samplers import OptunaSampler, to_distributions, to_params
+from baselines.random_search import RandomSearch
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
@@ -18,8 +20,7 @@ from bench.gym.space import config_at, encode
 from bench.methods import methods
 
 SAMPLERS = ["tpe", "gp", "qmc"] + (["cmaes"] if importlib.util.find_spec("cmaes") else [])
-PRESETS = ["optuna-tpe", "optuna-gp", "optuna-qmc", "optuna-tpe-warm"] + (
-    ["optuna-cmaes"] if "cmaes" in SAMPLERS else [])
+STARTUP = [s for s in SAMPLERS if s != "qmc"]
 
 
 def test_space_translates_and_round_trips():
@@ -79,11 +80,11 @@ def test_cmaes_advances_generations_on_the_recorded_runs():
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_same_seed_same_trials(sampler):
     task = mixed_task()
-    problem = task.problem("mixed", Budget("trials", 12))
+    problem = task.problem("mixed", Budget("trials", 6))
 
     def run(seed):
         opt = OptunaSampler(problem, seed=seed, sampler=sampler)
-        return [o.config for o in drive(problem, task.oracle("mixed"), opt, 12)]
+        return [o.config for o in drive(problem, task.oracle("mixed"), opt, 6)]
 
     assert run(5) == run(5)
     assert run(5) != run(6)
@@ -91,9 +92,10 @@ def test_same_seed_same_trials(sampler):
 
 def test_warm_start_asks_candidates_nearest_best_cheap_runs():
     task = load_task("data_mixture")
-    problem = task.problem("pile_cc", Budget("trials", 5))
+    problem = task.problem("pile_cc", Budget("trials", 10))
     spec = methods()["optuna-tpe-warm"]
     opt = spec.make(problem, 0)
+    assert opt.n_startup == 3
     asked = [opt.ask() for _ in range(3)]  # enqueued trials: no tell needed to see them
 
     # Independently: best 60M runs, each to its nearest not-yet-chosen 1B candidate.
@@ -109,6 +111,53 @@ def test_warm_start_asks_candidates_nearest_best_cheap_runs():
             break
     expected = [pool.iloc[i].to_dict() for i in chosen]
     assert [q.config for q in asked] == expected
+
+
+@pytest.mark.parametrize("sampler", STARTUP)
+def test_startup_is_a_third_of_the_budget_and_enqueued(sampler):
+    task = mixed_task()
+    for trials, size in [(1, 1), (2, 1), (3, 1), (5, 2), (10, 3), (30, 10)]:
+        opt = OptunaSampler(task.problem("mixed", Budget("trials", trials)), 0, sampler=sampler)
+        assert opt.n_startup == size
+    problem = task.problem("mixed", Budget("trials", 6))
+    opt = OptunaSampler(problem, 0, sampler=sampler)
+    outcomes = drive(problem, task.oracle("mixed"), opt, 6)
+    fixed = ["fixed_params" in t.system_attrs for t in opt.study.get_trials(deepcopy=False)]
+    assert fixed[:2] == [True, True] and not any(fixed[2:])  # then the sampler's own proposals
+    assert not any(o.snapped for o in outcomes[:2])
+    assert [o.config for o in outcomes[:2]] == [o.config for o in drive(
+        problem, task.oracle("mixed"), RandomSearch(problem, 0), 2)]  # the draws random search makes
+    assert OptunaSampler(problem, 0, sampler="qmc").n_startup == 0  # the Sobol sequence is the method
+
+
+@pytest.mark.parametrize("sampler", STARTUP)
+def test_startup_draws_are_uniform_over_the_pool(sampler):
+    """Snapped continuous draws put ~90% of first trials on the most isolated quarter of the pool."""
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("trials", 10))
+    pool, params = problem.candidates(), problem.params
+    keys = {config_key(config_at(pool, i), params) for i in range(len(pool))}
+    isolated = isolated_quarter(problem.space, pool)
+    firsts = [config_key(OptunaSampler(problem, seed, sampler=sampler).ask().config, params)
+              for seed in range(100)]
+    assert set(firsts) <= keys and len(set(firsts)) > 40
+    assert np.mean([k in isolated for k in firsts]) < 0.45  # uniform: 0.25
+
+
+def test_samplers_differ_once_the_startup_is_over():
+    """TPE, GP and CMA-ES share their startup (random search's draws), then go their own ways."""
+    task = load_task("data_mixture")
+    oracle = task.oracle("pile_cc")
+    runs = {}
+    for trials in (1, 5):
+        problem = task.problem("pile_cc", Budget("trials", trials))
+        opts = {s: OptunaSampler(problem, 0, sampler=s) for s in STARTUP}
+        opts["random"] = RandomSearch(problem, 0)
+        runs[trials] = {n: [o.config for o in drive(problem, oracle, opt, trials)] for n, opt in opts.items()}
+    assert all(r == runs[1]["random"] for r in runs[1].values())  # T=1: one uniform draw for all
+    five = [tuple(map(str, r)) for r in runs[5].values()]
+    assert len(set(five)) == len(five)
+    assert all(r[:2] == runs[5]["random"][:2] for r in runs[5].values())
 
 
 def test_cmaes_without_its_package_is_a_clear_error(monkeypatch):

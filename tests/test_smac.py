@@ -1,7 +1,7 @@
-"""SMAC3 adapter: configurations round-trip, tells are the runs, Hyperband over fidelities, no files."""
+"""SMAC3 adapter: configurations round-trip, tells are the runs, Hyperband over fidelities, no files,
+initial designs drawn uniformly from the pool, budgets respected."""
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -10,22 +10,17 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import drive, mixed_task
+from helpers import config_key, drive, drive_budget, isolated_quarter, mixed_task
 from smac.runhistory.enumerations import StatusType
 
+from baselines.random_search import RandomSearch
 from baselines.smac_facades import SmacFacade, rung_fidelities, to_configuration
-from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
-from bench.gym.space import Snapper, config_at
+from bench.gym.space import config_at
 from bench.gym.spec import TaskSpec, build_task
-from bench.methods import methods
-from bench.store import EpisodeKey, Store
-
-
-def trial_log(store, key):
-    return [json.loads(x) for x in store.trial_log(key).read_text().splitlines()]
+from bench.optimizer import NoRecommendation
 
 
 def test_configurations_round_trip():
@@ -50,7 +45,7 @@ def test_configurations_round_trip():
 @pytest.mark.parametrize("facade", ["hpo", pytest.param("bb", marks=pytest.mark.slow), "mf"])
 def test_proposals_in_space_and_tells_are_the_runs(facade):
     task = mixed_task(direction="maximize")
-    problem = task.problem("mixed", Budget("cost", 4), prior="none")
+    problem = task.problem("mixed", Budget("cost", 8), prior="none")
     opt = SmacFacade(problem, seed=1, facade=facade)
     outcomes = drive(problem, task.oracle("mixed"), opt, 8)
 
@@ -76,7 +71,7 @@ def test_same_seed_same_trials(facade):
 
     def run(seed):
         opt = SmacFacade(problem, seed=seed, facade=facade)
-        return [(o.fidelity, o.config) for o in drive(problem, task.oracle("mixed"), opt, 8)]
+        return [(o.fidelity, o.config) for o in drive(problem, task.oracle("mixed"), opt, 4)]
 
     assert run(4) == run(4)
     assert run(4) != run(5)
@@ -157,19 +152,91 @@ def test_mf_does_not_pay_for_cheap_runs_once_the_prior_is_used_up():
     assert len(cheap) > 3  # more cheap answers than prior runs: the later ones are lookups
 
 
-def test_mf_recommends_the_best_cheap_run_when_no_target_run_fits(tmp_path):
+def test_mf_respects_the_cost_budget_and_recommends_the_best_cheap_run():
+    """One target run's worth: after bracket 0's cheap runs the 1B promotion no longer fits, so it
+    is never queried (it stays RUNNING in SMAC) and the adapter goes on with cheap brackets."""
     task = load_task("data_mixture")
-    key = EpisodeKey("c", task.name, "smac-mf", "pile_cc", "cost", 1, 0)
-    store = Store(tmp_path)
-    summary = run_episode(key, task, methods()["smac-mf"], store, prior="none")
-    rows = trial_log(store, key)
-    assert summary["target_trials"] == 0 and {r["fidelity"] for r in rows} == {"1M", "60M"}
-    best_60m = min((r for r in rows if r["fidelity"] == "60M"), key=lambda r: r["value"])
-    assert summary["recommend"] is not None and summary["recommend_value"] is not None
     problem = task.problem("pile_cc", Budget("cost", 1), prior="none")
-    target = problem.candidates()
-    i, _ = Snapper(problem.space, target).nearest(best_60m["config"])
-    assert summary["recommend"] == config_at(target, i)
+    opt = SmacFacade(problem, seed=0, facade="mf")
+    outcomes, refused = drive_budget(task.oracle("pile_cc"), opt, 25)
+    assert refused == 0 and len(outcomes) == 25  # the old adapter's 1B asks: refused, then 3 in a row
+    assert {o.fidelity for o in outcomes} == {"1M", "60M"}
+    rh = opt.smac.runhistory
+    pending = [k for k, v in rh.items() if v.status == StatusType.RUNNING and k.budget == 9.0]
+    assert pending and not any(k.budget == 9.0 and v.status != StatusType.RUNNING for k, v in rh.items())
+    best_60m = min((o for o in outcomes if o.fidelity == "60M"), key=lambda o: o.value)
+    assert opt.recommend() == best_60m.config  # the harness snaps it to the target pool
+
+
+def test_mf_spends_most_of_a_cost_budget():
+    """Rungs cost 1, 2, 60: bracket 0's target promotion and bracket 2 (three target runs) do not
+    fit after the cheap runs; the adapter keeps to what fits and spends the budget."""
+    task = mixed_task(fidelities=((1e8, 1e9, 1.0, 30), (2e8, 1e9, 0.5, 30), (6e9, 1e9, 0.0, 30)))
+    problem = task.problem("mixed", Budget("cost", 1), prior="none")
+    assert [problem.fidelity(f).cost / problem.fidelities[0].cost for f in rung_fidelities(problem)] == \
+        pytest.approx([1, 2, 60])
+    opt = SmacFacade(problem, seed=0, facade="mf")
+    outcomes, refused = drive_budget(task.oracle("mixed"), opt, 200)
+    assert refused == 0 and not opt.affordable()
+    assert opt.spent() >= 0.95 * problem.budget_gpu_hours()  # the old one: 42%, then 3 refusals
+
+
+def test_recommend_with_nothing_seen_is_no_recommendation():
+    task = load_task("data_mixture")
+    for facade, budget in (("hpo", Budget("trials", 3)), ("mf", Budget("cost", 1))):
+        opt = SmacFacade(task.problem("pile_cc", budget, prior="none"), 0, facade)
+        with pytest.raises(NoRecommendation):
+            opt.recommend()
+
+
+def _first_queries(facade, problem, seeds):
+    return [SmacFacade(problem, seed, facade).ask() for seed in seeds]
+
+
+@pytest.mark.parametrize("facade", ["hpo", pytest.param("bb", marks=pytest.mark.slow), "mf"])
+def test_initial_design_is_uniform_over_the_pool(facade):
+    """Snapped Sobol or random points put ~90% of first trials on the most isolated quarter."""
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("cost", 5), prior="none")
+    fidelity = "1M" if facade == "mf" else "1B"
+    pool, params = problem.candidates(fidelity), problem.params
+    keys = {config_key(config_at(pool, i), params) for i in range(len(pool))}
+    isolated = isolated_quarter(problem.space, pool)
+    queries = _first_queries(facade, problem, range(100))
+    firsts = [config_key(q.config, params) for q in queries]
+    assert {q.fidelity for q in queries} == {fidelity} and set(firsts) <= keys and len(set(firsts)) > 40
+    assert np.mean([k in isolated for k in firsts]) < 0.45  # uniform: 0.25
+
+
+@pytest.mark.parametrize("trials, size", [(1, 1), (3, 1), (5, 2), (10, 3)])
+def test_initial_design_is_a_third_of_the_budget(trials, size):
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("trials", trials))
+    opt = SmacFacade(problem, 0, "hpo")
+    outcomes = drive(problem, task.oracle("pile_cc"), opt, min(trials, size + 1))
+    origins = [c.origin for c in opt.smac.runhistory.get_configs()]
+    assert origins[:size] == ["Initial design"] * size and "Initial design" not in origins[size:]
+    random = drive(problem, task.oracle("pile_cc"), RandomSearch(problem, 0), size)
+    assert [o.config for o in outcomes[:size]] == [o.config for o in random]  # random search's draws
+
+
+def test_mf_initial_design_is_the_first_bracket():
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("cost", 5), prior="none")
+    opt = SmacFacade(problem, 0, "mf")
+    outcomes = drive(problem, task.oracle("pile_cc"), opt, 18)
+    assert [o.fidelity for o in outcomes[:9]] == ["1M"] * 9 and not any(o.snapped for o in outcomes[:9])
+    origins = [c.origin for c in opt.smac.runhistory.get_configs()]
+    assert origins[:9] == ["Initial design"] * 9 and "Initial design" not in origins[9:]
+
+
+@pytest.mark.slow
+def test_hpo_and_bb_differ_after_the_initial_design():
+    task = load_task("data_mixture")
+    problem = task.problem("pile_cc", Budget("trials", 5))  # initial design: 2 trials
+    runs = {f: [o.config for o in drive(problem, task.oracle("pile_cc"), SmacFacade(problem, 0, f), 5)]
+            for f in ("hpo", "bb")}
+    assert runs["hpo"][:2] == runs["bb"][:2] and runs["hpo"][2:] != runs["bb"][2:]
 
 
 def test_rungs_are_spread_in_log_cost():
