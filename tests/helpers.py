@@ -79,3 +79,23 @@ def isolated_quarter(space, pool):
     np.fill_diagonal(d, np.inf)
     far = np.argsort(-d.min(axis=1), kind="stable")[: len(pool) // 4]
     return {config_key(config_at(pool, int(i)), list(pool.columns)) for i in far}
+
+
+def check_quick_suite(task, out) -> None:
+    """random and best-prior run every quick-suite episode of `task`: full budgets, finite scores
+    no better than the table optimum."""
+    import math
+
+    from bench.episode import run_episode
+    from bench.methods import methods
+    from bench.store import EpisodeKey, Store
+    from bench.suites import load_suite
+
+    suite, store = load_suite("quick"), Store(out)
+    for method in ("random", "best-prior"):
+        for exp in suite.pick_experiments(task.split("test")):
+            for b in suite.budget_objects():
+                key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, 0)
+                s = run_episode(key, task, methods()[method], store)
+                assert s["target_trials"] == b.amount
+                assert math.isfinite(s["best"]) and s["best"] >= s["optimum"]

@@ -5,15 +5,12 @@ import math
 import statistics
 
 import pytest
+from helpers import check_quick_suite
 
 from bench.data import path_of
-from bench.episode import run_episode
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.tasks.architecture import loss_at
-from bench.methods import methods
-from bench.store import EpisodeKey, Store
-from bench.suites import load_suite
 
 TRAIN = "wandb_dfs/wandb_df_for_fitting_hot_100b+_477.jsonl"
 DCLM = "benchmarks/fineweb_dclm_losses_combined.jsonl"
@@ -132,11 +129,4 @@ def test_test_priors_hold_only_cheaper_levels(name):
 
 @pytest.mark.parametrize("name", ["architecture", "architecture_wallclock"])
 def test_quick_suite_runs(name, tmp_path):
-    task, suite, store = load_task(name), load_suite("quick"), Store(tmp_path)
-    for method in ("random", "best-prior"):
-        for exp in suite.pick_experiments(task.split("test")):
-            for b in suite.budget_objects():
-                key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, 0)
-                s = run_episode(key, task, methods()[method], store)
-                assert s["target_trials"] == b.amount
-                assert math.isfinite(s["best"]) and s["best"] >= s["optimum"]
+    check_quick_suite(load_task(name), tmp_path)

@@ -1,21 +1,17 @@
 """`sft_lora` on the Tinker Cookbook sweep: run counts, families, diverged runs, split, card."""
 
-import math
 import re
 import subprocess
 import sys
 
 import pytest
+from helpers import check_quick_suite
 
 from bench.data import SOURCES, path_of
-from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.tasks import sft_lora
-from bench.methods import methods
-from bench.store import EpisodeKey, Store
-from bench.suites import load_suite
 
 # experiment -> (fidelity label, model), cheapest first
 FAMILIES = {
@@ -165,14 +161,7 @@ def test_source_and_description(task):
 
 
 def test_quick_suite_runs(task, tmp_path):
-    suite, store = load_suite("quick"), Store(tmp_path)
-    for method in ("random", "best-prior"):
-        for exp in suite.pick_experiments(task.split("test")):
-            for b in suite.budget_objects():
-                key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, 0)
-                s = run_episode(key, task, methods()[method], store)
-                assert s["target_trials"] == b.amount
-                assert math.isfinite(s["best"]) and s["best"] >= s["optimum"]
+    check_quick_suite(task, tmp_path)
     prior = task.problem("qwen3.5", Budget("trials", 3)).prior
     assert set(prior.fidelity) == {"4B", "9B", "27B", "35B-A3B"}
 
