@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,7 +134,7 @@ def list_methods() -> None:
     for c in ["method", "family", "needs", "available", "description"]:
         t.add_column(c)
     for name, spec in methods().items():
-        needs = [*spec.needs_env, *(["training"] if spec.needs_training else [])]
+        needs = [*spec.needs, *(["training"] if spec.needs_training else [])]
         missing = spec.missing()
         t.add_row(name, spec.family, ", ".join(needs) or "-",
                   "yes" if not missing else f"no ({'; '.join(missing)})", spec.description)
@@ -168,11 +169,13 @@ def run(
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (cluster).")] = None,
     out: Out = DEFAULT_OUT,
     retry_failed: Annotated[bool, typer.Option(help="Run failed episodes again.")] = False,
+    llm_cache: Annotated[str | None, typer.Option(
+        help="LLM response cache: readwrite (default), read, write or off ($BENCH_LLM_CACHE).")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Run episodes of a suite; completed episodes are skipped (resume)."""
     from bench.gym.registry import resolve_tasks
-    from bench.methods import resolve_methods
+    from bench.methods import resolve_methods, skipped_by_all
     from bench.runner import execute, plan
     from bench.store import Store
     from bench.suites import load_suite
@@ -197,7 +200,16 @@ def run(
         if prior_budget <= 0:
             raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
         s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
+    if llm_cache is not None:
+        from agents.llm.cache import MODES as LLM_CACHE_MODES
+
+        if llm_cache not in LLM_CACHE_MODES:
+            raise BenchError(f"--llm-cache must be one of {', '.join(LLM_CACHE_MODES)} (got {llm_cache!r})")
+        os.environ["BENCH_LLM_CACHE"] = llm_cache  # read by the agents, in every spawned worker
     task_refs, method_names = resolve_tasks(task), resolve_methods(method)
+    if not quiet and "all" in [m.strip() for m in method.split(",")]:
+        for name, why in skipped_by_all().items():
+            console.print(f"skipped method {name}: {'; '.join(why)}", highlight=False)
     if experiments:
         s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
     store = Store(out)

@@ -9,7 +9,12 @@ refused queries in a row.
 Failures are scores. An episode whose optimizer raises, breaks the contract, or ends with nothing
 to score (no target observation on a trial budget; `NoRecommendation` on a cost budget) is
 completed with `failed` set to the reason; `bench.metrics` scores it as the worst target candidate.
-Only `NoRecommendation` is caught around `recommend()`; any other error is a failure.
+Only `NoRecommendation` is caught around `recommend()`; any other error is a failure, except
+a `BenchError` (the user's environment: a missing API key, a network that stays down), which
+stops the run and leaves the episode to be rerun.
+
+What an optimizer attaches to a query (`Query.info`) is logged with its trial; token and dollar
+counts in it are summed into the summary (`tokens_in`, `tokens_out`, `dollars`, `fallbacks`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import random
 import sys
 import time
 import traceback
+from collections import Counter
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.gym.problem import Query
 from bench.gym.task import PriorPolicy, Task
 from bench.methods import MethodSpec
@@ -88,24 +95,27 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
         score = state["best"] if budget.kind == "trials" else rec_value
         if score is None:
             failed = "no target observation" if budget.kind == "trials" else "no recommendation"
+    except BenchError:  # the user's environment (a missing key, a network down): stop, score nothing
+        raise
     except Exception as exc:  # a broken episode is a scored failure; the others go on
         failed = f"{type(exc).__name__}: {exc}"
         store.error_file(key).write_text(traceback.format_exc())
     finally:
         log.close()
-    prior_levels = problem.prior["fidelity"].value_counts()
+    prior_levels = Counter(problem.prior["fidelity"].tolist())
     prior_cost = sum(costs[f] * n for f, n in prior_levels.items())
     summary = {
         "prior_runs": len(problem.prior), "prior_worth": prior_cost / costs[target],
-        "extrapolation": float(np.log10(costs[target] / max(costs[f] for f in prior_levels.index)))
+        "extrapolation": float(np.log10(costs[target] / max(costs[f] for f in prior_levels)))
         if len(prior_levels) else None,
         "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
         "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
         "best": state["best"], "curve": state["curve"], "recommend": rec_config,
         "recommend_value": rec_value, "failed": failed, "optimum": oracle.optimum(),
-        "median": oracle.median(), "worst": oracle.worst(), "pool_size": len(problem.candidates()),
+        "median": oracle.median(), "worst": oracle.worst(), "pool_size": len(problem.arrays()),
         "direction": objective.direction, "simulated": task.simulated,
         "ask_seconds": state["ask_seconds"], "setup_seconds": state["setup_seconds"],
+        **{k: state[k] for k in (*USAGE, "fallbacks") if k in state},
     }
     store.complete(key, summary)
     return summary
@@ -126,6 +136,7 @@ def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
         ask_s = time.perf_counter() - t0
         state["ask_seconds"] += ask_s
         _check(query, problem, name)
+        _count_usage(state, query.info)
         if query.fidelity not in affordable:
             state["refused"] += 1
             refused_in_a_row += 1
@@ -144,4 +155,19 @@ def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
             "config": outcome.config, "snapped": outcome.snapped,
             "distance": outcome.distance, "value": outcome.value, "cost": outcome.cost,
             "gpu_hours": state["spent"], "best_target": state["best"], "ask_seconds": ask_s,
+            **({"info": dict(query.info)} if query.info else {}),
         })
+
+
+USAGE = ("tokens_in", "tokens_out", "dollars")  # summed over an episode's asks (LLM agents)
+
+
+def _count_usage(state: dict, info) -> None:
+    """Token and dollar counts of every ask, refused ones included; a fallback is counted."""
+    if not info:
+        return
+    for k in USAGE:
+        if k in info:
+            v = info[k]
+            state[k] = None if v is None or state.get(k, 0) is None else state.get(k, 0) + v
+    state["fallbacks"] = state.get("fallbacks", 0) + bool(info.get("fallback"))

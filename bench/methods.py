@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from typing import Any
 
 import yaml
@@ -27,7 +26,7 @@ class MethodSpec(BaseModel):
     family: str
     description: str = ""
     params: dict[str, Any] = {}
-    needs_env: list[str] = []  # e.g. an API key
+    needs: list[str] = []  # what it needs to run, for `bench methods` (e.g. an API key)
     needs_training: bool = False
     in_all: bool = True  # included in `--method all`
 
@@ -37,12 +36,11 @@ class MethodSpec(BaseModel):
 
     def missing(self) -> list[str]:
         """What stops this method from running here (empty if it can run)."""
-        missing = [f"${v}" for v in self.needs_env if not os.environ.get(v)]
         try:
-            self.load_class()
+            cls = self.load_class()
         except (ImportError, AttributeError) as exc:
-            missing.append(f"import failed: {exc}")
-        return missing
+            return [f"import failed: {exc}"]
+        return cls.unavailable(**self.params)
 
     def make(self, problem: Problem, seed: int) -> Optimizer:
         return self.load_class()(problem, seed, **self.params)
@@ -58,21 +56,40 @@ def methods() -> dict[str, MethodSpec]:
         raise BenchError(f"method presets {path} are unreadable: {exc}") from exc
 
 
+LLM_PROVIDERS = ("openai", "gemini")  # `PROVIDER:MODEL` names a prompted LLM agent
+
+
+def method(name: str) -> MethodSpec:
+    """A preset by name, or `openai:MODEL` / `gemini:MODEL` (an LLM agent with default settings)."""
+    known = methods()
+    if name in known:
+        return known[name]
+    provider, _, model = name.partition(":")
+    if provider in LLM_PROVIDERS and model:
+        return MethodSpec(name=name, target="agents.llm.agent:LLMAgent", family="llm",
+                          description=f"{model} prompted as a researcher, through {provider}",
+                          params={"provider": provider, "model": model}, in_all=False)
+    llm = " or PROVIDER:MODEL (" + ", ".join(f"{p}:MODEL" for p in LLM_PROVIDERS) + ")"
+    raise BenchError(f"unknown method {name!r}; known: {', '.join(known)}{llm}")
+
+
 def resolve_methods(arg: str) -> list[str]:
     """`--method` value -> method names: a comma list, or `all` (every runnable preset)."""
     items = [a.strip() for a in arg.split(",") if a.strip()]
     if not items:
         raise BenchError("empty method list; use --method NAME[,NAME...] or all (see `bench methods`)")
-    known = methods()
     out: list[str] = []
     for item in items:
         if item == "all":
-            out += [m for m, s in known.items() if s.in_all and not s.missing()]
-        elif item not in known:
-            raise BenchError(f"unknown method {item!r}; known: {', '.join(known)}")
+            out += [m for m, s in methods().items() if s.in_all and not s.missing()]
         else:
-            missing = known[item].missing()
+            missing = method(item).missing()
             if missing:
-                raise BenchError(f"method {item} cannot run here: needs {', '.join(missing)}")
+                raise BenchError(f"method {item} cannot run here: {'; '.join(missing)}")
             out.append(item)
     return list(dict.fromkeys(out))
+
+
+def skipped_by_all() -> dict[str, list[str]]:
+    """Presets `--method all` leaves out because they cannot run here, with the reasons."""
+    return {m: missing for m, s in methods().items() if s.in_all and (missing := s.missing())}

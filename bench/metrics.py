@@ -33,12 +33,14 @@ from scipy.stats import trim_mean
 KEY_COLS = ["suite", "task", "method", "experiment", "budget_kind", "budget", "seed"]
 GROUP = ["suite", "task", "budget_kind", "budget"]
 EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "nregret_curve", "failed", "gpu_hours",
-                "budget_spent", "ask_seconds", "trials", "pool_size", "extrapolation", "simulated"]
+                "budget_spent", "ask_seconds", "trials", "pool_size", "extrapolation", "simulated",
+                "tokens_in", "tokens_out", "dollars", "fallbacks"]
 LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "nregret_mean", "nregret_sem",
                     "nregret_lo", "nregret_hi", "nregret_iqm", "nregret_iqm_lo", "nregret_iqm_hi",
                     "nregret_median", "regret_mean", "rank_mean", "rank_cells", "win_vs_centroid",
                     "episodes", "experiments", "failed", "pool_size", "gpu_hours_mean", "budget_spent",
-                    "ask_seconds_mean", "simulated"]
+                    "ask_seconds_mean", "tokens_in_mean", "tokens_out_mean", "dollars_total", "fallbacks",
+                    "simulated"]
 BOOTSTRAP = 2000
 FLOOR = "centroid"
 
@@ -73,6 +75,8 @@ def _episode_row(s: dict) -> dict:
         "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
         "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
         "extrapolation": s.get("extrapolation"), "simulated": s.get("simulated", False),
+        "tokens_in": s.get("tokens_in", np.nan), "tokens_out": s.get("tokens_out", np.nan),
+        "dollars": np.nan if s.get("dollars") is None else s["dollars"], "fallbacks": s.get("fallbacks", 0),
     }
 
 
@@ -115,7 +119,11 @@ def _summary_stats(ep: pd.DataFrame) -> dict:
         "episodes": len(ep), "experiments": len(by_exp), "failed": int(ep["failed"].sum()),
         "pool_size": float(ep.groupby("experiment")["pool_size"].first().median()),
         "gpu_hours_mean": float(ep["gpu_hours"].mean()), "budget_spent": float(ep["budget_spent"].mean()),
-        "ask_seconds_mean": float(ep["ask_seconds"].mean()), "simulated": bool(ep["simulated"].any()),
+        "ask_seconds_mean": float(ep["ask_seconds"].mean()),
+        "tokens_in_mean": float(ep["tokens_in"].astype(float).mean()),
+        "tokens_out_mean": float(ep["tokens_out"].astype(float).mean()),
+        "dollars_total": float(ep["dollars"].astype(float).sum(min_count=1)),
+        "fallbacks": int(ep["fallbacks"].sum()), "simulated": bool(ep["simulated"].any()),
     }
 
 

@@ -33,6 +33,12 @@ class Optimizer(ABC):
         self.history: list[tuple[Query, Outcome]] = []
         self._tried = {f.name: np.zeros(len(problem.arrays(f.name)), dtype=bool) for f in problem.fidelities}
 
+    @classmethod
+    def unavailable(cls, **params) -> list[str]:
+        """What stops this optimizer, with these preset parameters, from running here (an API
+        key, a checkpoint); empty when it can run."""
+        return []
+
     @abstractmethod
     def ask(self) -> Query: ...
 

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.errors import BenchError
 from bench.gym.registry import load_task
 from bench.gym.task import Prior
-from bench.methods import methods
+from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.suites import Suite
 
@@ -45,7 +45,7 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     """Every episode of the suite for these tasks and methods; completed ones are counted, not
     rerun (failed ones too, unless `retry_failed`). Unknown experiment names are an error."""
     p = Plan()
-    specs = methods()
+    families = {m: method(m).family for m in method_names}
     seen: set[str] = set()
     for ref in tasks:
         task = load_task(ref)
@@ -66,10 +66,10 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
                     p.skipped.append(f"{task.name}/{exp}: budgets {listed} exceed half the target pool "
                                      f"({pool} candidates)")
                 budgets = [b for b in budgets if b not in too_big]
-            for method in method_names:
+            for name in method_names:
                 for b in budgets:
-                    for seed in suite.seeds_for(specs[method].family):
-                        key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
+                    for seed in suite.seeds_for(families[name]):
+                        key = EpisodeKey(suite.name, task.name, name, exp, b.kind, b.amount, seed)
                         if store.is_done(key) and not (retry_failed and store.is_failed(key)):
                             p.done += 1
                         else:
@@ -92,11 +92,13 @@ def _work(ref: str, keys: list[EpisodeKey], out: str, prior: Prior) -> list[tupl
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                summary = run_episode(key, load_task(ref), methods()[key.method], store, prior)
+                summary = run_episode(key, load_task(ref), method(key.method), store, prior)
             if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
                 lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
                 (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
             results.append((key, summary["failed"]))
+        except BenchError:  # the user's environment: the run stops (`execute`)
+            raise
         except Exception as exc:  # the harness itself broke (e.g. the task would not load): no score
             store.error_file(key).write_text(traceback.format_exc())
             results.append((key, f"{type(exc).__name__}: {exc}"))
@@ -141,7 +143,13 @@ def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str |
         futures = [pool.submit(_work, ref, keys, str(store.out), suite.prior_for(keys[0].task))
                    for ref, keys in batches(p.todo, jobs)]
         for fut in as_completed(futures):
-            for key, error in fut.result():
+            try:
+                results = fut.result()
+            except BenchError:  # e.g. a bad API key: nothing else can succeed; keep what is done
+                for other in futures:
+                    other.cancel()
+                raise
+            for key, error in results:
                 if error:
                     failures.append((key, error))
                     log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method,

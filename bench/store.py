@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -42,7 +43,9 @@ class EpisodeKey:
         return f"{unit}{self.budget:g}-s{self.seed}"
 
     def folder(self, out: Path) -> Path:
-        return out / "episodes" / self.suite / self.task / self.method / self.experiment
+        """One folder level per field; names are quoted (`openai:Qwen/Qwen3-8B` has a slash)."""
+        parts = (self.suite, self.task, self.method, self.experiment)
+        return out.joinpath("episodes", *(quote(p, safe=" :+-._@=,") for p in parts))
 
 
 def _json_default(v):

@@ -4,14 +4,17 @@
     python benchmarks/core_speed.py trial env       # some: trial, env, jobs, suite
 
 - trial: harness overhead per trial, excluding the optimizer (an optimizer that asks candidate
-  ids it chose before the episode; the marginal cost of a trial between episodes of 10 and 50
-  trials), and per episode (problem, oracle, optimizer, scoring, marker); `random`'s ask next to Optuna's
-  RandomSampler ask + tell on the same 17-dimensional space (data_mixture, 40 episodes of 10).
+  ids it chose before the episode; the marginal cost of a trial between episodes of 10 and 410
+  trials, medians over 40 episodes), and per episode (problem, oracle, optimizer, scoring,
+  marker); `random`'s ask next to Optuna's RandomSampler ask + tell on the same 17-dimensional
+  space (data_mixture, 40 episodes of 10).
 - env: vector-environment steps per second, random actions on data_mixture/pile_cc (256 envs,
   episodes of 10 target trials, autoreset included).
-- jobs: `bench run --jobs 2` against `--jobs 1`, paper suite on data_mixture, random and best-prior.
-- suite: the paper suite for random, centroid, best-prior and extrapolate on every built-in task
-  (`--jobs 2`); compare with the wall time of the same command on an older checkout.
+- jobs: `bench run --jobs 2` against `--jobs 1` on two sweeps: the paper suite on data_mixture
+  for random and best-prior (about 5 s of work: start-up dominates), and the paper suite for
+  random, centroid, best-prior and extrapolate on every built-in task.
+- suite: that second sweep with `--jobs 2`; compare with the wall time of the same command on an
+  older checkout.
 Numbers depend on the machine and its load; run it on an idle one.
 """
 
@@ -47,9 +50,10 @@ class Preset(Optimizer):
 
 
 def _episodes(method: MethodSpec, budget: int, n: int = 40) -> tuple[float, float]:
-    """(wall seconds per episode excluding asks, ask seconds per trial) on data_mixture/pile_cc."""
+    """(median wall seconds per episode excluding asks, ask seconds per trial) on
+    data_mixture/pile_cc."""
     task = load_task("data_mixture")
-    wall = ask = 0.0
+    walls, ask = [], 0.0
     trials = 0
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
@@ -57,10 +61,10 @@ def _episodes(method: MethodSpec, budget: int, n: int = 40) -> tuple[float, floa
             key = EpisodeKey("bench", task.name, method.name, "pile_cc", "trials", budget, seed)
             t0 = time.perf_counter()
             s = run_episode(key, task, method, store)
-            wall += time.perf_counter() - t0 - s["ask_seconds"]
+            walls.append(time.perf_counter() - t0 - s["ask_seconds"])
             ask += s["ask_seconds"]
             trials += s["trials"]
-    return wall / n, ask / trials
+    return float(np.median(walls)), ask / trials
 
 
 def _optuna_random(n: int = 400) -> float:
@@ -82,8 +86,8 @@ def trial_section() -> None:
     load_task("data_mixture")
     preset = MethodSpec(name="preset", target="core_speed:Preset", family="test")
     short, _ = _episodes(preset, 10)
-    long, _ = _episodes(preset, 50)
-    per_trial = (long - short) / 40  # the marginal cost of a trial; the rest is per episode
+    long, _ = _episodes(preset, 410)
+    per_trial = (long - short) / 400  # the marginal cost of a trial; the rest is per episode
     _, random_ask = _episodes(methods()["random"], 10)
     print(f"harness overhead per trial (excluding the optimizer): {per_trial * 1e6:8.1f} us   goal <= 20 us")
     print(f"harness cost per episode (set-up, scoring, marker):   {(short - 10 * per_trial) * 1e3:8.2f} ms")
@@ -112,16 +116,19 @@ def _wall(args: list[str]) -> float:
         return time.perf_counter() - t0
 
 
+SMALL = ["run", "--task", "data_mixture", "--method", "random,best-prior", "--suite", "paper"]
+SUITE = ["run", "--task", "all", "--method", "random,centroid,best-prior,extrapolate", "--suite", "paper"]
+
+
 def jobs_section() -> None:
-    args = ["run", "--task", "data_mixture", "--method", "random,best-prior", "--suite", "paper"]
-    one, two = _wall([*args, "--jobs", "1"]), _wall([*args, "--jobs", "2"])
-    print(f"paper suite, data_mixture, random + best-prior: --jobs 1 {one:.1f} s, --jobs 2 {two:.1f} s: "
-          f"{one / two:.2f}x   goal >= 1.8x")
+    for name, args in (("paper suite, data_mixture, random + best-prior", SMALL),
+                       ("paper suite, all tasks, 4 baselines", SUITE)):
+        one, two = _wall([*args, "--jobs", "1"]), _wall([*args, "--jobs", "2"])
+        print(f"{name}: --jobs 1 {one:.1f} s, --jobs 2 {two:.1f} s: {one / two:.2f}x   goal >= 1.8x")
 
 
 def suite_section() -> None:
-    wall = _wall(["run", "--task", "all", "--method", "random,centroid,best-prior,extrapolate",
-                  "--suite", "paper", "--jobs", "2"])
+    wall = _wall([*SUITE, "--jobs", "2"])
     print(f"paper suite, all tasks, random + centroid + best-prior + extrapolate, --jobs 2: {wall:.1f} s")
 
 

@@ -66,11 +66,13 @@ class Budget:
 @dataclass(frozen=True)
 class Query:
     """A configuration to run at a fidelity; `candidate` may name it by its id in the episode's
-    pool at that fidelity (`Problem.arrays`), which skips snapping."""
+    pool at that fidelity (`Problem.arrays`), which skips snapping. `info`: what the optimizer
+    wants logged with the trial (an LLM's reasoning and token counts, a policy's rationale)."""
 
     config: dict[str, Any]
     fidelity: str
     candidate: int | None = None
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,15 @@ class Outcome:
 @dataclass(frozen=True)
 class Pool:
     """The candidates at one fidelity as arrays, in one order: configurations (a frame and plain
-    dicts) and their unit-cube encodings. Candidate id i is row i. Never holds outcomes."""
+    dicts) and their unit-cube encodings. Candidate id i is row i. Never holds outcomes.
 
-    configs: pd.DataFrame = field(repr=False)
-    records: tuple[dict[str, Any], ...] = field(repr=False)
-    x: np.ndarray = field(repr=False)
+    A pool taken in another order (`take`) shares its source's frame and dicts and builds its
+    own lazily: most episodes never read them, and an episode is set up in microseconds."""
+
+    source: pd.DataFrame = field(repr=False)  # configurations, in the source's order
+    source_records: tuple[dict[str, Any], ...] = field(repr=False)
+    x: np.ndarray = field(repr=False)  # encodings, in this pool's order
+    order: np.ndarray | None = field(default=None, repr=False)  # this pool's row i = source row order[i]
 
     @classmethod
     def of(cls, configs: pd.DataFrame, x: np.ndarray) -> Pool:
@@ -105,11 +111,24 @@ class Pool:
 
     def take(self, order: np.ndarray) -> Pool:
         """The same candidates, in `order` (new id i is old id order[i])."""
-        return Pool(self.configs.iloc[order].reset_index(drop=True),
-                    tuple(self.records[i] for i in order), self.x[order])
+        order = np.asarray(order)
+        full = order if self.order is None else self.order[order]
+        return Pool(self.source, self.source_records, self.x[order], full)
+
+    @functools.cached_property
+    def configs(self) -> pd.DataFrame:
+        if self.order is None:
+            return self.source
+        return self.source.iloc[self.order].reset_index(drop=True)
+
+    @functools.cached_property
+    def records(self) -> tuple[dict[str, Any], ...]:
+        if self.order is None:
+            return self.source_records
+        return tuple(self.source_records[i] for i in self.order)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.x)
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
     if len({f.name for f in levels.values()}) != len(levels):
         raise BenchError(f"task {spec.name}: fidelity labels are not unique per level")
 
-    fid_key = df[spec.fidelity].apply(tuple, axis=1)
+    fid_key = zip(*(df[c].tolist() for c in spec.fidelity), strict=True)
     long = pd.DataFrame({
         "experiment": df[spec.experiment].astype(str) if spec.experiment else spec.name,
         "fidelity": [levels[k].name for k in fid_key],

@@ -90,6 +90,7 @@ class Task:
     # Caches, built on first use (`dataclasses.replace(task, table=...)` starts them afresh):
     _pools: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> outcomes
     _arrays: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> (Pool, values)
+    _priors: dict = field(default_factory=dict, init=False, repr=False)  # exp -> (runs, offsets)
 
     def fidelities(self) -> list[Fidelity]:
         """Every fidelity level of the task's experiments, cheapest first."""
@@ -178,17 +179,11 @@ class Task:
         (often sorted by run, grid position or outcome) must carry no information.
         """
         exp, prior = self.experiment(experiment), Prior.of(prior)
-        params = list(self.space.keys())
         levels, rows, counts = self.prior_rows(experiment, prior, [seed])
         levels, rows = levels[0, : counts[0]], rows[0, : counts[0]]
-        if len(levels):
-            fids = exp.fidelities[: int(levels.max()) + 1]
-            frames = [self.outcomes(exp.name, f.name).assign(fidelity=f.name) for f in fids]
-            offsets = np.cumsum([0, *map(len, frames)])[:-1]
-            prior_df = pd.concat(frames, ignore_index=True).iloc[offsets[levels] + rows]
-            prior_df = prior_df[["fidelity", *params, "value"]].reset_index(drop=True)
-        else:
-            prior_df = _empty_prior(params)
+        table, offsets = self._prior_table(exp.name)
+        prior_df = table.iloc[offsets[levels] + rows].reset_index(drop=True)
+        worth = float(np.array([f.cost for f in exp.fidelities])[levels].sum() / exp.target.cost)
         pools = {f.name: self.arrays(exp.name, f.name)[0].take(self.permutation(exp.name, f.name, seed))
                  for f in exp.fidelities}
         return Problem(
@@ -199,7 +194,7 @@ class Task:
             objective=self.objective,
             budget=budget,
             prior=prior_df,
-            description=self._describe(exp, budget, prior_df),
+            description=self._describe(exp, budget, len(prior_df), worth),
             pools=pools,
         )
 
@@ -207,7 +202,20 @@ class Task:
         """The oracle of the episode with `seed` (its candidate ids match `problem(..., seed)`)."""
         return Oracle(self, self.experiment(experiment), seed)
 
-    def _describe(self, exp: Experiment, budget: Budget, prior: pd.DataFrame) -> str:
+    def _prior_table(self, experiment: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """Every cheaper-fidelity run of the experiment in one frame (fidelity, params, value),
+        fidelities cheapest first, and the offset of each fidelity's first row; built once."""
+        if experiment not in self._priors:
+            params = list(self.space.keys())
+            fids = self.experiment(experiment).fidelities[:-1]
+            columns = ["fidelity", *params, "value"]
+            frames = [self.outcomes(experiment, f.name).assign(fidelity=f.name)[columns] for f in fids]
+            table = pd.concat(frames, ignore_index=True) if frames else \
+                pd.DataFrame(columns=columns)
+            self._priors[experiment] = (table, np.cumsum([0, *map(len, frames)])[:-1].astype(int))
+        return self._priors[experiment]
+
+    def _describe(self, exp: Experiment, budget: Budget, runs: int, worth: float) -> str:
         fids = "; ".join(
             f"{f.name} ({', '.join(f'{k}={v:.4g}' for k, v in f.descriptors.items())}; "
             f"{f.cost:.3g} GPU-hours/run)"
@@ -219,18 +227,9 @@ class Task:
             f"Fidelities, cheapest first (the last is the target): {fids}.\n"
             f"Budget: {budget}"
             + (" at the target fidelity" if budget.kind == "trials" else ", at any fidelity")
-            + f". Prior: {len(prior)} runs at cheaper fidelities are given"
-            + (f" (worth {_worth(exp, prior):.3g} target runs of GPU-hours)." if len(prior) else ".")
+            + f". Prior: {runs} runs at cheaper fidelities are given"
+            + (f" (worth {worth:.3g} target runs of GPU-hours)." if runs else ".")
         )
-
-
-def _worth(exp: Experiment, prior: pd.DataFrame) -> float:
-    costs = {f.name: f.cost for f in exp.fidelities}
-    return float(prior["fidelity"].map(costs).sum() / exp.target.cost)
-
-
-def _empty_prior(params: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(columns=["fidelity", *params, "value"])
 
 
 class Oracle:

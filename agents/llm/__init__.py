@@ -1,0 +1,1 @@
+"""LLM agents: provider adapters, prompts and answer parsing."""

@@ -1,0 +1,117 @@
+"""A prompted LLM researcher behind the `Optimizer` interface (`openai:MODEL`, `gemini:MODEL`, presets).
+
+Each `ask` renders the prompt (`agents.llm.prompt`) and asks the model for one JSON answer
+(`agents.llm.answer`), using the provider's structured output where it has one. An answer that
+cannot be used (no JSON, an unknown id, a value outside the space) is asked again with the error,
+at most `reasks` times; then a uniformly drawn untried candidate is run instead and the trial is
+marked as a fallback. Every trial's log carries the model's reasoning, the provider's thinking
+text when it returns one, tokens in and out, the estimated dollars, whether the replies came
+from the cache, and the fallback reason.
+
+Provider or credential problems (a bad key, a network that stays down) are not the method's
+fault: they stop the run with one clear message (`LLMError`) instead of being scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.llm.answer import AnswerError, Form
+from agents.llm.cache import ResponseCache
+from agents.llm.prices import dollars
+from agents.llm.prompt import POOL_LIMIT, PROMPT_TOKENS, SYSTEM, PriorDigest, render
+from agents.llm.providers import LLMUnavailableError, Provider, Request, credentials, make_provider
+from bench.gym.problem import Query
+from bench.optimizer import Optimizer
+
+REASKS = 2  # how often an unusable answer is asked again before the fallback
+
+
+class LLMAgent(Optimizer):
+    def __init__(self, problem, seed, *, provider: str, model: str, temperature: float | None = None,
+                 max_output_tokens: int | None = 4096, reasoning_effort: str | None = None,
+                 structured: bool = True, pool_limit: int = POOL_LIMIT,
+                 prompt_tokens: int = PROMPT_TOKENS, reasks: int = REASKS):
+        super().__init__(problem, seed)
+        self.client = CachedProvider(lambda: make_provider(provider, model, structured=structured),
+                                     provider, model, ResponseCache())
+        self.sampling = {"temperature": temperature, "max_output_tokens": max_output_tokens,
+                         "reasoning_effort": reasoning_effort}
+        self.pool_limit, self.prompt_tokens, self.reasks = pool_limit, prompt_tokens, reasks
+        self.prior = PriorDigest(problem)
+
+    @classmethod
+    def unavailable(cls, *, provider: str, model: str, **_) -> list[str]:
+        """Runnable with credentials for the provider, or from a replay in the response cache."""
+        reason = credentials(provider)
+        cache = ResponseCache()
+        if reason is None or (cache.reads and cache.count(provider, model)):
+            return []
+        return [f"{reason} (or replay it from the LLM response cache)"]
+
+    def ask(self) -> Query:
+        problem = self.problem
+        cost = problem.budget.kind == "cost"
+        fidelities = tuple(self.affordable()) if cost else ()
+        ids = self.pool_ids()
+        form = Form(problem.space, by_id=not cost and len(ids) <= self.pool_limit,
+                    ids=frozenset(int(i) for i in ids), fidelities=fidelities)
+        prompt = render(problem, self.history, form.by_id, ids, fidelities, self.prompt_tokens, self.prior)
+        messages: list[tuple[str, str]] = [("user", prompt)]
+        info: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "dollars": 0.0, "requests": 0,
+                                "cached": 0, "attempts": [], "fallback": None}
+        for _ in range(1 + self.reasks):
+            request = Request(SYSTEM, tuple(messages), form.schema(), seed=self.seed, **self.sampling)
+            reply, cached = self.client.complete(request)
+            self._count(info, reply, cached)
+            try:
+                answer = form.parse(reply.text)
+            except AnswerError as exc:
+                info["attempts"].append({"reply": reply.text, "error": str(exc)})
+                messages += [("assistant", reply.text),
+                             ("user", f"That answer cannot be used: {exc}. Reply again with one JSON "
+                                      "object in the requested form.")]
+                continue
+            info.update(rationale=answer.reasoning, thinking=reply.reasoning)
+            fidelity = answer.fidelity or problem.target
+            if answer.candidate is not None:
+                return self._with(self.query_candidate(answer.candidate), info)
+            return self._with(Query(answer.config, fidelity), info)
+        info["fallback"] = info["attempts"][-1]["error"]
+        fallback = self.random_candidate(fidelities[0] if cost else None)
+        return self._with(Query(fallback, fidelities[0] if cost else problem.target), info)
+
+    def _count(self, info: dict, reply, cached: bool) -> None:
+        info["requests"] += 1
+        info["cached"] += int(cached)
+        info["tokens_in"] += reply.tokens_in
+        info["tokens_out"] += reply.tokens_out
+        cost = dollars(self.client.model, reply.tokens_in, reply.tokens_out)
+        info["dollars"] = None if cost is None or info["dollars"] is None else info["dollars"] + cost
+
+    @staticmethod
+    def _with(query: Query, info: dict) -> Query:
+        return Query(query.config, query.fidelity, query.candidate, info=info)
+
+
+class CachedProvider:
+    """A provider behind the response cache; the provider itself is made on the first miss, so a
+    complete replay needs no credentials and sends nothing."""
+
+    def __init__(self, factory, name: str, model: str, cache: ResponseCache):
+        self.factory, self.name, self.model, self.cache = factory, name, model, cache
+        self._provider: Provider | None = None
+
+    def complete(self, request: Request):
+        """(reply, whether it came from the cache)."""
+        hit = self.cache.get(self.name, self.model, request)
+        if hit is not None:
+            return hit, True
+        if self._provider is None:
+            if (reason := credentials(self.name)) is not None:
+                raise LLMUnavailableError(f"{self.name}:{self.model}: a request is not in the replay "
+                                          f"cache {self.cache.path} and no credentials are set ({reason})")
+            self._provider = self.factory()
+        reply = self._provider.complete(request)
+        self.cache.put(self.name, self.model, request, reply)
+        return reply, False

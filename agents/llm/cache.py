@@ -1,0 +1,98 @@
+"""A response cache of LLM calls (SQLite), so a rerun replays an agent's episodes with no network.
+
+Keyed by the SHA-256 of (provider, model, the whole request: system, messages, schema, sampling
+parameters, seed). Modes (`bench run --llm-cache`, or `$BENCH_LLM_CACHE`):
+  readwrite  answer from the cache when it can, call the provider otherwise and store the reply
+  read       answer from the cache when it can, call the provider otherwise, store nothing
+  write      always call the provider and store the reply
+  off        neither read nor write
+The file is `$BENCH_CACHE/llm/responses.sqlite`; it holds requests and replies, never API keys.
+Several worker processes share it (WAL journal; a writer waits for the lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+
+from agents.llm.providers import Reply, Request
+from bench.errors import BenchError
+from bench.paths import cache_dir
+
+MODES = ("readwrite", "read", "write", "off")
+
+
+def mode_from_env() -> str:
+    mode = os.environ.get("BENCH_LLM_CACHE", "readwrite")
+    if mode not in MODES:
+        raise BenchError(f"$BENCH_LLM_CACHE={mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def default_path() -> Path:
+    return cache_dir() / "llm" / "responses.sqlite"
+
+
+class ResponseCache:
+    def __init__(self, path: Path | None = None, mode: str | None = None):
+        self.mode = mode or mode_from_env()
+        if self.mode not in MODES:
+            raise BenchError(f"LLM cache mode {self.mode!r} is not one of {', '.join(MODES)}")
+        self.path = path or default_path()
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def reads(self) -> bool:
+        return self.mode in ("readwrite", "read")
+
+    @property
+    def writes(self) -> bool:
+        return self.mode in ("readwrite", "write")
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                db = sqlite3.connect(self.path, timeout=60)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, provider TEXT, "
+                           "model TEXT, request TEXT, reply TEXT)")
+                db.commit()
+            except sqlite3.DatabaseError as exc:
+                raise BenchError(f"the LLM response cache {self.path} is unreadable ({exc}); delete it "
+                                 "or run with --llm-cache off") from exc
+            self._db = db
+        return self._db
+
+    @staticmethod
+    def key(provider: str, model: str, request: Request) -> str:
+        blob = json.dumps({"provider": provider, "model": model, "request": request.key()},
+                          sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, provider: str, model: str, request: Request) -> Reply | None:
+        if not self.reads or not (self.path.exists() or self._db):
+            return None
+        row = self._connect().execute("SELECT reply FROM responses WHERE key = ?",
+                                      (self.key(provider, model, request),)).fetchone()
+        return Reply(**json.loads(row[0])) if row else None
+
+    def put(self, provider: str, model: str, request: Request, reply: Reply) -> None:
+        if not self.writes:
+            return
+        db = self._connect()
+        db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                   (self.key(provider, model, request), provider, model,
+                    json.dumps(request.key(), sort_keys=True), json.dumps(asdict(reply))))
+        db.commit()
+
+    def count(self, provider: str, model: str) -> int:
+        """Replies stored for this provider and model (0 without a cache file)."""
+        if not self.path.exists():
+            return 0
+        return self._connect().execute("SELECT COUNT(*) FROM responses WHERE provider = ? AND model = ?",
+                                       (provider, model)).fetchone()[0]
