@@ -176,7 +176,7 @@ def run(
     """Run episodes of a suite; completed episodes are skipped (resume)."""
     from bench.gym.registry import resolve_tasks
     from bench.methods import resolve_methods, skipped_by_all
-    from bench.runner import execute, plan
+    from bench.runner import execute, plan, train_first
     from bench.store import Store
     from bench.suites import load_suite
 
@@ -221,6 +221,7 @@ def run(
         console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
                       f"-> {out}")
     t0 = time.perf_counter()
+    train_first(p, quiet=quiet)
     failures = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet)
     if not quiet:
         console.print(f"done in {time.perf_counter() - t0:.1f} s")
@@ -230,6 +231,32 @@ def run(
         err.print(f"{len(failures)} episode(s) failed (tracebacks in *.error.txt); they are scored as "
                   "failures; `bench run ... --retry-failed` runs them again.")
         raise typer.Exit(1)
+
+
+@app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Option(help="Learned method(s), comma-separated.")],
+    task: Annotated[str, typer.Option(help="Task name(s), comma-separated, `all`, or a spec .yaml.")],
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Train again even if the checkpoint exists.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Meta-train learned methods on a task's train experiments; checkpoints go to the cache."""
+    from bench.gym.registry import resolve_tasks
+    from bench.methods import method as method_spec
+    from bench.runner import train_with_progress
+
+    specs = [method_spec(m.strip()) for m in method.split(",") if m.strip()]
+    if not specs or (untrained := [s.name for s in specs if not s.needs_training]):
+        raise BenchError(f"--method needs learned methods; {', '.join(untrained or ['none'])} "
+                         "do not train (see `bench methods`)")
+    for ref in resolve_tasks(task):
+        for spec in specs:
+            ckpt, path = train_with_progress(spec, ref, seed=seed, force=force, quiet=quiet)
+            m = ckpt.meta
+            console.print(f"{spec.name} on {m['task']}: {len(m['fit'])} fit / {len(m['validation'])} "
+                          f"validation experiments, {m['train_seconds']:.1f} s, validation nregret "
+                          f"{m['validation_nregret']:.3f} -> {path}", highlight=False)
 
 
 @app.command("leaderboard")

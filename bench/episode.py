@@ -84,7 +84,7 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     log = store.open_log(key)
     try:
         t0 = time.perf_counter()
-        optimizer = method.load_class()(problem, key.seed, **method.params)
+        optimizer = method.make(problem, key.seed, task)
         state["setup_seconds"] = time.perf_counter() - t0
         _loop(optimizer, oracle, problem, costs, method.name, log, state)
         try:
@@ -119,6 +119,20 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     }
     store.complete(key, summary)
     return summary
+
+
+class _NoLog:
+    def append(self, record: dict) -> None:
+        pass
+
+
+def play(optimizer, oracle, problem) -> float | None:
+    """An episode in memory, nothing logged (training, validation): the best target value, or
+    None without one. Errors propagate."""
+    state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0, "refused": 0}
+    costs = {f.name: f.cost for f in problem.fidelities}
+    _loop(optimizer, oracle, problem, costs, type(optimizer).__name__, _NoLog(), state)
+    return state["best"]
 
 
 def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:

@@ -42,8 +42,16 @@ class MethodSpec(BaseModel):
             return [f"import failed: {exc}"]
         return cls.unavailable(**self.params)
 
-    def make(self, problem: Problem, seed: int) -> Optimizer:
-        return self.load_class()(problem, seed, **self.params)
+    def make(self, problem: Problem, seed: int, task=None) -> Optimizer:
+        """The optimizer for one episode; a learned method gets its checkpoint for `task`
+        (trained on that task's train experiments on first use, `bench.training`)."""
+        if not self.needs_training:
+            return self.load_class()(problem, seed, **self.params)
+        from bench.training import checkpoint_for
+
+        if task is None:
+            raise ValueError(f"{self.name} is learned: make() needs the task it was trained on")
+        return self.load_class()(problem, seed, checkpoint=checkpoint_for(self, task), **self.params)
 
 
 @functools.cache

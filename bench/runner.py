@@ -130,6 +130,25 @@ def _executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
         yield pool
 
 
+def train_first(p: Plan, quiet: bool = False) -> None:
+    """Meta-train every learned method of the plan on its tasks before any episode runs (once,
+    here, rather than in every worker); existing checkpoints are reused."""
+    pairs = dict.fromkeys((ref, key.method) for ref, key in p.todo if method(key.method).needs_training)
+    for ref, name in pairs:
+        _, path = train_with_progress(method(name), ref, quiet=quiet)
+        log.info("checkpoint %s", path)
+
+
+def train_with_progress(spec, ref: str, seed: int = 0, force: bool = False, quiet: bool = False):
+    """`bench.training.train` with a progress bar: (checkpoint, path)."""
+    from bench.training import train
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=quiet) as bar:
+        bar_id = bar.add_task(f"training {spec.name} on {ref}", total=1.0)
+        return train(spec, load_task(ref), seed=seed, force=force,
+                     progress=lambda f: bar.update(bar_id, completed=f))
+
+
 def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str | None = None,
             quiet: bool = False) -> list[tuple[EpisodeKey, str]]:
     """Run the plan; returns the failed episodes with their errors (the rest are on disk)."""

@@ -99,3 +99,29 @@ def check_quick_suite(task, out) -> None:
                 s = run_episode(key, task, methods()[method], store)
                 assert s["target_trials"] == b.amount
                 assert math.isfinite(s["best"]) and s["best"] >= s["optimum"]
+
+
+class LearnedCentre(Optimizer):
+    """A toy learned method: meta-trains the mean unit-cube location of the best target run over
+    the fit experiments, then asks the untried target candidates nearest it."""
+
+    VERSION = 1
+
+    @classmethod
+    def meta_train(cls, data, seed, progress, shift: float = 0.0):
+        import torch
+
+        best = []
+        for i, exp in enumerate(data.fit):
+            pool, values = data.task.arrays(exp, data.task.experiment(exp).target.name)
+            best.append(pool.x[int(np.argmin(data.task.objective.sign * values))])
+            progress((i + 1) / len(data.fit))
+        return {"centre": torch.tensor(np.mean(best, axis=0) + shift)}
+
+    def __init__(self, problem, seed, *, checkpoint, shift: float = 0.0):
+        super().__init__(problem, seed)
+        self.centre = checkpoint.state["centre"].numpy()
+
+    def ask(self) -> Query:
+        x, ids = self.problem.arrays().x, self.untried_ids()
+        return self.query_candidate(int(ids[np.argmin(((x[ids] - self.centre) ** 2).sum(axis=1))]))

@@ -191,6 +191,22 @@ class Problem:
         """The candidates at `fidelity` (default: the target) as arrays, for the per-trial path."""
         return self.pools[fidelity or self.target]
 
+    def descriptor_matrix(self) -> np.ndarray:
+        """(fidelities, descriptors + 1), cheapest first: log10 of each descriptor, then of the
+        GPU-hours per run (the features the Gymnasium observation carries)."""
+        keys = list(self.fidelities[0].descriptors)
+        return np.array([[np.log10(max(f.descriptors.get(k, 1.0), 1e-30)) for k in keys]
+                         + [np.log10(max(f.cost, 1e-30))] for f in self.fidelities], np.float32)
+
+    @functools.cached_property
+    def prior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prior as arrays: unit-cube encodings (P, d), fidelity index (P,) into
+        `fidelities`, values (P,) in the objective's units."""
+        levels = {f.name: i for i, f in enumerate(self.fidelities)}
+        level = np.array([levels[f] for f in self.prior["fidelity"].tolist()], dtype=int)
+        x = self.encoder(self.prior[self.params]) if len(self.prior) else np.zeros((0, self.encoder.width))
+        return x, level, self.prior["value"].to_numpy(float)
+
     def descriptors(self) -> pd.DataFrame:
         """One row per fidelity (index: name): its descriptors and `cost` in GPU-hours."""
         return pd.DataFrame(

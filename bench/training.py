@@ -1,0 +1,218 @@
+"""Meta-training of learned methods on a task's `train` experiments, and their checkpoints.
+
+A learned method is an `Optimizer` with `needs_training: true` in its preset that provides
+    VERSION: int                       bump when training changes; older checkpoints are not reused
+    meta_train(cls, data: TrainingData, seed: int, progress: Callable[[float], None], **params)
+        -> dict                        its state: tensors and plain values (`torch.save`-able with
+                                       `weights_only=True`); `progress(fraction)` as it goes
+    __init__(self, problem, seed, *, checkpoint: Checkpoint, **params)
+
+`TrainingData` holds a copy of the task restricted to its train experiments: the test experiments
+are not in it, so no training can read their outcomes (a test trains on a copy whose test-
+experiment outcomes are noise and gets the same state digest). Its episodes are drawn with the
+protocols the method is tested under (`paper`: every cheaper run as prior; `far`: the task's gap
+and prior budget), so training matches testing.
+
+Checkpoints live in `$BENCH_CACHE/checkpoints/<task>/<method>-<hash>.pt`; the hash covers the
+method's class, parameters and VERSION, the training seed and the content of the train data, so
+a change in any of them trains afresh. Each records what it was trained on (`Checkpoint.meta`):
+task, fit and validation experiments, data fingerprint, code version, seed, seconds, and the
+validation score (mean nregret over episodes of the validation experiments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.gym.problem import Budget, Problem
+from bench.gym.task import Oracle, Prior, Task
+from bench.paths import cache_dir
+
+VALIDATION_SHARE = 0.2  # of the train experiments, held out to validate (at least one when >= 2)
+VALIDATION_BUDGET = 5  # target trials per validation episode
+VALIDATION_SEEDS = 3
+PROTOCOL_SUITES = ("paper", "far")  # episodes for training are drawn with these suites' priors
+BUDGETS = (1, 3, 5, 10)  # trial budgets of the paper's protocol
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state: dict
+    meta: dict
+
+
+@dataclass
+class TrainingData:
+    """What a learned method may learn from: one task's train experiments."""
+
+    task: Task  # restricted to the train experiments
+    fit: list[str]
+    validation: list[str]
+    priors: tuple[Prior, ...]  # the protocols it is tested under
+
+    @classmethod
+    def of(cls, task: Task, seed: int = 0) -> TrainingData:
+        from bench.suites import load_suite
+
+        train = task.split("train")
+        if not train:
+            raise BenchError(f"task {task.name} has no train experiments to learn from")
+        order = [train[i] for i in np.random.default_rng(seed).permutation(len(train))]
+        n_val = max(1, round(VALIDATION_SHARE * len(train))) if len(train) >= 2 else 0
+        validation, fit = sorted(order[:n_val]), sorted(order[n_val:])
+        priors = tuple(dict.fromkeys(load_suite(s).prior_for(task.name) for s in PROTOCOL_SUITES))
+        return cls(train_only(task), fit, validation or fit, priors)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the train table's content (rows in a canonical order)."""
+        table = self.task.table.sort_values(list(self.task.table.columns), kind="stable")
+        digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+        return digest.hexdigest()
+
+    def episodes(self, rng: np.random.Generator, experiments: list[str] | None = None,
+                 budgets: tuple[int, ...] = BUDGETS) -> Iterator[tuple[Problem, Oracle]]:
+        """Endless episodes: a random experiment (of `experiments`, default `fit`), protocol,
+        trial budget (at most half the target pool) and episode seed each."""
+        experiments = experiments or self.fit
+        while True:
+            exp = experiments[int(rng.integers(len(experiments)))]
+            prior = self.priors[int(rng.integers(len(self.priors)))]
+            if prior.kind == "cheaper" and not self.task.prior_fidelities(exp, prior):
+                prior = Prior("cheaper")  # a gap no fidelity of this experiment meets
+            pool = len(self.task.arrays(exp, self.task.experiment(exp).target.name)[0])
+            fits = [b for b in budgets if b <= pool / 2] or [1]
+            budget = Budget("trials", fits[int(rng.integers(len(fits)))])
+            seed = int(rng.integers(2**31))
+            yield self.task.problem(exp, budget, prior, seed), self.task.oracle(exp, seed)
+
+
+def train_only(task: Task) -> Task:
+    """A copy of `task` holding only its train experiments (table and experiment list)."""
+    train = task.split("train")
+    table = task.table[task.table["experiment"].isin(train)].reset_index(drop=True)
+    return dataclasses.replace(task, experiments={e: task.experiments[e] for e in train}, table=table)
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 over a state's keys and values (tensor bytes), for bit-identity checks."""
+    import torch
+
+    h = hashlib.sha256()
+
+    def feed(key: str, v) -> None:
+        h.update(key.encode())
+        if isinstance(v, torch.Tensor):
+            h.update(str(v.dtype).encode() + str(tuple(v.shape)).encode())
+            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, dict):
+            for k in sorted(v):
+                feed(f"{key}.{k}", v[k])
+        elif isinstance(v, list | tuple):
+            for i, item in enumerate(v):
+                feed(f"{key}[{i}]", item)
+        else:
+            h.update(repr(v).encode())
+
+    feed("", state)
+    return h.hexdigest()
+
+
+def checkpoint_path(spec, task: Task, data: TrainingData, seed: int) -> Path:
+    cls = spec.load_class()
+    identity = {"target": spec.target, "params": spec.params, "version": getattr(cls, "VERSION", 0),
+                "task": task.name, "data": data.fingerprint(), "seed": seed}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    folder = cache_dir() / "checkpoints" / quote(task.name, safe="")
+    return folder / f"{quote(spec.name, safe='')}-{digest}.pt"
+
+
+def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | None = None,
+          force: bool = False) -> tuple[Checkpoint, Path]:
+    """Meta-train `spec` on `task`'s train experiments (or load the checkpoint that exists)."""
+    import torch
+    from filelock import FileLock
+
+    data = TrainingData.of(task, seed)
+    path = checkpoint_path(spec, task, data, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # two runs training the same checkpoint: one trains
+        if path.exists() and not force:
+            return load(path), path
+        cls = spec.load_class()
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        state = cls.meta_train(data, seed, progress or (lambda _: None), **spec.params)
+        seconds = time.perf_counter() - t0
+        trained = Checkpoint(state, {
+            "method": spec.name, "target": spec.target, "params": spec.params,
+            "version": getattr(cls, "VERSION", 0), "task": task.name, "fit": data.fit,
+            "validation": data.validation, "data": data.fingerprint(), "seed": seed,
+            "train_seconds": seconds, "digest": state_digest(state)})
+        trained.meta["validation_nregret"] = validate(spec, trained, data, seed)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state": trained.state, "meta": trained.meta}, tmp)
+        os.replace(tmp, path)
+    load.cache_clear()
+    return trained, path
+
+
+@functools.lru_cache(maxsize=16)
+def load(path: Path) -> Checkpoint:
+    import torch
+
+    try:
+        blob = torch.load(path, weights_only=True)
+        return Checkpoint(blob["state"], blob["meta"])
+    except Exception as exc:  # a truncated or foreign file
+        raise BenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it and "
+                         "run `bench train` again") from exc
+
+
+_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task), seed) -> checkpoint
+
+
+def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
+    """The checkpoint an episode of `spec` on `task` uses; trained here if it does not exist
+    (`bench run` trains before it dispatches episodes); kept in memory per process."""
+    key = (spec.name, id(task), seed)
+    if key not in _IN_USE:
+        _IN_USE[key] = train(spec, task, seed)[0]
+    return _IN_USE[key]
+
+
+def validate(spec, checkpoint: Checkpoint, data: TrainingData, seed: int) -> float:
+    """Mean nregret of the trained method over episodes of the validation experiments
+    (`VALIDATION_SEEDS` per experiment, `VALIDATION_BUDGET` target trials, each protocol)."""
+    from bench.episode import play
+
+    scores = []
+    for exp in data.validation:
+        target = data.task.experiment(exp).target.name
+        values = data.task.arrays(exp, target)[1]
+        optimum = data.task.objective.best(values)
+        scale = abs(float(np.median(values)) - optimum) or 1.0
+        budget = Budget("trials", min(VALIDATION_BUDGET, max(1, len(values) // 2)))
+        for prior in data.priors:
+            if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
+                continue
+            for s in range(VALIDATION_SEEDS):
+                problem = data.task.problem(exp, budget, prior, seed=10_000 + s)
+                optimizer = spec.load_class()(problem, s, checkpoint=checkpoint, **spec.params)
+                best = play(optimizer, data.task.oracle(exp, seed=10_000 + s), problem)
+                worst = data.task.objective.worst(values)
+                value = worst if best is None else best
+                scores.append(data.task.objective.sign * (value - optimum) / scale)
+    return float(np.mean(scores)) if scores else float("nan")

@@ -1,0 +1,75 @@
+"""Meta-training of learned methods: train-only data, checkpoints, train on first use."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bench.episode import run_episode
+from bench.gym.registry import load_task
+from bench.methods import MethodSpec
+from bench.store import EpisodeKey, Store
+from bench.training import TrainingData, checkpoint_path, load, train, train_only
+
+SPEC = MethodSpec(name="learned-centre", target="tests.helpers:LearnedCentre", family="learned-bo",
+                  needs_training=True)
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _noisy_test_experiments(task):
+    """The task with every outcome of its test experiments replaced by noise."""
+    table = task.table.copy()
+    test = table.experiment.isin(task.split("test"))
+    table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
+    return dataclasses.replace(task, table=table)
+
+
+def test_training_never_reads_test_experiments(cache):
+    task = load_task("pretrain_hparams")
+    data = TrainingData.of(task)
+    assert set(data.task.experiments) == set(task.split("train"))
+    assert set(data.fit) | set(data.validation) == set(task.split("train"))
+    assert not set(data.fit) & set(data.validation)
+    noisy = _noisy_test_experiments(task)
+    a, path_a = train(SPEC, task)
+    b, path_b = train(SPEC, noisy, force=True)
+    assert path_a == path_b and a.meta["digest"] == b.meta["digest"]
+    assert a.meta["validation"] == data.validation and a.meta["task"] == "pretrain_hparams"
+    assert np.isfinite(a.meta["validation_nregret"]) and a.meta["train_seconds"] >= 0
+
+
+def test_checkpoints_are_reused_and_keyed_by_params_and_data(cache):
+    task = load_task("sft_lora")
+    ckpt, path = train(SPEC, task)
+    assert path.exists() and load(path).meta == ckpt.meta
+    shifted = SPEC.model_copy(update={"params": {"shift": 0.1}})
+    data = TrainingData.of(task)
+    assert checkpoint_path(shifted, task, data, 0) != path
+    table = task.table.copy()
+    train_rows = table.experiment.isin(task.split("train"))
+    table.loc[train_rows, "value"] += 1e-6  # other train data: another checkpoint
+    other = dataclasses.replace(task, table=table)
+    assert checkpoint_path(SPEC, other, TrainingData.of(other), 0) != path
+    path.write_bytes(b"truncated")
+    load.cache_clear()
+    with pytest.raises(Exception, match="unreadable"):
+        load(path)
+
+
+def test_episode_trains_on_first_use(cache, tmp_path):
+    task = load_task("sft_lora")
+    key = EpisodeKey("t", task.name, SPEC.name, task.split("test")[0], "trials", 2, 0)
+    summary = run_episode(key, task, SPEC, Store(tmp_path / "out"))
+    assert summary["failed"] is None and summary["trials"] == 2
+    assert list((cache / "checkpoints" / "sft_lora").glob("learned-centre-*.pt"))
+
+
+def test_train_only_copy_has_no_test_rows():
+    task = load_task("grpo")
+    copy = train_only(task)
+    assert set(copy.table.experiment) == set(task.split("train")) and not copy.split("test")
