@@ -166,7 +166,12 @@ def run(
         help="Override the suite's prior budget k (target-run equivalents); results go to suite "
              "<name>-k<k>.")] = None,
     jobs: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    executor: Annotated[str, typer.Option(
+        help="local (worker processes here) or dask (a LocalCluster of --jobs workers, or the "
+             "cluster at --scheduler).")] = "local",
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (cluster).")] = None,
+    episode_timeout: Annotated[float | None, typer.Option(
+        help="Seconds an episode may run (default: the suite's); past it, a failure `timeout`.")] = None,
     out: Out = DEFAULT_OUT,
     retry_failed: Annotated[bool, typer.Option(help="Run failed episodes again.")] = False,
     llm_cache: Annotated[str | None, typer.Option(
@@ -192,6 +197,10 @@ def run(
         s = s.model_copy(update={"seeds": seeds, "seeds_by_family": {}})
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1 (got {jobs})")
+    if executor not in ("local", "dask"):
+        raise BenchError(f"--executor must be local or dask (got {executor!r})")
+    if episode_timeout is not None and episode_timeout <= 0:
+        raise BenchError(f"--episode-timeout must be positive (got {episode_timeout:g})")
     if gap is not None:
         if gap < 1:
             raise BenchError(f"--gap must be at least 1 (got {gap:g})")
@@ -214,17 +223,22 @@ def run(
         s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
     store = Store(out)
     store.check_writable()
-    p = plan(s, task_refs, method_names, store, retry_failed=retry_failed)
+    with store.lock():
+        p = plan(s, task_refs, method_names, store, retry_failed=retry_failed)
+        if not quiet:
+            for line in p.skipped:
+                console.print(f"skipped {line}", highlight=False)
+            console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
+                          f"-> {out}")
+        t0 = time.perf_counter()
+        train_first(p, quiet=quiet)
+        writer = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
+                         limit=episode_timeout or s.episode_timeout)
+    failures = writer.failures
     if not quiet:
-        for line in p.skipped:
-            console.print(f"skipped {line}", highlight=False)
-        console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
-                      f"-> {out}")
-    t0 = time.perf_counter()
-    train_first(p, quiet=quiet)
-    failures = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet)
-    if not quiet:
-        console.print(f"done in {time.perf_counter() - t0:.1f} s")
+        per_method = ", ".join(f"{m} {sec:.1f} s" for m, sec in sorted(writer.seconds.items()))
+        console.print(f"done in {time.perf_counter() - t0:.1f} s" + (f" (episode time: {per_method})"
+                                                                    if per_method else ""))
     if failures:
         for key, error in failures[:10]:
             err.print(f"[red]failed[/red] {key.task}/{key.method}/{key.experiment}/{key.stem()}: {error}")

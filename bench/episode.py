@@ -67,10 +67,26 @@ def _check(query: Query, problem, method: str) -> None:
 
 def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
                 prior: PriorPolicy = "cheaper") -> dict:
-    """Run to the end of the budget, logging every trial; write the completion marker.
+    """Run to the end of the budget in this process, logging every trial into `store`; write the
+    completion marker (and the traceback of a failure). Returns the summary."""
+    log = store.open_log(key)
+    try:
+        summary, error = play_episode(key, task, method, log, prior)
+    finally:
+        log.close()
+    if error:
+        store.error_file(key).write_text(error)
+    store.complete(key, summary)
+    return summary
 
-    Returns the summary (also in the marker); `summary["failed"]` is None or the reason;
-    `extrapolation` is log10(target cost / cost of the most expensive fidelity in the prior).
+
+def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
+                 prior: PriorPolicy = "cheaper") -> tuple[dict, str | None]:
+    """Run to the end of the budget, passing every trial record to `log.append` as it happens.
+
+    Returns the summary and the traceback of a failure (or None); `summary["failed"]` is None or
+    the reason; `extrapolation` is log10(target cost / cost of the most expensive fidelity in
+    the prior). Writes nothing itself: workers send the records to the client (`bench.workers`).
     """
     budget = key.budget_obj
     problem = task.problem(key.experiment, budget, prior, seed=key.seed)
@@ -80,8 +96,7 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     seed_everything(key.seed)
     state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0,
              "refused": 0, "setup_seconds": 0.0}
-    failed, rec_config, rec_value = None, None, None
-    log = store.open_log(key)
+    failed, error, rec_config, rec_value = None, None, None, None
     try:
         t0 = time.perf_counter()
         optimizer = method.make(problem, key.seed, task)
@@ -98,10 +113,7 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     except BenchError:  # the user's environment (a missing key, a network down): stop, score nothing
         raise
     except Exception as exc:  # a broken episode is a scored failure; the others go on
-        failed = f"{type(exc).__name__}: {exc}"
-        store.error_file(key).write_text(traceback.format_exc())
-    finally:
-        log.close()
+        failed, error = f"{type(exc).__name__}: {exc}", traceback.format_exc()
     prior_levels = Counter(problem.prior["fidelity"].tolist())
     prior_cost = sum(costs[f] * n for f, n in prior_levels.items())
     summary = {
@@ -117,8 +129,21 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
         "ask_seconds": state["ask_seconds"], "setup_seconds": state["setup_seconds"],
         **{k: state[k] for k in (*USAGE, "fallbacks") if k in state},
     }
-    store.complete(key, summary)
-    return summary
+    return summary, error
+
+
+def failure_summary(key: EpisodeKey, task: Task, prior: PriorPolicy, reason: str) -> dict:
+    """The summary of an episode that produced nothing to score (stopped at its time limit, or
+    its worker died twice): scored as a failure, like any other."""
+    problem = task.problem(key.experiment, key.budget_obj, prior, seed=key.seed)
+    oracle = task.oracle(key.experiment, seed=key.seed)
+    return {"prior_runs": len(problem.prior), "prior_worth": None, "extrapolation": None, "trials": 0,
+            "target_trials": 0, "gpu_hours": 0.0, "budget_gpu_hours": problem.budget_gpu_hours(),
+            "refused": 0, "best": None, "curve": [], "recommend": None, "recommend_value": None,
+            "failed": reason, "optimum": oracle.optimum(), "median": oracle.median(),
+            "worst": oracle.worst(), "pool_size": len(problem.arrays()),
+            "direction": task.objective.direction, "simulated": task.simulated, "ask_seconds": 0.0,
+            "setup_seconds": 0.0}
 
 
 class _NoLog:

@@ -1,31 +1,36 @@
 """Runner: every (task, experiment, method, budget, seed) of a suite, in worker processes.
 
-Episodes always run in spawned worker processes with a fixed `PYTHONHASHSEED`, so results do
-not depend on `--jobs` or on hash randomisation (SMAC needs it). `--scheduler ADDRESS` sends the
-same work to a Dask cluster instead.
+Episodes always run in worker processes (`bench.workers`) with a fixed `PYTHONHASHSEED`, so
+results do not depend on `--jobs`, the executor or hash randomisation (SMAC needs it). Workers
+send every event to this process, the single writer of `--out`: local workers, a Dask
+`LocalCluster` (`--executor dask`) or an existing cluster (`--scheduler ADDRESS`) need no shared
+disk and give the same numbers.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-import os
-import traceback
-import warnings
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from bench.episode import failure_summary
 from bench.errors import BenchError
 from bench.gym.registry import load_task
 from bench.gym.task import Prior
 from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.suites import Suite
+from bench.workers import LocalWorkers, Recorder
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 50
@@ -81,30 +86,6 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     return p
 
 
-def _work(ref: str, keys: list[EpisodeKey], out: str, prior: Prior) -> list[tuple[EpisodeKey, str | None]]:
-    """Worker entry point: run a batch of episodes of one task; return each one's failure reason
-    (None if it succeeded). The task loads once per worker process (`load_task` caches it)."""
-    from bench.episode import run_episode  # imported in the worker
-
-    store = Store(Path(out))
-    results = []
-    for key in keys:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                summary = run_episode(key, load_task(ref), method(key.method), store, prior)
-            if caught:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
-                lines = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
-                (key.folder(store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(lines) + "\n")
-            results.append((key, summary["failed"]))
-        except BenchError:  # the user's environment: the run stops (`execute`)
-            raise
-        except Exception as exc:  # the harness itself broke (e.g. the task would not load): no score
-            store.error_file(key).write_text(traceback.format_exc())
-            results.append((key, f"{type(exc).__name__}: {exc}"))
-    return results
-
-
 def batches(todo: list[tuple[str, EpisodeKey]], jobs: int, most: int = MAX_BATCH
             ) -> list[tuple[str, list[EpisodeKey]]]:
     """Episodes grouped per (task, method), in chunks small enough that `jobs` workers get about
@@ -114,20 +95,6 @@ def batches(todo: list[tuple[str, EpisodeKey]], jobs: int, most: int = MAX_BATCH
     for ref, key in todo:
         groups.setdefault((ref, key.method), []).append(key)
     return [(ref, keys[i:i + size]) for (ref, _), keys in groups.items() for i in range(0, len(keys), size)]
-
-
-@contextmanager
-def _executor(jobs: int, scheduler: str | None) -> Iterator[Executor]:
-    """Local spawned workers, or a Dask cluster (its workers should run with PYTHONHASHSEED=0)."""
-    if scheduler:
-        from dask.distributed import Client
-
-        with Client(scheduler) as client:
-            yield client.get_executor()
-        return
-    os.environ.setdefault("PYTHONHASHSEED", "0")  # inherited by the spawned workers
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        yield pool
 
 
 def train_first(p: Plan, quiet: bool = False) -> None:
@@ -149,29 +116,105 @@ def train_with_progress(spec, ref: str, seed: int = 0, force: bool = False, quie
                      progress=lambda f: bar.update(bar_id, completed=f))
 
 
+class StoreWriter:
+    """The client's sink (`bench.workers.Sink`): the only writer of `--out`. Trial logs are written
+    as trials arrive, then the marker; it counts failures and seconds per method."""
+
+    def __init__(self, store: Store, advance=lambda: None):
+        self.store, self.advance = store, advance
+        self.logs: dict[EpisodeKey, object] = {}
+        self.started: dict[EpisodeKey, float] = {}
+        self.failures: list[tuple[EpisodeKey, str]] = []
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def start(self, key: EpisodeKey) -> None:
+        self._close(key)
+        self.logs[key] = self.store.open_log(key)  # a rerun of an episode starts its log afresh
+        self.started[key] = time.monotonic()
+
+    def trial(self, key: EpisodeKey, record: dict) -> None:
+        self.logs[key].append(record)
+
+    def done(self, key: EpisodeKey, summary: dict, error: str | None, warned: list[str]) -> None:
+        self._close(key)
+        if error:
+            self.store.error_file(key).write_text(error)
+        if warned:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
+            (key.folder(self.store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(warned) + "\n")
+        self.store.complete(key, summary)
+        self._finish(key, summary["failed"])
+
+    def broken(self, key: EpisodeKey, tb: str, reason: str) -> None:
+        """The harness broke: the traceback is kept, no marker (a rerun tries again)."""
+        self._close(key)
+        self.store.error_file(key).write_text(tb)
+        self._finish(key, reason)
+
+    def lost(self, key: EpisodeKey, ref: str, prior: Prior, reason: str) -> None:
+        """Stopped at its time limit, or its worker died twice: a scored failure, no trials."""
+        self._close(key)
+        self.store.open_log(key).close()  # empty: the marker says no trial completed
+        self.store.complete(key, failure_summary(key, load_task(ref), prior, reason))
+        self._finish(key, reason)
+
+    def _close(self, key: EpisodeKey) -> None:
+        if key in self.logs:
+            self.logs.pop(key).close()
+
+    def _finish(self, key: EpisodeKey, failed: str | None) -> None:
+        if key in self.started:
+            self.seconds[key.method] += time.monotonic() - self.started.pop(key)
+        if failed:
+            self.failures.append((key, failed))
+            log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method, key.experiment,
+                      key.stem(), failed)
+        self.advance()
+
+
 def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str | None = None,
-            quiet: bool = False) -> list[tuple[EpisodeKey, str]]:
-    """Run the plan; returns the failed episodes with their errors (the rest are on disk)."""
-    failures: list[tuple[EpisodeKey, str]] = []
-    if not p.todo:
-        return failures
+            quiet: bool = False, executor: str = "local", limit: float | None = None) -> StoreWriter:
+    """Run the plan on local worker processes or a Dask cluster (`executor`; a `scheduler`
+    address, or else a LocalCluster of `jobs` workers); `limit`: seconds per episode. Returns the
+    writer (failures, seconds per method); what completed is on disk even if this raises."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, disable=quiet) as bar, _executor(jobs, scheduler) as pool:
-        task_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
-        futures = [pool.submit(_work, ref, keys, str(store.out), suite.prior_for(keys[0].task))
-                   for ref, keys in batches(p.todo, jobs)]
-        for fut in as_completed(futures):
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, disable=quiet) as bar:
+        bar_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
+        writer = StoreWriter(store, lambda: bar.advance(bar_id))
+        work = [(ref, keys, suite.prior_for(keys[0].task)) for ref, keys in batches(p.todo, jobs)]
+        if not work:
+            return writer
+        if executor == "local" and not scheduler:
+            LocalWorkers(jobs, writer, limit).run(work)
+        else:
+            _on_dask(work, writer, jobs, scheduler, limit)
+    return writer
+
+
+def _on_dask(work: list, writer: StoreWriter, jobs: int, scheduler: str | None, limit: float | None) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(dask_batch, batch, limit, pure=False) for batch in work]
             try:
-                results = fut.result()
-            except BenchError:  # e.g. a bad API key: nothing else can succeed; keep what is done
-                for other in futures:
-                    other.cancel()
+                for fut in as_completed(futures):
+                    for name, *args in fut.result():
+                        getattr(writer, name)(*args)
+            except BaseException:
+                client.cancel(futures)
                 raise
-            for key, error in results:
-                if error:
-                    failures.append((key, error))
-                    log.error("episode %s/%s/%s/%s failed: %s", key.task, key.method,
-                              key.experiment, key.stem(), error)
-                bar.advance(task_id)
-    return failures
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def dask_batch(batch, limit: float | None) -> list[tuple]:
+    """A Dask task: one batch in a supervised worker process on the Dask worker's machine; the
+    events go back to the client, which writes them (no shared file system needed). A lost Dask
+    worker makes Dask rerun the task; nothing was written for it, so nothing is duplicated."""
+    recorder = Recorder()
+    LocalWorkers(1, recorder, limit).run([batch])
+    return recorder.events

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -86,7 +87,32 @@ class Store:
         return path
 
     def is_done(self, key: EpisodeKey) -> bool:
-        return self.marker(key).is_file()
+        """A marker, and a trial log holding exactly the trials it counts (a log cut short by a
+        crash, or damaged since, makes the episode run again)."""
+        try:
+            summary = json.loads(self.marker(key).read_text())
+            lines = self.trial_log(key).read_bytes().splitlines()
+            last_parses = all(json.loads(line) is not None for line in lines[-1:])
+            return len(lines) == summary["trials"] and last_parses
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while a `bench run` writes here; a second one gets a clear message. The lock
+        dies with its process (a killed run leaves nothing to clean up)."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.out / ".bench-run.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise BenchError(f"another `bench run` is writing to {self.out}; wait for it to finish or "
+                             "use another --out") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def is_failed(self, key: EpisodeKey) -> bool:
         """A completed episode that failed (its marker records the reason)."""

@@ -29,6 +29,7 @@ class Suite(BaseModel):
     # Per task (a number for every task, or {task: number, default: number}):
     prior_budget: float | dict[str, float] | None = None  # k target-run equivalents of GPU-hours
     gap: float | dict[str, float] | None = None  # prior fidelities cost at most target cost / g
+    episode_timeout: float | None = Field(default=1800, gt=0)  # seconds; past it: failure `timeout`
 
     @model_validator(mode="after")
     def _whole_trials(self):

@@ -125,3 +125,25 @@ class LearnedCentre(Optimizer):
     def ask(self) -> Query:
         x, ids = self.problem.arrays().x, self.untried_ids()
         return self.query_candidate(int(ids[np.argmin(((x[ids] - self.centre) ** 2).sum(axis=1))]))
+
+
+class Stalling(Optimizer):
+    """Asks uniformly at random, but sleeps `seconds` in the ask of seed `stall_seed` (an episode
+    that must hit the time limit); with `$BENCH_TEST_DIE_ONCE` set to a path that does not exist
+    yet, the worker process dies in its first ask (and creates the path: the rerun survives)."""
+
+    def __init__(self, problem, seed, seconds: float = 60.0, stall_seed: int = 1):
+        super().__init__(problem, seed)
+        self.stall = seconds if seed == stall_seed else 0.0
+
+    def ask(self) -> Query:
+        import os
+        import time
+
+        flag = os.environ.get("BENCH_TEST_DIE_ONCE")
+        if flag and not os.path.exists(flag):
+            open(flag, "w").close()
+            os._exit(9)
+        time.sleep(self.stall)
+        ids = self.untried_ids()
+        return self.query_candidate(int(ids[self.rng.integers(len(ids))]))

@@ -107,6 +107,8 @@ def test_cli_episode_then_replay_from_cache_with_no_network(tmp_path):
     lb = pd.read_csv(tmp_path / "a" / "leaderboard.csv")
     assert (lb.tokens_in_mean > 0).all() and (lb.fallbacks == 0).all()
     assert lb.dollars_total.isna().all()  # a model without a price gets no dollar estimate
+    for path in [p for p in tmp_path.rglob("*") if p.is_file()]:  # logs, markers, cache, leaderboard
+        assert KEY.encode() not in path.read_bytes(), path
 
 
 def test_malformed_then_repaired_answer(pretrain, monkeypatch, tmp_path):

@@ -13,7 +13,8 @@ from bench.store import EpisodeKey, Store
 
 SLOW = {"smac-bb"}  # seconds per ask on 17 dimensions
 PRESETS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
-           for m, spec in methods().items() if not spec.missing()]
+           for m, spec in methods().items()
+           if not spec.missing() and not spec.needs_training and spec.family != "llm"]
 
 
 @pytest.mark.parametrize("method", PRESETS)

@@ -26,7 +26,7 @@ def test_dask_scheduler_matches_local_workers(tmp_path):
         for name, scheduler in (("dask", cluster.scheduler_address), ("local", None)):
             store = Store(tmp_path / name)
             p = plan(suite, ["data_mixture"], ["random", "best-prior"], store)
-            assert execute(p, suite, store, jobs=1, scheduler=scheduler, quiet=True) == []
+            assert execute(p, suite, store, jobs=1, scheduler=scheduler, quiet=True).failures == []
             runs[name] = _scores(store.out)
     assert len(runs["dask"]) == 2 * 2 * 2
     assert runs["dask"].equals(runs["local"])

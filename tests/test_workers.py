@@ -1,0 +1,173 @@
+"""Scale-out and reliability: executors give the same numbers, the client is the only writer,
+episodes are bounded, workers die with their parent, runs survive SIGKILL, `--out` is locked."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from bench.errors import BenchError
+from bench.metrics import episodes_frame
+from bench.paths import configs_dir
+from bench.runner import execute, plan
+from bench.store import Store
+from bench.suites import load_suite
+
+ROOT = Path(__file__).parents[1]
+TIMING = ["ask_seconds"]
+
+
+def _frame(out) -> pd.DataFrame:
+    ep = episodes_frame(Store(out).summaries())
+    cols = ["method", "experiment", "budget", "seed", "score", "trials", "failed", "gpu_hours"]
+    return ep[cols].sort_values(cols[:4]).reset_index(drop=True)
+
+
+def _trial_logs(out: Path) -> dict[str, list[str]]:
+    """Every trial log, timings removed."""
+    import json
+
+    logs = {}
+    for path in sorted(Path(out).rglob("*.jsonl")):
+        rows = [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+                for line in path.read_text().splitlines()]
+        logs[str(path.relative_to(out))] = rows
+    return logs
+
+
+@pytest.fixture
+def configs(tmp_path, monkeypatch):
+    """The project's configs plus a `stalling` preset (tests.helpers.Stalling)."""
+    target = tmp_path / "configs"
+    shutil.copytree(configs_dir(), target)
+    presets = yaml.safe_load((target / "methods.yaml").read_text())
+    presets["stalling"] = {"target": "tests.helpers:Stalling", "family": "test", "in_all": False,
+                           "params": {"seconds": 60.0, "stall_seed": 1}}
+    (target / "methods.yaml").write_text(yaml.safe_dump(presets))
+    monkeypatch.setenv("BENCH_CONFIGS", str(target))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    from bench.methods import methods
+
+    methods.cache_clear()
+    yield target
+    methods.cache_clear()
+
+
+def _run(suite, methods_, out, **kw):
+    store = Store(out)
+    p = plan(suite, ["data_mixture"], methods_, store)
+    return execute(p, suite, store, quiet=True, **kw)
+
+
+def test_same_numbers_for_every_executor_and_job_count(tmp_path, monkeypatch):
+    """jobs 1, jobs 2 and a Dask LocalCluster whose workers run in another directory (so a
+    relative --out on their side would land elsewhere) give identical trial logs and scores."""
+    from dask.distributed import LocalCluster
+
+    suite = load_suite("quick").model_copy(update={"seeds": 2})
+    methods_ = ["random", "best-prior"]
+    client_dir, worker_dir = tmp_path / "client", tmp_path / "workers"
+    client_dir.mkdir()
+    worker_dir.mkdir()
+    monkeypatch.chdir(worker_dir)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        monkeypatch.chdir(client_dir)
+        _run(suite, methods_, Path("dask"), scheduler=cluster.scheduler_address)
+    _run(suite, methods_, Path("one"), jobs=1)
+    _run(suite, methods_, Path("two"), jobs=2)
+    assert not list(worker_dir.rglob("*.jsonl"))  # the workers wrote nothing: the client did
+    one = _frame("one")
+    assert len(one) == 2 * 2 * 2 * 2 and not one.failed.any()
+    for other in ("two", "dask"):
+        pd.testing.assert_frame_equal(one, _frame(other))
+        assert _trial_logs(Path("one")) == _trial_logs(Path(other))
+
+
+def test_episode_time_limit_and_worker_death(configs, tmp_path, monkeypatch):
+    """An episode past its limit is a `timeout` failure and the rest of its batch still runs; a
+    worker that dies mid-episode is replaced and that episode rerun, its log not duplicated."""
+    suite = load_suite("quick").model_copy(update={"seeds": 2, "experiments": 1, "budgets": [3]})
+    writer = _run(suite, ["stalling"], tmp_path / "limit", jobs=1, limit=3.0)
+    frame = _frame(tmp_path / "limit")
+    assert list(frame.failed) == [False, True]  # seed 1 stalls
+    assert [r for _, r in writer.failures] == ["timeout after 3 s"]
+    assert len(Store(tmp_path / "limit").trial_log(
+        next(k for k, _ in writer.failures)).read_text().splitlines()) == 0
+    monkeypatch.setenv("BENCH_TEST_DIE_ONCE", str(tmp_path / "died"))
+    suite = suite.model_copy(update={"seeds": 1})
+    writer = _run(suite, ["stalling"], tmp_path / "death", jobs=1)
+    assert (tmp_path / "died").exists() and writer.failures == []
+    logs = _trial_logs(tmp_path / "death")
+    assert [len(v) for v in logs.values()] == [3]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_end_when_bench_run_is_killed(configs, tmp_path):
+    cmd = [sys.executable, "-c", "from bench.cli import main; main()", "run", "--task", "data_mixture",
+           "--method", "stalling", "--suite", "quick", "--seeds", "2", "--jobs", "2", "--quiet",
+           "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(_children(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2
+    time.sleep(2)  # they are inside their episodes
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its parent"
+
+
+def test_a_second_run_on_the_same_out_gets_a_clear_message(tmp_path):
+    store = Store(tmp_path)
+    with store.lock():
+        done = subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", "run", "--task",
+                               "data_mixture", "--method", "random", "--suite", "quick", "--quiet",
+                               "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "another `bench run` is writing to" in done.stderr
+    with pytest.raises(BenchError, match="another"):
+        with store.lock(), Store(tmp_path).lock():
+            pass
+
+
+def test_a_damaged_trial_log_makes_its_episode_run_again(tmp_path):
+    suite = load_suite("quick").model_copy(update={"seeds": 1, "experiments": 1, "budgets": [3]})
+    _run(suite, ["random"], tmp_path, jobs=1)
+    store = Store(tmp_path)
+    (log,) = tmp_path.rglob("*.jsonl")
+    before = log.read_text()
+    before_rows = _trial_logs(tmp_path)
+    log.write_text(before[: len(before) - 7])  # a cut last line
+    p = plan(suite, ["data_mixture"], ["random"], store)
+    assert len(p.todo) == 1 and p.done == 0
+    execute(p, suite, store, quiet=True)
+    assert _trial_logs(tmp_path) == before_rows and plan(suite, ["data_mixture"], ["random"], store).done == 1
