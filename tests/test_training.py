@@ -73,3 +73,34 @@ def test_train_only_copy_has_no_test_rows():
     task = load_task("grpo")
     copy = train_only(task)
     assert set(copy.table.experiment) == set(task.split("train")) and not copy.split("test")
+
+
+def test_bench_train_command(cache, tmp_path):
+    """`bench train` writes the checkpoint and prints what it was trained on; a method that does
+    not train is one clear error."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from bench.paths import configs_dir
+
+    configs = tmp_path / "configs"
+    shutil.copytree(configs_dir(), configs)
+    presets = yaml.safe_load((configs / "methods.yaml").read_text())
+    presets["learned-centre"] = {"target": "tests.helpers:LearnedCentre", "family": "learned-bo",
+                                 "needs_training": True}
+    (configs / "methods.yaml").write_text(yaml.safe_dump(presets))
+    env = {**os.environ, "BENCH_CONFIGS": str(configs), "PYTHONPATH": str(Path(__file__).parents[1])}
+    cli = [sys.executable, "-c", "from bench.cli import main; main()", "train"]
+    ok = subprocess.run([*cli, "--method", "learned-centre", "--task", "sft_lora", "--quiet"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "learned-centre on sft_lora: 7 fit / 2 validation experiments" in ok.stdout
+    assert list((cache / "checkpoints" / "sft_lora").glob("learned-centre-*.pt"))
+    bad = subprocess.run([*cli, "--method", "random", "--task", "sft_lora"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "do not train" in bad.stderr
