@@ -47,7 +47,7 @@ class LLMAgent(Optimizer):
         cache = ResponseCache()
         if reason is None or (cache.reads and cache.count(provider, model)):
             return []
-        return [f"{reason} (or replay it from the LLM response cache)"]
+        return [f"{reason}, or a replay of its requests in the LLM response cache"]
 
     def ask(self) -> Query:
         problem = self.problem
