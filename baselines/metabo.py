@@ -45,9 +45,8 @@ from torch import nn
 
 from baselines.botorch_gp.models import normal_scores_by_level, seeded_torch, torch_threads
 from bench.gym.problem import Budget, Problem, Query
-from bench.gym.task import Prior
 from bench.optimizer import Optimizer
-from bench.training import BUDGETS, TrainingData
+from bench.training import TrainingData
 
 MIN_PRIOR_RUNS = 3  # a prior fidelity with fewer runs gets no prior model
 LENGTHSCALE_GRID = (0.25, 0.5, 1.0, 2.0)  # times the pool's median pairwise distance
@@ -225,17 +224,6 @@ class Batch:
     returns: torch.Tensor  # (M,)
 
 
-def draw_group(data: TrainingData, rng: np.random.Generator) -> tuple[str, Prior, int]:
-    """An (experiment, protocol, trial budget) triple, drawn as `TrainingData.episodes` draws them."""
-    exp = data.fit[int(rng.integers(len(data.fit)))]
-    prior = data.priors[int(rng.integers(len(data.priors)))]
-    if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
-        prior = Prior("cheaper")
-    pool = len(data.task.arrays(exp, data.task.experiment(exp).target.name)[0])
-    fits = [b for b in BUDGETS if b <= pool / 2] or [1]
-    return exp, prior, fits[int(rng.integers(len(fits)))]
-
-
 def env_context(obs: dict, b: int, n: int, s: Settings) -> EpisodeContext:
     """The episode context of env row `b` (its target pool holds `n` candidates)."""
     keep = obs["prior_mask"][b].astype(bool)
@@ -339,7 +327,7 @@ def train_ppo(data: TrainingData, seed: int, progress: Callable[[float], None], 
     for step in range(s.train_steps):
         groups = []
         for _ in range(s.groups):
-            exp, prior, horizon = draw_group(data, rng)
+            exp, prior, horizon = data.draw(rng)
             key = (exp, prior, horizon)
             if key not in cache:
                 cache[key] = Episodes(data.task, exp, Budget("trials", horizon), prior, s.envs)

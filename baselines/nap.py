@@ -36,9 +36,8 @@ from torch import nn
 from baselines.botorch_gp.models import seeded_torch, torch_threads
 from bench.gym.env import Episodes
 from bench.gym.problem import Budget, Query
-from bench.gym.task import Prior
 from bench.optimizer import Optimizer
-from bench.training import BUDGETS, TrainingData
+from bench.training import TrainingData
 
 EXTRA = 5  # score, observed, at target, budget left, trials left / 10
 
@@ -213,17 +212,6 @@ def gaussian_nll(mean, log_var, target) -> torch.Tensor:
 
 # Training --------------------------------------------------------------------------------------
 
-def _draw_setting(data: TrainingData, rng: np.random.Generator) -> tuple[str, Prior, int]:
-    """An experiment, protocol and trial budget, drawn as `TrainingData.episodes` draws them."""
-    exp = data.fit[int(rng.integers(len(data.fit)))]
-    prior = data.priors[int(rng.integers(len(data.priors)))]
-    if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
-        prior = Prior("cheaper")
-    pool = len(data.task.arrays(exp, data.task.experiment(exp).target.name)[0])
-    fits = [b for b in BUDGETS if b <= pool / 2] or [1]
-    return exp, prior, fits[int(rng.integers(len(fits)))]
-
-
 def _padded(rows: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack token arrays of different lengths: (B, max, width) and the valid mask."""
     longest = max((len(r) for r in rows), default=0)
@@ -289,7 +277,7 @@ class NAP(Optimizer):
             optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
             cache: dict[tuple, Episodes] = {}
             for step in range(s.train_steps):
-                exp, prior, horizon = _draw_setting(data, rng)
+                exp, prior, horizon = data.draw(rng)
                 key = (exp, prior, horizon)
                 if key not in cache:
                     cache[key] = Episodes(data.task, exp, Budget("trials", horizon), prior, s.batch)

@@ -82,21 +82,26 @@ class TrainingData:
         digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
         return digest.hexdigest()
 
+    def draw(self, rng: np.random.Generator, experiments: list[str] | None = None,
+             budgets: tuple[int, ...] = BUDGETS) -> tuple[str, Prior, int]:
+        """A random experiment (of `experiments`, default `fit`), protocol and trial budget (at
+        most half the target pool), as the test suites combine them."""
+        experiments = experiments or self.fit
+        exp = experiments[int(rng.integers(len(experiments)))]
+        prior = self.priors[int(rng.integers(len(self.priors)))]
+        if prior.kind == "cheaper" and not self.task.prior_fidelities(exp, prior):
+            prior = Prior("cheaper")  # a gap no fidelity of this experiment meets
+        pool = len(self.task.arrays(exp, self.task.experiment(exp).target.name)[0])
+        fits = [b for b in budgets if b <= pool / 2] or [1]
+        return exp, prior, fits[int(rng.integers(len(fits)))]
+
     def episodes(self, rng: np.random.Generator, experiments: list[str] | None = None,
                  budgets: tuple[int, ...] = BUDGETS) -> Iterator[tuple[Problem, Oracle]]:
-        """Endless episodes: a random experiment (of `experiments`, default `fit`), protocol,
-        trial budget (at most half the target pool) and episode seed each."""
-        experiments = experiments or self.fit
+        """Endless episodes, each `draw`n with its own episode seed."""
         while True:
-            exp = experiments[int(rng.integers(len(experiments)))]
-            prior = self.priors[int(rng.integers(len(self.priors)))]
-            if prior.kind == "cheaper" and not self.task.prior_fidelities(exp, prior):
-                prior = Prior("cheaper")  # a gap no fidelity of this experiment meets
-            pool = len(self.task.arrays(exp, self.task.experiment(exp).target.name)[0])
-            fits = [b for b in budgets if b <= pool / 2] or [1]
-            budget = Budget("trials", fits[int(rng.integers(len(fits)))])
+            exp, prior, budget = self.draw(rng, experiments, budgets)
             seed = int(rng.integers(2**31))
-            yield self.task.problem(exp, budget, prior, seed), self.task.oracle(exp, seed)
+            yield self.task.problem(exp, Budget("trials", budget), prior, seed), self.task.oracle(exp, seed)
 
 
 def train_only(task: Task) -> Task:

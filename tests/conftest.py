@@ -22,6 +22,13 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def cache(monkeypatch, tmp_path) -> Path:
+    """A fresh `$BENCH_CACHE` for one test (checkpoints, LLM responses)."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def tiny_table() -> pd.DataFrame:
     """Two experiments, two fidelities, a 1-D lr grid; hand-checkable numbers."""
     rows = []

@@ -29,7 +29,7 @@ from bench.gym.registry import load_task
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 from bench.training import Checkpoint, TrainingData, train
-from tests.test_training import _noisy_test_experiments
+from tests.helpers import noisy_test_experiments
 
 TINY = {"kernel_steps": 10, "train_steps": 20, "eval_every": 10, "holdout_draws": 1, "max_prior": 60,
         "finetune_steps": 2}
@@ -37,12 +37,6 @@ TINY = {"kernel_steps": 10, "train_steps": 20, "eval_every": 10, "holdout_draws"
 
 def tiny_spec(**params):
     return methods()["fsbo"].model_copy(update={"params": {**TINY, **params}})
-
-
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     task = load_task("sft_lora")
     a, path = train(tiny_spec(), task, force=True)
     b, _ = train(tiny_spec(), task, force=True)
-    c, _ = train(tiny_spec(), _noisy_test_experiments(task), force=True)
+    c, _ = train(tiny_spec(), noisy_test_experiments(task), force=True)
     assert a.meta["digest"] == b.meta["digest"] == c.meta["digest"]
     assert path.exists() and np.isfinite(a.meta["validation_nregret"])
     held = set(a.state["holdout"])

@@ -1,6 +1,5 @@
 """MetaBO: deterministic, train-only checkpoints; valid episodes; PPO learns; one feature function."""
 
-import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,7 @@ from bench.gym.task import Prior
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 from bench.training import Checkpoint, TrainingData, train
-from tests.helpers import drive
+from tests.helpers import drive, noisy_test_experiments
 
 TINY = {"train_steps": 2, "groups": 2, "envs": 2, "epochs": 1, "minibatch": 16, "hidden": 16}
 
@@ -35,24 +34,12 @@ def _spec(**params):
     return methods()["metabo"].model_copy(update={"params": {**TINY, **params}})
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-
-
-def _noisy_test_experiments(task):
-    table = task.table.copy()
-    test = table.experiment.isin(task.split("test"))
-    table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
-    return dataclasses.replace(task, table=table)
-
-
 def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     task = load_task("sft_lora")
     spec = _spec()
     a, _ = train(spec, task)
     b, _ = train(spec, task, force=True)
-    c, _ = train(spec, _noisy_test_experiments(task), force=True)
+    c, _ = train(spec, noisy_test_experiments(task), force=True)
     assert a.meta["digest"] == b.meta["digest"] == c.meta["digest"]
     assert np.isfinite(a.meta["validation_nregret"])
     other, _ = train(_spec(lr=3e-3), task)

@@ -1,9 +1,7 @@
 """NAP (baselines/nap.py): determinism and train-only data, episodes, learning, NAP's mask and features."""
 
-import dataclasses
 
 import numpy as np
-import pytest
 import torch
 
 from baselines.nap import NAP, NAPNet, Settings, normal_scores, prior_tokens, select_prior
@@ -15,6 +13,7 @@ from bench.gym.task import Prior
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 from bench.training import Checkpoint, TrainingData, train
+from tests.helpers import noisy_test_experiments
 
 TINY = {"train_steps": 3, "batch": 4, "d_model": 8, "heads": 2, "layers": 1, "ff": 16, "prior_cap": 32}
 
@@ -23,23 +22,11 @@ def _spec(**params):
     return methods()["nap"].model_copy(update={"params": {**TINY, **params}})
 
 
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-
-
-def _noisy_test_experiments(task):
-    table = task.table.copy()
-    test = table.experiment.isin(task.split("test"))
-    table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
-    return dataclasses.replace(task, table=table)
-
-
 def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     task = load_task("sft_lora")
     first, _ = train(_spec(), task, force=True)
     again, _ = train(_spec(), task, force=True)
-    noisy, _ = train(_spec(), _noisy_test_experiments(task), force=True)
+    noisy, _ = train(_spec(), noisy_test_experiments(task), force=True)
     assert first.meta["digest"] == again.meta["digest"] == noisy.meta["digest"]
     assert np.isfinite(first.meta["validation_nregret"])
     other, _ = train(_spec(), task, seed=1, force=True)

@@ -1,6 +1,5 @@
 """OptFormer: serialisation, the prefix-sharing scorer, determinism, leakage, episodes, learning."""
 
-import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -15,25 +14,13 @@ from bench.gym.spec import ParamSpec, TaskSpec, build_task
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
 from bench.training import Checkpoint, TrainingData, train
+from tests.helpers import noisy_test_experiments
 
 TINY = {"trajectories": 16, "train_steps": 6, "d_model": 16, "layers": 1, "heads": 2, "probes": 2}
 
 
 def tiny_spec(**params):
     return methods()["optformer"].model_copy(update={"params": {**TINY, **params}})
-
-
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def _noisy_test_experiments(task):
-    table = task.table.copy()
-    test = table.experiment.isin(task.split("test"))
-    table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
-    return dataclasses.replace(task, table=table)
 
 
 def shifted_bowls(n_train=10, n_test=4, cheap=80, target=30, shift=0.3):
@@ -149,7 +136,7 @@ def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     spec = tiny_spec()
     a, path = train(spec, task)
     b, _ = train(spec, task, force=True)
-    c, _ = train(spec, _noisy_test_experiments(task), force=True)
+    c, _ = train(spec, noisy_test_experiments(task), force=True)
     assert a.meta["digest"] == b.meta["digest"] == c.meta["digest"]
     assert np.isfinite(a.meta["validation_nregret"]) and path.exists()
 

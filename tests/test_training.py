@@ -10,23 +10,10 @@ from bench.gym.registry import load_task
 from bench.methods import MethodSpec
 from bench.store import EpisodeKey, Store
 from bench.training import TrainingData, checkpoint_path, load, train, train_only
+from tests.helpers import noisy_test_experiments
 
 SPEC = MethodSpec(name="learned-centre", target="tests.helpers:LearnedCentre", family="learned-bo",
                   needs_training=True)
-
-
-@pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def _noisy_test_experiments(task):
-    """The task with every outcome of its test experiments replaced by noise."""
-    table = task.table.copy()
-    test = table.experiment.isin(task.split("test"))
-    table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
-    return dataclasses.replace(task, table=table)
 
 
 def test_training_never_reads_test_experiments(cache):
@@ -35,7 +22,7 @@ def test_training_never_reads_test_experiments(cache):
     assert set(data.task.experiments) == set(task.split("train"))
     assert set(data.fit) | set(data.validation) == set(task.split("train"))
     assert not set(data.fit) & set(data.validation)
-    noisy = _noisy_test_experiments(task)
+    noisy = noisy_test_experiments(task)
     a, path_a = train(SPEC, task)
     b, path_b = train(SPEC, noisy, force=True)
     assert path_a == path_b and a.meta["digest"] == b.meta["digest"]
