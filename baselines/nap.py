@@ -33,7 +33,7 @@ from scipy.special import ndtri
 from scipy.stats import rankdata
 from torch import nn
 
-from baselines.botorch_gp.models import seeded_torch, torch_threads
+from baselines.botorch_gp.models import normal_scores_by_level, seeded_torch, torch_threads
 from bench.gym.env import Episodes
 from bench.gym.problem import Budget, Query
 from bench.optimizer import Optimizer
@@ -71,15 +71,6 @@ def normal_scores(values: np.ndarray) -> np.ndarray:
     return ndtri((rankdata(values, axis=-1) - 0.5) / n)
 
 
-def level_scores(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Normal scores of `values` within each fidelity level."""
-    scores = np.zeros(len(values))
-    for level in np.unique(levels):
-        at = levels == level
-        scores[at] = normal_scores(values[at])
-    return scores
-
-
 def select_prior(levels: np.ndarray, scores: np.ndarray, cap: int, best_share: float) -> np.ndarray:
     """Rows of the prior to keep: the `best_share` of `cap` with the best scores, then the rest
     from the most expensive fidelities down (ties in the episode's prior order)."""
@@ -106,7 +97,7 @@ def tokens(x: np.ndarray, levels: np.ndarray, scores: np.ndarray, observed: bool
 def prior_tokens(x, levels, values, descriptors, settings: Settings) -> np.ndarray:
     """History tokens of an episode's prior (values oriented larger-is-better)."""
     levels = np.asarray(levels, int)
-    scores = level_scores(np.asarray(values, float), levels)
+    scores = normal_scores_by_level(np.asarray(values, float), levels)
     keep = select_prior(levels, scores, settings.prior_cap, settings.best_share)
     return tokens(np.asarray(x, np.float32)[keep], levels[keep], scores[keep], True, descriptors)
 
@@ -114,8 +105,8 @@ def prior_tokens(x, levels, values, descriptors, settings: Settings) -> np.ndarr
 def observation_tokens(x, levels, values, descriptors) -> np.ndarray:
     """History tokens of the episode's own runs, scored among its runs at the same fidelity."""
     levels = np.asarray(levels, int)
-    return tokens(np.asarray(x, np.float32), levels, level_scores(np.asarray(values, float), levels),
-                  True, descriptors)
+    scores = normal_scores_by_level(np.asarray(values, float), levels)
+    return tokens(np.asarray(x, np.float32), levels, scores, True, descriptors)
 
 
 def candidate_tokens(x, descriptors) -> np.ndarray:
