@@ -33,7 +33,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from bench.episode import MAX_REFUSALS
-from bench.gym.problem import Budget
+from bench.gym.problem import Budget, descriptor_matrix
 from bench.gym.registry import load_task
 from bench.gym.task import Prior, Task
 from bench.suites import load_suite
@@ -67,9 +67,7 @@ class Episodes:
         self.optimum = task.objective.best(target_values)
         self.scale = abs(float(np.median(target_values)) - self.optimum) or 1.0
         self.worst = task.objective.worst(target_values)
-        keys = list(self.fids[0].descriptors)
-        self.descriptors = np.array([[np.log10(max(fid.descriptors.get(k, 1.0), 1e-30)) for k in keys]
-                                     + [np.log10(max(fid.cost, 1e-30))] for fid in self.fids], np.float32)
+        self.descriptors = descriptor_matrix(self.fids)
         self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
         _, _, _, p, h = self.shape
         self.values = np.zeros((num, f, n))  # outcomes in each episode's candidate order

@@ -131,6 +131,14 @@ class Pool:
         return len(self.x)
 
 
+def descriptor_matrix(fidelities) -> np.ndarray:
+    """One row per fidelity: log10 of each descriptor, then of the GPU-hours per run (the
+    features the Gymnasium observation carries)."""
+    keys = list(fidelities[0].descriptors)
+    return np.array([[np.log10(max(f.descriptors.get(k, 1.0), 1e-30)) for k in keys]
+                     + [np.log10(max(f.cost, 1e-30))] for f in fidelities], np.float32)
+
+
 @dataclass(frozen=True)
 class Problem:
     """Everything an optimizer may know about one experiment; never the target outcomes."""
@@ -192,11 +200,8 @@ class Problem:
         return self.pools[fidelity or self.target]
 
     def descriptor_matrix(self) -> np.ndarray:
-        """(fidelities, descriptors + 1), cheapest first: log10 of each descriptor, then of the
-        GPU-hours per run (the features the Gymnasium observation carries)."""
-        keys = list(self.fidelities[0].descriptors)
-        return np.array([[np.log10(max(f.descriptors.get(k, 1.0), 1e-30)) for k in keys]
-                         + [np.log10(max(f.cost, 1e-30))] for f in self.fidelities], np.float32)
+        """(fidelities, descriptors + 1), cheapest first (`descriptor_matrix`)."""
+        return descriptor_matrix(self.fidelities)
 
     @functools.cached_property
     def prior_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
