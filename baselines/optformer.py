@@ -777,7 +777,7 @@ class OptFormer(Optimizer):
     def target_trials(self) -> list[Outcome]:
         return [o for _, o in self.history if o.fidelity == self.problem.target and o.candidate is not None]
 
-    def predict(self, candidate_ids: np.ndarray) -> np.ndarray:
+    def bin_probabilities(self, candidate_ids: np.ndarray) -> np.ndarray:
         """Outcome-bin probabilities (n, Q) of target candidates `candidate_ids` after the history."""
         obs = self.target_trials()
         pool_x = self.problem.arrays().x
@@ -793,7 +793,7 @@ class OptFormer(Optimizer):
         batched pass over the untried and the tried candidates."""
         ids = self.pool_ids()
         tried = np.unique([o.candidate for o in self.target_trials()]).astype(int)
-        probs = self.predict(np.concatenate([ids, tried]))
+        probs = self.bin_probabilities(np.concatenate([ids, tried]))
         expected = probs @ bin_centres(probs.shape[1])
         best = float(expected[len(ids):].max()) if len(tried) else -np.inf
         return ids, expected_improvement(probs[:len(ids)], max(self.settings.ei_floor, best))

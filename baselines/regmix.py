@@ -28,20 +28,40 @@ class RegMix(Optimizer):
                            random_state=seed, n_jobs=1, verbose=-1, deterministic=True,
                            force_row_wise=True)
         self._desc = np.log10(problem.descriptors().drop(columns="cost").clip(lower=1e-12))
+        self._fitted: tuple[int, lgb.LGBMRegressor | None] | None = None  # (len(history), model)
 
     def _features(self, configs: pd.DataFrame, fidelities) -> np.ndarray:
         desc = self._desc.loc[list(fidelities)].to_numpy(float)
         return np.hstack([encode(self.problem.space, configs), desc])
 
+    def _model(self) -> lgb.LGBMRegressor | None:
+        """The regressor of `objective.sign * value` on the prior and the target runs told so far
+        (None with fewer than two rows); refitted only when the history grew."""
+        if self._fitted is None or self._fitted[0] != len(self.history):
+            seen = self.observations().assign(fidelity=self.problem.target)
+            train = pd.concat([self.problem.prior, seen], ignore_index=True)
+            model = None
+            if len(train) >= 2:
+                model = lgb.LGBMRegressor(**self.params)
+                model.fit(self._features(train, train["fidelity"]),
+                          self.problem.objective.sign * train["value"].to_numpy(float))
+            self._fitted = (len(self.history), model)
+        return self._fitted[1]
+
     def ask(self) -> Query:
-        pool = self.pool()
-        target = self.problem.target
-        seen = self.observations()
-        train = pd.concat([self.problem.prior, seen.assign(fidelity=target)], ignore_index=True)
-        if len(train) < 2:  # nothing to learn from: first candidate at random
+        model = self._model()
+        if model is None:  # nothing to learn from: first candidate at random
             return self.query(self.random_candidate())
-        model = lgb.LGBMRegressor(**self.params)
-        model.fit(self._features(train, train["fidelity"]),
-                  self.problem.objective.sign * train["value"].to_numpy(float))
-        pred = model.predict(self._features(pool, [target] * len(pool)))
+        pool = self.pool()
+        pred = model.predict(self._features(pool, [self.problem.target] * len(pool)))
         return self.query(config_at(pool, int(np.argmin(pred))))
+
+    def predict(self, ids):
+        """LightGBM's prediction at target candidates `ids`; no uncertainty (std NaN)."""
+        model = self._model()
+        if model is None:
+            return None
+        configs = self.problem.arrays().configs.iloc[np.asarray(ids)]
+        mean = self.problem.objective.sign * model.predict(
+            self._features(configs, [self.problem.target] * len(configs)))
+        return mean, np.full(len(mean), np.nan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -13,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.policy.lm_cli import app as lm_app
 from bench.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLMConfig-Bench: configure expensive LLM experiments from cheap ones.")
 data_app = typer.Typer(no_args_is_help=True, help="Declared data sources.")
 app.add_typer(data_app, name="data")
+app.add_typer(lm_app, name="lm")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
@@ -249,8 +252,10 @@ def run(
 
 @app.command("train")
 def train_cmd(
-    method: Annotated[str, typer.Option(help="Learned method(s), comma-separated.")],
-    task: Annotated[str, typer.Option(help="Task name(s), comma-separated, `all`, or a spec .yaml.")],
+    methods_arg: Annotated[str | None, typer.Argument(metavar="[METHOD]", show_default=False,
+                                                      help="Learned method(s), comma-separated.")] = None,
+    task: Annotated[str, typer.Option(help="Task name(s), comma-separated, `all`, or a spec .yaml.")] = "",
+    method: Annotated[str | None, typer.Option(help="Learned method(s) (or as the argument).")] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Train again even if the checkpoint exists.")] = False,
     quiet: Quiet = False,
@@ -260,6 +265,9 @@ def train_cmd(
     from bench.methods import method as method_spec
     from bench.runner import train_with_progress
 
+    method = method or methods_arg or ""
+    if not task:
+        raise BenchError("--task is required (a name, a comma list, `all` or a spec .yaml)")
     specs = [method_spec(m.strip()) for m in method.split(",") if m.strip()]
     if not specs or (untrained := [s.name for s in specs if not s.needs_training]):
         raise BenchError(f"--method needs learned methods; {', '.join(untrained or ['none'])} "
@@ -271,6 +279,8 @@ def train_cmd(
             console.print(f"{spec.name} on {m['task']}: {len(m['fit'])} fit / {len(m['validation'])} "
                           f"validation experiments, {m['train_seconds']:.1f} s, validation nregret "
                           f"{m['validation_nregret']:.3f} -> {path}", highlight=False)
+            for key, value in (m.get("report") or {}).items():
+                console.print(f"  {key}: {value}", highlight=False)
 
 
 @app.command("leaderboard")
@@ -278,6 +288,7 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
                     suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
     """Aggregate completed episodes into <out>/leaderboard.csv and print it."""
     from bench.metrics import discrimination, episodes_frame, leaderboard, unpaired
+    from bench.report import board_view
     from bench.store import Store
 
     ep = episodes_frame(Store(out).summaries())
@@ -290,7 +301,7 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
     board.to_csv(path, index=False)
     for (s, t), sub in board.groupby(["suite", "task"], sort=False):
         console.print(_table(f"{s} / {t}" + (" (SIMULATED)" if sub.simulated.any() else ""),
-                             _board_view(sub)))
+                             board_view(sub)))
     console.print("nregret: 0 = the table's optimum, 1 = the median candidate; mean [95% interval, "
                   "hierarchical bootstrap over experiments then seeds]; IQM: interquartile mean. "
                   "rank and win% vs centroid (the floor: target candidates nearest the pool's "
@@ -309,56 +320,151 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
     console.print(f"wrote {path}")
 
 
-def _board_view(sub):
-    """The printed leaderboard: intervals as text, cost columns only for cost suites."""
-    import pandas as pd
+@app.command()
+def plot(out: Out = DEFAULT_OUT,
+         suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
+         task: Annotated[str | None, typer.Option(
+             help="Tasks that are not built in (spec .yaml, comma-separated), for their landscape and "
+                  "near-optimum share; built-in tasks in the results are found by name.")] = None) -> None:
+    """Render the figures (regret, rank, critical difference, near-optimum share, discrimination,
+    extrapolation, landscapes; PNG and PDF) into <out>/figures."""
+    from bench.gym.registry import resolve_tasks
+    from bench.metrics import episodes_frame, leaderboard
+    from bench.report import load_tasks, pick_suites, write_figures
+    from bench.store import Store
 
-    def interval(mean, lo, hi):
-        return [f"{m:.3g} [{a:.3g}, {b:.3g}]" for m, a, b in zip(mean, lo, hi, strict=True)]
-
-    view = pd.DataFrame({
-        "method": sub.method, "budget": sub.budget.map("{:g}".format),
-        "nregret mean [95%]": interval(sub.nregret_mean, sub.nregret_lo, sub.nregret_hi),
-        "IQM [95%]": interval(sub.nregret_iqm, sub.nregret_iqm_lo, sub.nregret_iqm_hi),
-        "median": sub.nregret_median, "rank": sub.rank_mean,
-        "win% vs centroid": (100 * sub.win_vs_centroid).round(0),
-        "episodes": sub.episodes, "failed": sub.failed, "pool": sub.pool_size.map("{:g}".format),
-    })
-    if (sub.budget_kind == "cost").any():
-        view["budget spent"] = sub.budget_spent.map("{:.0%}".format)
-    else:
-        view["GPU-h"] = sub.gpu_hours_mean
-    return view.fillna("-")
+    store = Store(out)
+    ep = episodes_frame(store.summaries())
+    if ep.empty and task is None:
+        raise BenchError(f"no completed episodes under {out}; run `bench run` first (or give --task)")
+    suites = pick_suites(ep, suite) if not ep.empty else []
+    tasks = load_tasks(set(ep[ep.suite.isin(suites)].task), resolve_tasks(task) if task else [],
+                       say=functools.partial(console.print, highlight=False))
+    for drawn in write_figures(store, ep, leaderboard(ep), out / "figures", suites, tasks):
+        for p in drawn.paths:
+            console.print(f"wrote {p}")
 
 
 @app.command()
-def plot(out: Out = DEFAULT_OUT,
-         suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
-         task: Annotated[str | None, typer.Option(
-             help="Landscape figures of these tasks (names or spec .yaml, comma-separated); "
-                  "default: the built-in tasks in the results.")] = None) -> None:
-    """Render regret-vs-trials figures and per-task landscapes (PNG and PDF) into <out>/figures."""
-    from bench.gym.registry import load_task, resolve_tasks, task_names
-    from bench.metrics import discrimination, episodes_frame, leaderboard
-    from bench.plots import discrimination_figure, extrapolation_figure, landscape, regret_curves
-    from bench.store import Store
+def report(
+    out: Annotated[Path, typer.Option("--out", help="Report directory (created).")],
+    runs: Annotated[Path, typer.Option("--runs", help="Results directory to read.")] = DEFAULT_OUT,
+    suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="Tasks that are not built in (spec .yaml, comma-separated).")] = None,
+) -> None:
+    """Write a self-contained report (Markdown, HTML with embedded figures), leaderboard CSVs,
+    LaTeX and Markdown tables and every figure into --out."""
+    from bench.gym.registry import resolve_tasks
+    from bench.report import write_report
 
-    ep = episodes_frame(Store(out).summaries())
-    if ep.empty and task is None:
-        raise BenchError(f"no completed episodes under {out}; run `bench run` first (or give --task)")
-    disc = discrimination(leaderboard(ep)) if not ep.empty else None
-    for s in [suite] if suite else sorted(ep.suite.unique()):
-        for p in [*regret_curves(ep, s, out / "figures"), *discrimination_figure(disc, s, out / "figures")]:
-            console.print(f"wrote {p}")
-    for p in extrapolation_figure(ep, out / "figures"):  # from every trial suite (a --gap sweep)
-        console.print(f"wrote {p}")
-    in_results = set((ep[ep.suite == suite] if suite else ep).task)
-    refs = resolve_tasks(task) if task else sorted(in_results & set(task_names()))
-    for name in sorted(in_results - set(task_names()) - {load_task(r).name for r in refs}):
-        console.print(f"no landscape for {name}: not a built-in task; pass --task path/to/spec.yaml")
-    for ref in refs:
-        for p in landscape(load_task(ref), out / "figures"):
-            console.print(f"wrote {p}")
+    paths = write_report(runs, out, suite, resolve_tasks(task) if task else [],
+                         say=functools.partial(console.print, highlight=False))
+    console.print(f"wrote {len(paths)} files to {out}: {out / 'report.html'} (self-contained), "
+                  f"{out / 'report.md'}", highlight=False)
+
+
+@app.command()
+def suggest(
+    task: Annotated[str, typer.Option(help="Task name or spec .yaml.")],
+    method: Annotated[str, typer.Option(help="Method name(s), comma-separated, or `all`.")],
+    target: Annotated[str | None, typer.Option(
+        help="The expensive fidelity, not in the table: NAME=VALUE for every fidelity column "
+             "(e.g. params=7e9,tokens=2e11).")] = None,
+    n: Annotated[int, typer.Option("-n", help="Configurations to suggest per method.")] = 3,
+    observed: Annotated[Path | None, typer.Option(
+        help="CSV of your runs at the target so far (config columns and the objective's): "
+             "told to each method first.")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        help="Experiment to advise on (default: the only one, or the only test one); "
+             "--backtest: only this one (default: every test experiment).")] = None,
+    budget: Annotated[int | None, typer.Option(
+        help="Target runs planned in all (default: observed + n; some methods size their initial "
+             "design by it); --backtest: rounds scored (default n).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed (pool, orders, methods).")] = 0,
+    target_cost: Annotated[float | None, typer.Option(
+        help="GPU-hours of one target run (default: a power law fitted on the sweep's levels).")] = None,
+    backtest: Annotated[bool, typer.Option(
+        help="Score the advice where the target is in the table (held out): regret per method.")] = False,
+    seeds: Annotated[int, typer.Option(help="--backtest: seeds 0..N-1.")] = 3,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write suggestions (or backtest) .json/.csv here.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Suggest the next configurations to run at an expensive fidelity from your cheaper runs."""
+    from bench import suggest as sg
+    from bench.gym.registry import load_task
+    from bench.methods import method as method_spec
+    from bench.methods import resolve_methods, skipped_by_all
+    from bench.runner import train_with_progress
+
+    if n < 1 or (budget is not None and budget < 1) or seeds < 1:
+        raise BenchError("-n, --budget and --seeds must be at least 1")
+    if backtest and (target or observed or target_cost is not None):
+        raise BenchError("--backtest scores the table's own targets: drop --target, --observed and "
+                         "--target-cost")
+    if not backtest and not target:
+        raise BenchError("give --target NAME=VALUE,... (the fidelity to advise on), or --backtest")
+    t = load_task(task)
+    names = resolve_methods(method)
+    skipped = skipped_by_all() if "all" in [m.strip() for m in method.split(",")] else {}
+    skipped = {m: "; ".join(why) for m, why in skipped.items()}
+    specs = []
+    for name in names:
+        spec = method_spec(name)
+        if (why := sg.cannot_advise(spec, t)) is not None:
+            skipped[name] = why
+            continue
+        if spec.needs_training:
+            train_with_progress(spec, task, quiet=quiet)
+        specs.append(spec)
+    failed: dict[str, str] = {}
+    if backtest:
+        exps = [t.experiment(experiment).name] if experiment else t.split("test")
+        if not exps:
+            raise BenchError(f"task {t.name} has no test experiment to backtest on; give --experiment")
+        rows = []
+        for spec in specs:
+            for exp in exps:
+                for s in range(seeds):
+                    rows.append(sg.backtest(spec, t, exp, s, budget or n, n))
+                    if rows[-1]["failed"]:
+                        failed[f"{spec.name} {exp} seed {s}"] = rows[-1]["failed"]
+            if out:
+                sg.write_backtest(out, rows)
+        if rows:
+            console.print(_table(f"backtest on {t.name} ({', '.join(exps)}): nregret after {budget or n} "
+                                 f"suggestions run one at a time (= bench run, budget {budget or n}); "
+                                 f"at once: the first {n} run together", sg.backtest_summary(rows)))
+    else:
+        exp = sg.pick_experiment(t, experiment)
+        descriptors = sg.parse_target(target, t)
+        runs = sg.read_observed(observed, t, descriptors) if observed else None
+        setup = sg.prepare(t, exp, descriptors, sg.spec_grid(task), runs, n, budget, seed, target_cost)
+        target_fid = setup.problem.fidelities[-1]
+        console.print(f"{t.name}/{exp} at {target_fid.name}: {setup.cost_note}\ntarget pool: "
+                      f"{setup.pool_note}\nmethods see {len(setup.problem.prior)} runs of {exp} and "
+                      f"{len(setup.observed)} observed target run(s)", highlight=False)
+        advices = []
+        for spec in specs:
+            try:
+                advices.append(sg.suggest(spec, setup, seed, t, n))
+            except BenchError:
+                raise
+            except Exception as exc:  # one method's failure leaves the others' advice
+                failed[spec.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            console.print(sg.advice_table(advices[-1], t.objective))
+            if out:
+                sg.write_suggestions(out, setup, advices, {**skipped, **failed})
+    for name, why in skipped.items():
+        console.print(f"skipped {name}: {why}", highlight=False)
+    for name, why in failed.items():
+        err.print(f"[red]failed[/red] {name}: {why}", highlight=False)
+    if out and not quiet:
+        console.print(f"wrote {out}/{'backtest' if backtest else 'suggestions'}.json and .csv")
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +28,7 @@ class MethodSpec(BaseModel):
     params: dict[str, Any] = {}
     needs: list[str] = []  # what it needs to run, for `bench methods` (e.g. an API key)
     needs_training: bool = False
+    trains_on: Literal["task", "builtin"] = "task"  # learned: the run's task, or every built-in task
     in_all: bool = True  # included in `--method all`
 
     def load_class(self) -> type[Optimizer]:

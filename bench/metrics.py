@@ -187,3 +187,88 @@ def discrimination(board: pd.DataFrame) -> pd.DataFrame:
                      "separated": bool(len(ranked) > 1 and best.nregret_hi < median.nregret_lo)})
     return pd.DataFrame(rows, columns=[*GROUP, "methods", "best", "best_hi", "median", "median_lo",
                                        "separated"])
+
+
+ALL_TASKS = "all"  # the task name of `pooled` episodes
+NEAR_TOP = 0.1  # "near the optimum": within the best 10% of the target pool
+
+
+def pooled(ep: pd.DataFrame) -> pd.DataFrame:
+    """Every task's experiments as experiments of one task `all` (named `task/experiment`), so
+    that `leaderboard` and the paired comparisons run across tasks, each experiment weighing
+    equally; `simulated` holds if any pooled task is simulated."""
+    out = ep.copy()
+    out["experiment"] = out["task"] + "/" + out["experiment"]
+    out["task"] = ALL_TASKS
+    return out
+
+
+def rank_curves(ep: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank (1 = best, ties share their mean rank) of each method after each target trial,
+    per (suite, task, budget) of trial budgets, from the anytime nregret curves over the
+    (experiment, seed) cells every method of the group has (`rank_cells`). At the last trial it
+    equals the leaderboard's `rank_mean`."""
+    rows = []
+    for key, group in ep[ep.budget_kind == "trials"].groupby(GROUP, sort=True):
+        keep = common_cells(group)
+        cells = group[[(e, s) in keep for e, s in zip(group.experiment, group.seed, strict=True)]]
+        if cells.empty:
+            continue
+        curves = cells.set_index(["experiment", "seed", "method"]).nregret_curve.unstack("method")
+        stacked = np.array([[curves.at[i, m] for m in curves.columns] for i in curves.index], dtype=float)
+        for t in range(stacked.shape[2]):  # cells x methods x trials
+            ranks = pd.DataFrame(stacked[:, :, t], columns=curves.columns).rank(axis=1, method="average")
+            rows += [{**dict(zip(GROUP, key, strict=True)), "trial": t + 1, "method": m,
+                      "rank_mean": float(r), "rank_cells": len(curves)} for m, r in ranks.mean().items()]
+    return pd.DataFrame(rows, columns=[*GROUP, "trial", "method", "rank_mean", "rank_cells"])
+
+
+def experiment_scores(ep: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The blocks of a critical-difference test, from the episodes of one suite and budget:
+    (task, experiment) x method, the mean nregret over the seeds every method of the task has.
+    Methods missing on some experiment are left out (returned, sorted), so the table is complete."""
+    parts = {task: paired(group).groupby(level="experiment").mean() for task, group in ep.groupby("task")}
+    scores = pd.concat(parts, names=["task", "experiment"]).dropna(how="all")
+    left_out = sorted(scores.columns[scores.isna().any()])
+    return scores.drop(columns=left_out), left_out
+
+
+def critical_difference(scores: pd.DataFrame, alpha: float = 0.05):
+    """Friedman test and Nemenyi critical difference (Demsar 2006) on `scores` (rows: blocks such
+    as experiments; columns: methods; lower is better), by `autorank`; rank 1 is the best.
+    Needs at least 5 rows and 3 methods; returns autorank's `RankResult` (`rankdf.meanrank`,
+    `pvalue`, `cd`)."""
+    import contextlib
+    import io
+    import warnings
+
+    from autorank import autorank
+
+    # autorank 1.3.0 prints its rank table, and warns on effect sizes of tied columns (unused here)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return autorank(scores, alpha=alpha, order="ascending", force_mode="nonparametric")
+
+
+def near_threshold(values: np.ndarray, direction: str, top: float = NEAR_TOP) -> float:
+    """The outcome a proposal must reach to be within the best `top` share of a target pool:
+    the value of its ceil(top * n)-th best candidate."""
+    ordered = np.sort(values) if direction == "minimize" else -np.sort(-values)
+    return float(ordered[max(1, int(np.ceil(top * len(values)))) - 1])
+
+
+def near_optimum(proposals: pd.DataFrame) -> pd.DataFrame:
+    """Per (suite, task, method): the share of target-fidelity proposals whose outcome is at least
+    as good as their experiment's `threshold` (`near_threshold`), mean over experiments of the
+    share over their proposals; `uniform` is the share a uniform draw from the pool reaches
+    (the pool's share at or beyond the threshold, >= NEAR_TOP with ties), mean over experiments.
+
+    `proposals`: one row per target trial with suite, task, method, experiment, value, threshold,
+    direction and uniform."""
+    minimize = proposals.direction == "minimize"
+    near = np.where(minimize, proposals.value <= proposals.threshold, proposals.value >= proposals.threshold)
+    per_exp = proposals.assign(near=near).groupby(["suite", "task", "method", "experiment"]).agg(
+        near=("near", "mean"), proposals=("near", "size"), uniform=("uniform", "first"))
+    return per_exp.groupby(["suite", "task", "method"]).agg(
+        near_share=("near", "mean"), proposals=("proposals", "sum"), uniform=("uniform", "mean"),
+        experiments=("near", "size")).reset_index()

@@ -47,12 +47,23 @@ class Optimizer(ABC):
         if outcome.candidate is not None:
             self._tried[outcome.fidelity][outcome.candidate] = True
 
+    def mark_pending(self, candidate: int, fidelity: str | None = None) -> None:
+        """Treat candidate `candidate` as taken without an outcome (a suggestion awaiting its
+        run, `bench suggest`): pool helpers stop offering it."""
+        self._tried[fidelity or self.problem.target][candidate] = True
+
     def recommend(self) -> dict[str, Any]:
         at_target = [o for _, o in self.history if o.fidelity == self.problem.target]
         if not at_target:
             raise NoRecommendation(f"{type(self).__name__} has no target-fidelity observation yet")
         best = min(at_target, key=lambda o: self.problem.objective.sign * o.value)
         return best.config
+
+    def predict(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The method's prediction of the target outcome of target candidates `ids`, from what
+        it has been told: (mean, standard deviation) in the objective's units (std NaN when it
+        has no uncertainty), or None when it does not predict outcomes (the default)."""
+        return None
 
     # Budget ---------------------------------------------------------------------------------
     def spent(self) -> float:

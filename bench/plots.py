@@ -1,8 +1,16 @@
-"""The paper's figures: normalised regret against target-fidelity trials, one panel per task;
-and per task, the landscape: where the optimum lies at each fidelity."""
+"""The paper's figures, each built as a matplotlib Figure (`*_figure`, None when there is nothing
+to draw) and written by `save` as PNG and PDF.
+
+Every method keeps one colour, marker and line style in every figure (`method_style`), so lines
+stay apart in greyscale too. Lower is better everywhere: nregret (0 = the table's optimum, 1 = the
+median candidate) and ranks (1 = best).
+"""
 
 from __future__ import annotations
 
+import re
+import textwrap
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -11,10 +19,63 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
 from bench.gym.space import choices  # noqa: E402
 from bench.gym.task import Task  # noqa: E402
+from bench.metrics import ALL_TASKS, NEAR_TOP  # noqa: E402
+
+# tab10, then 14 saturated colours picked to stand apart from it: 24 before one repeats
+COLOURS = (*plt.get_cmap("tab10").colors, "black", "#a6761d", "#e6ab02", "#08306b", "#1b9e77",
+           "#e7298a", "#7570b3", "#66a61e", "#d95f02", "#67000d", "#00441b", "#6a3d9a", "#b15928",
+           "#c51b7d")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", "-.", ":")
+NREGRET = "nregret (0 = optimum, 1 = median)"
+
+
+def method_style(method: str) -> dict:
+    """A method's colour, marker and line style, the same in every figure and run: by its position
+    in `configs/methods.yaml` (other names, e.g. `openai:MODEL`, by a hash of the name). No two of
+    24 methods share a colour, nor two of 28 a (marker, line style) pair, so lines stay apart in
+    greyscale."""
+    from bench.methods import methods
+
+    names = list(methods())
+    i = names.index(method) if method in names else len(names) + zlib.crc32(method.encode()) % 1000
+    return {"color": COLOURS[i % len(COLOURS)], "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
+def _panels(n: int, columns: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure with `n` visible panels in rows of at most `columns`."""
+    ncols = min(n, columns)
+    nrows = -(-n // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _legend(fig: Figure, methods: list[str], per_row: int = 6) -> None:
+    """One legend for every panel, below them, with each method's full style."""
+    handles = [plt.Line2D([], [], ms=5, label=m, **method_style(m)) for m in methods]
+    rows = -(-len(methods) // per_row)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), per_row), fontsize=8,
+               frameon=False, handlelength=3, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, (0.1 + 0.22 * rows) / fig.get_figheight(), 1, 1))
+
+
+def _left_labels(axes: list, label: str, columns: int) -> None:
+    """The y label once per row, on the leftmost panel."""
+    for ax in axes[::columns]:
+        ax.set_ylabel(label)
+
+
+def _title(task: str, simulated: bool) -> str:
+    return ("all tasks (pooled)" if task == ALL_TASKS else task) + (" (simulated)" if simulated else "")
 
 
 def _mean_sem(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +89,8 @@ def _series(grp: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray, np.nd
     """x, mean and s.e. of one method on one task.
 
     Trial budgets: the anytime curve of the largest-budget episodes against target trials.
-    Cost budgets: the nregret of `recommend()` against the budget (target-run equivalents).
+    Cost budgets: the nregret of `recommend()` against the GPU-hours spent (mean over the
+    episodes of each budget, in target runs), one point per budget.
     """
     if kind == "trials":
         grp = grp[grp.budget == grp.budget.max()]
@@ -36,59 +98,137 @@ def _series(grp: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray, np.nd
         if curves.size == 0:
             return None
         return np.arange(1, curves.shape[1] + 1), *_mean_sem(curves)
-    stats = grp.groupby("budget").nregret.agg(["mean", "std", "count"])
-    sem = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
-    return stats.index.to_numpy(float), stats["mean"].to_numpy(float), sem.to_numpy(float)
+    spent = grp.assign(spent=grp.budget * grp.budget_spent)
+    stats = spent.groupby("budget").agg(x=("spent", "mean"), mean=("nregret", "mean"),
+                                        std=("nregret", "std"), n=("nregret", "size"))
+    sem = (stats["std"] / np.sqrt(stats["n"])).fillna(0.0)
+    return stats.x.to_numpy(float), stats["mean"].to_numpy(float), sem.to_numpy(float)
 
 
-def regret_curves(ep: pd.DataFrame, suite: str, out: Path, columns: int = 3) -> list[Path]:
-    """Normalised regret (mean ± s.e.) of every method, one panel per task; PNG and PDF.
-
-    Against target trials for trial-budget suites, against the budget for cost suites. A method
-    keeps its colour across panels, and one legend serves them all.
-    """
+def regret_figure(ep: pd.DataFrame, suite: str, columns: int = 3) -> Figure | None:
+    """Normalised regret (mean ± s.e. over episodes) of every method, one panel per task: against
+    target-fidelity trials for trial-budget suites, against GPU-hours spent for cost suites."""
     ep = ep[ep.suite == suite]
     tasks = sorted(ep.task.unique())
     if not tasks:
-        return []
+        return None
     kind = ep.budget_kind.iloc[0]
-    methods = sorted(ep.method.unique())
-    colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2, strict=False))
-    ncols = min(len(tasks), columns)
-    nrows = -(-len(tasks) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows), squeeze=False)
-    axes = grid.ravel()
-    for ax in axes[len(tasks):]:
-        ax.set_visible(False)
-    for ax, task in zip(axes, tasks, strict=False):
+    fig, axes = _panels(len(tasks), columns, 4.6, 3.5)
+    for ax, task in zip(axes, tasks, strict=True):
         sub = ep[ep.task == task]
         for method, grp in sub.groupby("method", sort=True):
             series = _series(grp, kind)
             if series is None:
                 continue
             x, mean, sem = series
-            ax.plot(x, mean, marker="o", ms=3, color=colours[method], label=method)
-            ax.fill_between(x, mean - sem, mean + sem, color=colours[method], alpha=0.15)
-        simulated = " (simulated)" if sub.simulated.any() else ""
-        xlabel = ("target-fidelity trials" if kind == "trials"
-                  else "budget (GPU-hours, in target runs); score: recommend()")
-        ax.set(title=f"{task}{simulated}", xlabel=xlabel, ylabel="nregret (0 = optimum, 1 = median)")
+            style = method_style(method)
+            ax.plot(x, mean, ms=4, label=method, **style)
+            ax.fill_between(x, mean - sem, mean + sem, color=style["color"], alpha=0.12, lw=0)
+        if kind == "trials":
+            ax.set_xlabel(f"target-fidelity trials (T={sub.budget.max():g} episodes)")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        else:
+            ax.set_xlabel("GPU-hours spent (1 = one target run); score: recommend()")
+        ax.set(title=_title(task, sub.simulated.any()))
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colours[m], marker="o", ms=3, label=m) for m in methods]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 6), fontsize=8,
-               bbox_to_anchor=(0.5, 0.0), frameon=False)
-    fig.suptitle(f"suite {suite}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.025 * -(-len(methods) // 6), 1, 1))
-    return _save(fig, out, f"regret_{suite}", layout=False)
+    _left_labels(axes, NREGRET, columns)
+    fig.suptitle(f"suite {suite}: normalised regret, mean ± s.e.", fontsize=10)
+    _legend(fig, sorted(ep.method.unique()))
+    return fig
 
 
-def discrimination_figure(disc: pd.DataFrame, suite: str, out: Path) -> list[Path]:
+def rank_figure(ranks: pd.DataFrame, suite: str, simulated: set[str] = frozenset(),
+                columns: int = 4) -> Figure | None:
+    """Mean rank after each target trial (`bench.metrics.rank_curves`), one panel per task at its
+    largest budget, the pooled `all` task last at the largest budget every task has; `simulated`
+    names the tasks to mark."""
+    ranks = ranks[ranks.suite == suite]
+    tasks = sorted(set(ranks.task) - {ALL_TASKS}) + ([ALL_TASKS] if ALL_TASKS in set(ranks.task) else [])
+    if not tasks:
+        return None
+    fig, axes = _panels(len(tasks), columns, 3.8, 3.2)
+    for ax, task in zip(axes, tasks, strict=True):
+        sub = ranks[(ranks.task == task) & (ranks.budget == ranks[ranks.task == task].budget.max())]
+        for method, grp in sub.groupby("method", sort=True):
+            ax.plot(grp.trial, grp.rank_mean, ms=4, label=method, **method_style(method))
+        n = sub.method.nunique()
+        ax.set(title=_title(task, task in simulated), ylim=(0.8, n + 0.2),
+               xlabel=f"target-fidelity trials ({sub.rank_cells.max()} cells)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    _left_labels(axes, "mean rank (1 = best)", columns)
+    fig.suptitle(f"suite {suite}: mean rank over the (experiment, seed) cells every method has",
+                 fontsize=10)
+    _legend(fig, sorted(ranks.method.unique()))
+    return fig
+
+
+def cd_figure(results: list[tuple[float, object, int, list[str]]], suite: str) -> Figure | None:
+    """Critical-difference diagrams drawn by autorank, one panel per budget: `results` holds
+    (budget, autorank RankResult, number of experiments, methods left out)."""
+    from autorank import plot_stats
+
+    if not results:
+        return None
+    heights = [1.3 + 0.12 * len(r.rankdf) for _, r, _, _ in results]
+    fig, axes = plt.subplots(len(results), 1, figsize=(8, sum(heights) + 0.5 * len(results) + 0.4),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (budget, result, n, left_out) in zip(axes[:, 0], results, strict=True):
+        plot_stats(result, allow_insignificant=True, ax=ax)
+        title = (f"T={budget:g}: {n} experiments, Friedman p = {result.pvalue:.2g}, "
+                 f"Nemenyi CD = {result.cd:.2f}")
+        if left_out:
+            title += "\n" + textwrap.fill("not run on every experiment, left out: " + ", ".join(left_out),
+                                          110, break_on_hyphens=False)
+        ax.set_title(title, fontsize=8, loc="left")
+    fig.suptitle(textwrap.fill(f"suite {suite}: mean rank across test experiments (1 = best, on the "
+                               "right); a bar joins methods not significantly different (alpha 0.05)", 90),
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def near_optimum_figure(shares: pd.DataFrame, suite: str, simulated: set[str] = frozenset(),
+                        columns: int = 3) -> Figure | None:
+    """Per task, the share of each method's target proposals within the best NEAR_TOP of the
+    target pool (`bench.metrics.near_optimum`), against what a uniform draw reaches; the same
+    rows in every panel (a method not run on a task says so)."""
+    shares = shares[shares.suite == suite]
+    tasks = sorted(shares.task.unique())
+    if not tasks:
+        return None
+    methods = sorted(shares.method.unique())
+    fig, axes = _panels(len(tasks), columns, 4.2, 0.9 + 0.28 * len(methods))
+    for ax, task in zip(axes, tasks, strict=True):
+        sub = shares[shares.task == task].set_index("method").reindex(methods)
+        y = np.arange(len(methods))
+        ax.barh(y, sub.near_share.fillna(0), color=[method_style(m)["color"] for m in methods],
+                edgecolor="black", lw=0.5)
+        for yi, (share, n) in enumerate(zip(sub.near_share, sub.proposals, strict=True)):
+            label = "not run" if np.isnan(share) else f"{share:.0%} of {n:g}"
+            ax.text(0.01 if np.isnan(share) else share + 0.01, yi, label, va="center", fontsize=7,
+                    color="0.5" if np.isnan(share) else "black",
+                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.5))
+        ax.axvline(sub.uniform.mean(), color="black", ls="--", lw=1, label="a uniform draw")
+        ax.set_yticks(y, methods, fontsize=8)
+        ax.invert_yaxis()
+        ax.set(title=_title(task, task in simulated), xlim=(0, 1.15),
+               xlabel=f"share of target proposals in the best {NEAR_TOP:.0%}")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"suite {suite}: proposals near the target optimum (largest budget per task)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def discrimination_figure(disc: pd.DataFrame, suite: str) -> Figure | None:
     """Per task x budget: the best method's upper 95% bound and the median method's lower bound
-    (nregret); a filled cell when they are disjoint. PNG and PDF."""
+    (nregret); a filled cell when they are disjoint."""
     disc = disc[disc.suite == suite]
     if disc.empty:
-        return []
+        return None
     tasks, budgets = sorted(disc.task.unique()), sorted(disc.budget.unique())
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(budgets), 0.8 + 0.55 * len(tasks)))
     grid = np.full((len(tasks), len(budgets)), np.nan)
@@ -103,88 +243,102 @@ def discrimination_figure(disc: pd.DataFrame, suite: str, out: Path) -> list[Pat
     ax.set(xlabel="budget", title=f"suite {suite}: best vs median method separated in "
            f"{disc.separated.mean():.0%} of cells")
     ax.title.set_fontsize(9)
-    return _save(fig, out, f"discrimination_{suite}")
+    fig.tight_layout()
+    return fig
 
 
-def extrapolation_figure(ep: pd.DataFrame, out: Path, columns: int = 3) -> list[Path]:
+def gap_sweep_base(suite: str) -> str:
+    """The suite a `--gap` run derives from: `paper-gap30` -> `paper`."""
+    return re.sub(r"-gap[0-9.e+]+$", "", suite)
+
+
+def extrapolation_figure(ep: pd.DataFrame, columns: int = 3) -> Figure | None:
     """nregret at T=1 against the extrapolation distance (log10 of the target cost over the most
-    expensive prior fidelity's), one line per method, one panel per task, from every trial suite
-    holding T=1 episodes (a `--gap` sweep gives the points). PNG and PDF; none with < 2 distances."""
+    expensive prior fidelity's), one line per method, one panel per task, from a suite and its
+    `--gap` sweep (`<suite>-gap<g>`; the base with the most such suites, `paper` on a tie): one
+    protocol, the prior's top fidelity moved. Methods with < 2 distances on a task are left out."""
     ep = ep[(ep.budget_kind == "trials") & (ep.budget == 1) & ep.extrapolation.notna()]
+    families = ep.assign(base=ep.suite.map(gap_sweep_base)).groupby("base").suite.nunique()
+    if families.empty:
+        return None
+    base = max(families.index, key=lambda b: (families[b], b == "paper"))
+    ep = ep[ep.suite.map(gap_sweep_base) == base]
     points = ep.groupby(["task", "method", "suite"]).agg(x=("extrapolation", "mean"), y=("nregret", "mean"),
                                                         n=("nregret", "size")).reset_index()
-    tasks = [t for t, g in points.groupby("task") if g.x.round(2).nunique() >= 2]
+    points = points[points.groupby(["task", "method"]).x.transform(lambda x: x.round(2).nunique()) >= 2]
+    tasks = sorted(points.task.unique())
     if not tasks:
-        return []
-    methods = sorted(points.method.unique())
-    colours = dict(zip(methods, plt.get_cmap("tab20").colors * 2, strict=False))
-    ncols = min(len(tasks), columns)
-    nrows = -(-len(tasks) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows), squeeze=False)
-    for ax in grid.ravel()[len(tasks):]:
-        ax.set_visible(False)
-    for ax, task in zip(grid.ravel(), tasks, strict=False):
+        return None
+    fig, axes = _panels(len(tasks), columns, 4.4, 3.3)
+    for ax, task in zip(axes, tasks, strict=True):
         for method, g in points[points.task == task].groupby("method"):
             g = g.sort_values("x")
-            ax.plot(g.x, g.y, marker="o", ms=3, color=colours[method], label=method)
-        ax.set(title=task, xlabel="extrapolation distance, log10(target cost / top prior cost)",
-               ylabel="nregret at T=1")
+            ax.plot(g.x, g.y, ms=4, label=method, **method_style(method))
+        ax.set(title=_title(task, ep[ep.task == task].simulated.any()),
+               xlabel="log10(target cost / top prior cost)")
         ax.set_yscale("symlog", linthresh=0.1)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colours[m], marker="o", ms=3, label=m) for m in methods]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(methods), 6), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.04 + 0.025 * -(-len(methods) // 6), 1, 1))
-    return _save(fig, out, "extrapolation", layout=False)
+    _left_labels(axes, "nregret at T=1", columns)
+    fig.suptitle(f"extrapolation distance: suite {base} and its --gap sweep, T=1", fontsize=10)
+    _legend(fig, sorted(points[points.task.isin(tasks)].method.unique()))
+    return fig
 
 
-def landscape(task: Task, out: Path, panels: int = 7, columns: int = 4) -> list[Path]:
+def landscape_figure(task: Task, panels: int = 7, columns: int = 4) -> Figure:
     """Optimum location against fidelity cost, one line per experiment (test in colour, train in
     grey): the optimum's unit-cube distance from the target's, then the best value of up to
-    `panels` parameters, those that move most. PNG and PDF."""
+    `panels` parameters, those that move most."""
     shift = optimum_shift(task)
     params = moving_params(task.space, shift, most=panels)
-    n = 1 + len(params)
-    ncols = min(n, columns)
-    nrows = -(-n // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.1 * nrows), squeeze=False)
-    axes = grid.ravel()
-    for ax in axes[n:]:
-        ax.set_visible(False)
+    fig, axes = _panels(1 + len(params), columns, 3.6, 3.1)
+    tests = list(dict.fromkeys(shift.experiment[shift.split == "test"]))
     for exp, grp in shift.groupby("experiment", sort=False):
-        style = (dict(marker="o", ms=3, lw=1.5, label=exp) if grp.split.iat[0] == "test"
-                 else dict(marker="o", ms=2, lw=0.8, color="0.7"))
+        i = tests.index(exp) if exp in tests else -1
+        style = (dict(marker=MARKERS[i % len(MARKERS)], linestyle=LINESTYLES[i % len(LINESTYLES)],
+                      color=COLOURS[i], ms=4, lw=1.5, label=exp, zorder=3) if i >= 0
+                 else dict(marker="o", ms=2, lw=0.8, color="0.7", zorder=2))
         axes[0].plot(grp.cost, grp.distance, **style)
-        for ax, name in zip(axes[1:n], params, strict=True):
+        for ax, name in zip(axes[1:], params, strict=True):
             hp = task.space[name]
             y = grp[name] if hasattr(hp, "lower") else grp[name].map(
                 {c: i for i, c in enumerate(choices(hp))})
             ax.plot(grp.cost, y, **style)
     axes[0].set(ylabel="distance to target optimum")
-    for ax, name in zip(axes[1:n], params, strict=True):
+    for ax, name in zip(axes[1:], params, strict=True):
         hp = task.space[name]
         ax.set(ylabel=f"best {name}")
         if getattr(hp, "log", False):
             ax.set_yscale("log")
+            if "Integer" in type(hp).__name__:  # 2, 4, 8 rather than 2 x 10^0 (and 12, 24 if few)
+                lo, hi = ax.get_ylim()
+                subs = (1.0, 1.5) if np.log2(hi / lo) < 3 else (1.0,)
+                ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2, subs=subs))
+                ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+                ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if not hasattr(hp, "lower"):
             ax.set_yticks(range(len(choices(hp))), [str(c) for c in choices(hp)])
-    for ax in axes[:n]:
+    for ax in axes:
         ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        if np.log10(hi / lo) < 2:  # a short range: ticks at 1, 2, 5 of each decade
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel="GPU-hours per run")
         ax.grid(alpha=0.3)
     if (shift.split == "test").any():
         axes[0].legend(fontsize=7, title="test experiments", title_fontsize=7)
     fig.suptitle(f"{task.name}: optimum location vs fidelity" + (" (simulated)" if task.simulated else "")
                  + "; train experiments in grey", fontsize=10)
-    return _save(fig, out, f"landscape_{task.name}")
+    fig.tight_layout()
+    return fig
 
 
-def _save(fig, out: Path, stem: str, layout: bool = True) -> list[Path]:
-    """Write `fig` as PNG and PDF under `out` (after tight_layout unless done); close it."""
-    if layout:
-        fig.tight_layout()
+def save(fig: Figure, out: Path, stem: str, dpi: int = 150) -> list[Path]:
+    """Write `fig` as `<stem>.png` and `<stem>.pdf` under `out`; close it."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.{ext}" for ext in ("png", "pdf")]
     for p in paths:
-        fig.savefig(p, dpi=150)
+        fig.savefig(p, dpi=dpi)
     plt.close(fig)
     return paths

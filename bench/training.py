@@ -4,7 +4,9 @@ A learned method is an `Optimizer` with `needs_training: true` in its preset tha
     VERSION: int                       bump when training changes; older checkpoints are not reused
     meta_train(cls, data: TrainingData, seed: int, progress: Callable[[float], None], **params)
         -> dict                        its state: tensors and plain values (`torch.save`-able with
-                                       `weights_only=True`); `progress(fraction)` as it goes
+                                       `weights_only=True`); `progress(fraction)` as it goes; an
+                                       optional "report" entry (plain values) is copied to the
+                                       checkpoint's meta and printed by `bench train`
     __init__(self, problem, seed, *, checkpoint: Checkpoint, **params)
 
 `TrainingData` holds a copy of the task restricted to its train experiments: the test experiments
@@ -13,7 +15,11 @@ experiment outcomes are noise and gets the same state digest). Its episodes are 
 protocols the method is tested under (`paper`: every cheaper run as prior; `far`: the task's gap
 and prior budget), so training matches testing.
 
-Checkpoints live in `$BENCH_CACHE/checkpoints/<task>/<method>-<hash>.pt`; the hash covers the
+A preset with `trains_on: builtin` is trained once on every built-in task's train experiments
+(`meta_train` then gets a tuple of `TrainingData`, one per task) and its checkpoint serves any
+task, a user's spec included.
+
+Checkpoints live in `$BENCH_CACHE/checkpoints/<task or builtin>/<method>-<hash>.pt`; the hash covers the
 method's class, parameters and VERSION, the training seed and the content of the train data, so
 a change in any of them trains afresh. Each records what it was trained on (`Checkpoint.meta`):
 task, fit and validation experiments, data fingerprint, code version, seed, seconds, and the
@@ -135,23 +141,44 @@ def state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
-def checkpoint_path(spec, task: Task, data: TrainingData, seed: int) -> Path:
+Data = TrainingData | tuple[TrainingData, ...]
+
+
+def training_data(spec, task: Task, seed: int = 0) -> Data:
+    """What `spec` learns from: `task`'s train experiments, or every built-in task's."""
+    if spec.trains_on == "builtin":
+        from bench.gym.registry import load_task, task_names
+
+        return tuple(TrainingData.of(load_task(name), seed) for name in task_names())
+    return TrainingData.of(task, seed)
+
+
+def _each(data: Data) -> tuple[TrainingData, ...]:
+    return data if isinstance(data, tuple) else (data,)
+
+
+def _scope(data: Data) -> str:
+    return "builtin" if isinstance(data, tuple) else data.task.name
+
+
+def checkpoint_path(spec, data: Data, seed: int) -> Path:
     cls = spec.load_class()
     identity = {"target": spec.target, "params": spec.params, "version": getattr(cls, "VERSION", 0),
-                "task": task.name, "data": data.fingerprint(), "seed": seed}
+                "task": _scope(data), "data": [d.fingerprint() for d in _each(data)], "seed": seed}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    folder = cache_dir() / "checkpoints" / quote(task.name, safe="")
+    folder = cache_dir() / "checkpoints" / quote(_scope(data), safe="")
     return folder / f"{quote(spec.name, safe='')}-{digest}.pt"
 
 
 def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | None = None,
           force: bool = False) -> tuple[Checkpoint, Path]:
-    """Meta-train `spec` on `task`'s train experiments (or load the checkpoint that exists)."""
+    """Meta-train `spec` on `task`'s train experiments (or every built-in task's, `trains_on:
+    builtin`), or load the checkpoint that exists."""
     import torch
     from filelock import FileLock
 
-    data = TrainingData.of(task, seed)
-    path = checkpoint_path(spec, task, data, seed)
+    data = training_data(spec, task, seed)
+    path = checkpoint_path(spec, data, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):  # two runs training the same checkpoint: one trains
         if path.exists() and not force:
@@ -163,10 +190,15 @@ def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | N
         seconds = time.perf_counter() - t0
         trained = Checkpoint(state, {
             "method": spec.name, "target": spec.target, "params": spec.params,
-            "version": getattr(cls, "VERSION", 0), "task": task.name, "fit": data.fit,
-            "validation": data.validation, "data": data.fingerprint(), "seed": seed,
-            "train_seconds": seconds, "digest": state_digest(state)})
-        trained.meta["validation_nregret"] = validate(spec, trained, data, seed)
+            "version": getattr(cls, "VERSION", 0), "task": _scope(data),
+            "fit": [e for d in _each(data) for e in d.fit],
+            "validation": [e for d in _each(data) for e in d.validation],
+            "data": [d.fingerprint() for d in _each(data)], "seed": seed,
+            "train_seconds": seconds, "report": state.get("report"),
+            "digest": state_digest({k: v for k, v in state.items() if k != "report"})})
+        per_task = {d.task.name: validate(spec, trained, d, seed) for d in _each(data)}
+        trained.meta["validation_nregret"] = float(np.mean(list(per_task.values())))
+        trained.meta["validation_by_task"] = per_task
         tmp = path.with_suffix(".tmp")
         torch.save({"state": trained.state, "meta": trained.meta}, tmp)
         os.replace(tmp, path)
@@ -186,13 +218,13 @@ def load(path: Path) -> Checkpoint:
                          "run `bench train` again") from exc
 
 
-_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task), seed) -> checkpoint
+_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task) or 0, seed) -> checkpoint
 
 
 def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
     """The checkpoint an episode of `spec` on `task` uses; trained here if it does not exist
     (`bench run` trains before it dispatches episodes); kept in memory per process."""
-    key = (spec.name, id(task), seed)
+    key = (spec.name, 0 if spec.trains_on == "builtin" else id(task), seed)
     if key not in _IN_USE:
         _IN_USE[key] = train(spec, task, seed)[0]
     return _IN_USE[key]

@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 python -m pip install --quiet --upgrade pip
 # torch first, pinned: the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet "torch==2.13.0" -e ".[dev,lm]"  # lm: TRL for `bench lm` (torch stays pinned)
 bench data fetch --quiet
 if [ "${BENCH_SETUP_SKIP_RUN:-0}" != 1 ]; then
   bench run --task data_mixture --method all --suite quick --jobs 2 --quiet   # -> ./runs

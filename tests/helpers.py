@@ -158,3 +158,26 @@ def noisy_test_experiments(task):
     test = table.experiment.isin(task.split("test"))
     table.loc[test, "value"] = np.random.default_rng(1).normal(9, 3, test.sum())
     return dataclasses.replace(task, table=table)
+
+
+def drift_family(members: int = 12, test: int = 3, runs: int = 30, seed: int = 0):
+    """A synthetic family with a landscape shift: member m's optimum in log10(lr) moves linearly
+    with log10(cost), intercept and slope drawn per member; a second parameter (warmup share) has
+    a fixed optimum. Three fidelities (cost 1, 10, 100 GPU-hours), `runs` configurations each;
+    the last `test` members are test experiments."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in range(members):
+        start, drift = rng.uniform(-3.5, -2.5), rng.uniform(-0.6, 0.2)
+        for level, (params, cost) in enumerate(((1e7, 1.0), (1e8, 10.0), (1e9, 100.0))):
+            best = start + drift * level
+            for _ in range(runs):
+                lr, warmup = 10 ** rng.uniform(-5, -1), rng.uniform(0, 0.3)
+                loss = (np.log10(lr) - best) ** 2 + 4 * (warmup - 0.1) ** 2 + 3.0 - 0.3 * level
+                rows.append({"member": f"m{m}", "lr": lr, "warmup": warmup, "params": params,
+                             "gpu_hours": cost, "loss": loss + rng.normal(0, 0.02)})
+    spec = TaskSpec(name="drift", objective={"column": "loss", "direction": "minimize"},
+                    config=[{"name": "lr", "log": True}, "warmup"], fidelity=["params"],
+                    cost={"column": "gpu_hours"}, experiment="member",
+                    test=[f"m{m}" for m in range(members - test, members)])
+    return build_task(spec, pd.DataFrame(rows))

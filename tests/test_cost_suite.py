@@ -65,7 +65,7 @@ def test_cost_suite_protocol():
 
 
 def test_many_cheap_queries_end_on_the_budget_not_on_the_query_guard(task, tmp_path):
-    _, summary, log = episode(task, "test_cost_suite:CheapestOnly", Budget("cost", 1), tmp_path)
+    _, summary, log = episode(task, "tests.test_cost_suite:CheapestOnly", Budget("cost", 1), tmp_path)
     exp = task.experiments["sweep"]
     cheap, target = exp.fidelities[0].cost, exp.target.cost
     assert len(log) > MAX_QUERIES_PER_TRIAL  # the trial-count guard would have stopped it
@@ -125,7 +125,7 @@ class AlwaysTarget(Optimizer):
 
 
 def test_unaffordable_query_is_refused_and_the_method_goes_on(task, tmp_path):
-    _, summary, log = episode(task, "test_cost_suite:TargetFirst", Budget("cost", 0.5), tmp_path)
+    _, summary, log = episode(task, "tests.test_cost_suite:TargetFirst", Budget("cost", 0.5), tmp_path)
     exp = task.experiments["sweep"]
     assert summary["refused"] == 1  # the target run costs twice the budget
     assert log and {t["fidelity"] for t in log} == {exp.fidelities[0].name}
@@ -136,7 +136,7 @@ def test_unaffordable_query_is_refused_and_the_method_goes_on(task, tmp_path):
 def test_repeated_refusals_end_the_episode_as_a_failure(task, tmp_path):
     from bench.episode import MAX_REFUSALS
 
-    key, summary, log = episode(task, "test_cost_suite:AlwaysTarget", Budget("cost", 0.5), tmp_path)
+    key, summary, log = episode(task, "tests.test_cost_suite:AlwaysTarget", Budget("cost", 0.5), tmp_path)
     assert summary["refused"] == MAX_REFUSALS and log == []
     assert summary["failed"] == "no recommendation"
     row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]

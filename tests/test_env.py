@@ -53,7 +53,7 @@ def test_vector_env_and_harness_agree_on_rewards_and_regrets(tmp_path, name, exp
         regrets.append(info["nregret"].copy())
         assert obs["history_mask"][:, t].all() and done.all() == (t == budget - 1)
     for i in range(num):
-        spec = MethodSpec(name="ids", target="test_env:Ids", family="test",
+        spec = MethodSpec(name="ids", target="tests.test_env:Ids", family="test",
                           params={"ids": actions[:, i].tolist()})
         key = EpisodeKey("quick", task.name, "ids", experiment, "trials", budget, seed + i)
         summary = run_episode(key, task, spec, Store(tmp_path), "cheaper")

@@ -26,7 +26,7 @@ class RecommendBreaks(Optimizer):
 
 
 def _run(tiny_task, tmp_path, target, budget=3, seed=0):
-    spec = MethodSpec(name=target.lower(), target=f"test_episode:{target}", family="test")
+    spec = MethodSpec(name=target.lower(), target=f"tests.test_episode:{target}", family="test")
     key = EpisodeKey("s", "tiny", spec.name, "b", "trials", budget, seed)
     store = Store(tmp_path)
     return key, store, run_episode(key, tiny_task, spec, store)

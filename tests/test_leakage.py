@@ -111,7 +111,7 @@ def test_table_order_carries_no_information(tmp_path):
     table = task.table.sort_values(["experiment", "fidelity", "value"], kind="stable")
     sorted_task = dataclasses.replace(task, table=table.reset_index(drop=True))
     assert sorted_task.outcomes(exp, sorted_task.experiment(exp).target.name)["value"].is_monotonic_increasing
-    spec = MethodSpec(name="first-row", target="test_leakage:FirstRow", family="test")
+    spec = MethodSpec(name="first-row", target="tests.test_leakage:FirstRow", family="test")
     scores = []
     for seed in range(40):
         key = EpisodeKey("s", task.name, "first-row", exp, "trials", 1, seed)

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from fake_llm import Answer, FakeLLM, tokens
+from tests.fake_llm import Answer, FakeLLM, tokens
 
 from agents.llm.providers import (
     GeminiProvider,

@@ -11,7 +11,7 @@ from bench.store import EpisodeKey, Store
 
 
 def scripted(lrs):
-    return MethodSpec(name="scripted", target="helpers:Scripted", family="test", params={"lrs": lrs})
+    return MethodSpec(name="scripted", target="tests.helpers:Scripted", family="test", params={"lrs": lrs})
 
 
 def test_regret_arithmetic_on_hand_made_table(tiny_task, tmp_path):
@@ -124,13 +124,13 @@ def test_win_rate_against_the_centroid_floor():
 
 
 def test_regret_figures_for_trial_and_cost_suites(tmp_path):
-    from bench.plots import regret_curves
+    from bench.plots import regret_figure, save
 
     rows = [_summary(m, "e1", s, v) for m, s, v in (("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 0.1))]
     cost = [{**r, "key": {**r["key"], "suite": "c", "budget_kind": "cost", "budget": b}}
             for r in rows for b in (1, 2)]
     ep = episodes_frame(rows + cost)
     for suite in ("s", "c"):
-        png, pdf = regret_curves(ep, suite, tmp_path)
+        png, pdf = save(regret_figure(ep, suite), tmp_path, f"regret_{suite}")
         assert png.name == f"regret_{suite}.png" and png.stat().st_size > 5_000 and pdf.is_file()
-    assert regret_curves(ep, "none", tmp_path) == []
+    assert regret_figure(ep, "none") is None

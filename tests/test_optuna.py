@@ -6,7 +6,7 @@ import importlib.util
 import numpy as np
 import optuna
 import pytest
-from helpers import config_key, drive, isolated_quarter, mixed_task
+from tests.helpers import config_key, drive, isolated_quarter, mixed_task
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 

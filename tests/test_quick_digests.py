@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from quick_digests import FIXTURE, digests_in_subprocess
+from tests.quick_digests import FIXTURE, digests_in_subprocess
 
 RECORDED = json.loads(FIXTURE.read_text())
 

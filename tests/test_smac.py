@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import config_key, drive, drive_budget, isolated_quarter, mixed_task
+from tests.helpers import config_key, drive, drive_budget, isolated_quarter, mixed_task
 from smac.runhistory.enumerations import StatusType
 
 from baselines.random_search import RandomSearch

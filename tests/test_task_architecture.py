@@ -5,7 +5,7 @@ import math
 import statistics
 
 import pytest
-from helpers import check_quick_suite
+from tests.helpers import check_quick_suite
 
 from bench.data import path_of
 from bench.gym.problem import Budget

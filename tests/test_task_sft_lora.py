@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import check_quick_suite
+from tests.helpers import check_quick_suite
 
 from bench.data import SOURCES, path_of
 from bench.errors import BenchError

@@ -36,12 +36,12 @@ def test_checkpoints_are_reused_and_keyed_by_params_and_data(cache):
     assert path.exists() and load(path).meta == ckpt.meta
     shifted = SPEC.model_copy(update={"params": {"shift": 0.1}})
     data = TrainingData.of(task)
-    assert checkpoint_path(shifted, task, data, 0) != path
+    assert checkpoint_path(shifted, data, 0) != path
     table = task.table.copy()
     train_rows = table.experiment.isin(task.split("train"))
     table.loc[train_rows, "value"] += 1e-6  # other train data: another checkpoint
     other = dataclasses.replace(task, table=table)
-    assert checkpoint_path(SPEC, other, TrainingData.of(other), 0) != path
+    assert checkpoint_path(SPEC, TrainingData.of(other), 0) != path
     path.write_bytes(b"truncated")
     load.cache_clear()
     with pytest.raises(Exception, match="unreadable"):

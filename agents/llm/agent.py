@@ -27,6 +27,19 @@ from bench.optimizer import Optimizer
 REASKS = 2  # how often an unusable answer is asked again before the fallback
 
 
+def next_trial(optimizer: Optimizer, prior: PriorDigest, pool_limit: int = POOL_LIMIT,
+               prompt_tokens: int = PROMPT_TOKENS) -> tuple[Form, str]:
+    """The answer form and the user message of `optimizer`'s next trial, as the agent asks it
+    (its history, untried candidates and affordable fidelities); shared with the chat export."""
+    problem = optimizer.problem
+    cost = problem.budget.kind == "cost"
+    fidelities = tuple(optimizer.affordable()) if cost else ()
+    ids = optimizer.pool_ids()
+    form = Form(problem.space, by_id=not cost and len(ids) <= pool_limit,
+                ids=frozenset(int(i) for i in ids), fidelities=fidelities)
+    return form, render(problem, optimizer.history, form.by_id, ids, fidelities, prompt_tokens, prior)
+
+
 class LLMAgent(Optimizer):
     def __init__(self, problem, seed, *, provider: str, model: str, temperature: float | None = None,
                  max_output_tokens: int | None = 4096, reasoning_effort: str | None = None,
@@ -52,11 +65,8 @@ class LLMAgent(Optimizer):
     def ask(self) -> Query:
         problem = self.problem
         cost = problem.budget.kind == "cost"
-        fidelities = tuple(self.affordable()) if cost else ()
-        ids = self.pool_ids()
-        form = Form(problem.space, by_id=not cost and len(ids) <= self.pool_limit,
-                    ids=frozenset(int(i) for i in ids), fidelities=fidelities)
-        prompt = render(problem, self.history, form.by_id, ids, fidelities, self.prompt_tokens, self.prior)
+        form, prompt = next_trial(self, self.prior, self.pool_limit, self.prompt_tokens)
+        fidelities = form.fidelities
         messages: list[tuple[str, str]] = [("user", prompt)]
         info: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "dollars": 0.0, "requests": 0,
                                 "cached": 0, "attempts": [], "fallback": None}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,6 +41,7 @@ from baselines.botorch_gp.models import (
     FidelityFeatures,
     MultiFidelityModel,
     fit_target_gp,
+    normal_scores_by_level,
     torch_threads,
 )
 from bench.gym.problem import Query
@@ -54,11 +56,18 @@ def initial_design_size(budget: float) -> int:
     return max(1, min(2, int(budget) // 3))
 
 
+def _moments(posterior) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of a single-output posterior, as arrays."""
+    return (posterior.mean.squeeze(-1).detach().numpy(),
+            posterior.variance.squeeze(-1).clamp_min(0).sqrt().detach().numpy())
+
+
 class BoTorchEI(Optimizer):
     def __init__(self, problem, seed, n_init: int | None = None, threads: int = 1):
         super().__init__(problem, seed)
         self.n_init = initial_design_size(problem.budget.amount) if n_init is None else max(n_init, 1)
         self.threads = threads
+        self._fitted: tuple[int, tuple[Any, float] | None] | None = None  # (len(history), model)
 
     def ask(self) -> Query:
         with torch_threads(self.threads):
@@ -66,14 +75,36 @@ class BoTorchEI(Optimizer):
 
     def _ask(self) -> Query:
         pool = self.pool()
-        seen = self.observations().drop_duplicates()
         x_pool = torch.as_tensor(encode(self.problem.space, pool), dtype=DTYPE)
-        if len(seen) < self.n_init or x_pool.shape[1] == 0:
+        fitted = self._model() if x_pool.shape[1] else None
+        if fitted is None:
             return self.query(self.random_candidate())
-        x = torch.as_tensor(encode(self.problem.space, seen), dtype=DTYPE)
-        y = torch.as_tensor(-self.problem.objective.sign * seen["value"].to_numpy(float), dtype=DTYPE)
-        model = fit_target_gp(x, y, self.seed * SEED_STRIDE + len(self.history))
-        return self.query(config_at(pool, pick_log_ei(model, x_pool, float(y.max()))))
+        model, best_f = fitted
+        return self.query(config_at(pool, pick_log_ei(model, x_pool, best_f)))
+
+    def _model(self) -> tuple[Any, float] | None:
+        """The GP on the target observations and its incumbent (to maximise), once the initial
+        design is done; refitted only when the history grew (the fit is seeded by its length)."""
+        if self._fitted is None or self._fitted[0] != len(self.history):
+            seen = self.observations().drop_duplicates()
+            fitted = None
+            if len(seen) >= self.n_init:
+                x = torch.as_tensor(encode(self.problem.space, seen), dtype=DTYPE)
+                y = torch.as_tensor(-self.problem.objective.sign * seen["value"].to_numpy(float), dtype=DTYPE)
+                fitted = (fit_target_gp(x, y, self.seed * SEED_STRIDE + len(self.history)), float(y.max()))
+            self._fitted = (len(self.history), fitted)
+        return self._fitted[1]
+
+    def predict(self, ids):
+        """The GP's predictive distribution of a run's outcome (observation noise included) at
+        target candidates `ids`, once the model is fitted."""
+        fitted = self._model()
+        if fitted is None or self.problem.arrays().x.shape[1] == 0:
+            return None
+        x = torch.as_tensor(self.problem.arrays().x[ids], dtype=DTYPE)
+        with torch_threads(self.threads), torch.no_grad():
+            mean, std = _moments(fitted[0].posterior(x, observation_noise=True))
+        return -self.problem.objective.sign * mean, std
 
 
 class BoTorchMF(Optimizer):
@@ -131,6 +162,24 @@ class BoTorchMF(Optimizer):
             return config_at(pool, Snapper(self.problem.space, pool).nearest(data.iloc[0].to_dict())[0])
         with torch_threads(self.threads):
             return config_at(pool, int(torch.argmax(self._target_mean(self._fit(), pool))))
+
+    def predict(self, ids):
+        """The GP's predictive distribution of a run's outcome (observation noise included) at
+        target candidates `ids`, in the objective's units: the GP models per-level normal scores,
+        mapped back by the least-squares line value ~ score through the target runs told so far
+        (None before two distinct target values)."""
+        data = self._data().drop_duplicates()
+        target = data[data["fidelity"] == self.problem.target]
+        values = target["value"].to_numpy(float)
+        if len(data) < 2 or len(np.unique(values)) < 2:
+            return None
+        y = -self.problem.objective.sign * values
+        slope, intercept = np.polyfit(normal_scores_by_level(y, np.zeros(len(y), int)), values, 1)
+        configs = self.problem.arrays().configs.iloc[np.asarray(ids)]
+        with torch_threads(self.threads), torch.no_grad():
+            x = self.features(configs, [self.problem.target] * len(configs))
+            mean, std = _moments(self._fit().posterior(x, observation_noise=True))
+        return intercept + slope * mean, abs(slope) * std
 
     def _ask_at_target(self) -> Query:
         pool = self.pool()

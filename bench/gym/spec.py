@@ -5,12 +5,20 @@ Built-in tasks and users' own sweeps (a CSV and a YAML file) go through the same
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
-from ConfigSpace import ConfigurationSpace
+from ConfigSpace import (
+    CategoricalHyperparameter,
+    ConfigurationSpace,
+    Constant,
+    OrdinalHyperparameter,
+    UniformIntegerHyperparameter,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import BenchError
@@ -63,6 +71,9 @@ class TaskSpec(_Strict):
     sources: list[str] = []
     simulated: bool = False
     notes: str = ""
+    # Candidates at an expensive fidelity not in the table (`bench suggest`): {param: [values]},
+    # their cartesian product; every parameter but constants, values inside the space.
+    target_grid: dict[str, list[Any]] | None = None
 
     @field_validator("config")
     @classmethod
@@ -81,6 +92,47 @@ def si_format(v: float) -> str:
         if abs(v) >= scale:
             return f"{v / scale:.3g}{suffix}"
     return f"{v:.3g}"
+
+
+def outside_space(hp, value) -> str | None:
+    """Why `value` is not a value of hyperparameter `hp` (None when it is)."""
+    if isinstance(hp, CategoricalHyperparameter):
+        return None if value in hp.choices else f"not one of {list(hp.choices)}"
+    if isinstance(hp, Constant):
+        return None if value == hp.value else f"the sweep holds only {hp.value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return "not a number"
+    if isinstance(hp, OrdinalHyperparameter):
+        return None if np.isclose(hp.sequence, float(value), rtol=1e-9, atol=0).any() \
+            else f"not one of the sweep's values {list(hp.sequence)}"
+    if isinstance(hp, UniformIntegerHyperparameter) and float(value) != round(float(value)):
+        return "not a whole number"
+    slack = 1e-9 * max(abs(hp.lower), abs(hp.upper))
+    if not hp.lower - slack <= float(value) <= hp.upper + slack:
+        return f"outside the sweep's range [{hp.lower:g}, {hp.upper:g}]"
+    return None
+
+
+def grid_configs(grid: dict[str, list[Any]], space: ConfigurationSpace, where: str) -> pd.DataFrame:
+    """The cartesian product of `grid` as configurations of `space` (constants may be left out);
+    a missing or unknown parameter, an empty list or a value outside the space is a BenchError
+    naming it (`where` says which grid)."""
+    unknown = sorted(set(grid) - set(space.keys()))
+    missing = [n for n, hp in space.items() if n not in grid and not isinstance(hp, Constant)]
+    if unknown or missing:
+        problems = [*(f"missing {n}" for n in missing), *(f"unknown {n}" for n in unknown)]
+        raise BenchError(f"{where} must give values for every parameter: {'; '.join(problems)}")
+    columns = {}
+    for name, hp in space.items():
+        values = grid.get(name, [hp.value] if isinstance(hp, Constant) else [])
+        if not values:
+            raise BenchError(f"{where}: {name} has no values")
+        for v in values:
+            if (why := outside_space(hp, v)) is not None:
+                raise BenchError(f"{where}: {name}={v!r} is {why}")
+        columns[name] = [int(v) if isinstance(hp, UniformIntegerHyperparameter) else v for v in values]
+    rows = list(itertools.product(*columns.values()))
+    return pd.DataFrame(rows, columns=list(columns)).drop_duplicates(ignore_index=True)
 
 
 def _roles(spec: TaskSpec) -> dict[str, str]:
@@ -134,6 +186,8 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
 
     space = ConfigurationSpace()
     space.add([infer_hyperparameter(p.name, df[p.name], p.type, p.log) for p in params])
+    if spec.target_grid is not None:
+        grid_configs(spec.target_grid, space, f"task {spec.name}: target_grid")
 
     # Fidelity levels: each distinct combination of the fidelity columns.
     levels: dict[tuple, Fidelity] = {}
@@ -190,6 +244,18 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
 def load_spec(path: str | Path) -> Task:
     """A user's sweep: YAML spec + the CSV it names (relative to the spec file)."""
     path = Path(path)
+    spec = read_spec(path)
+    csv = path.parent / spec.table
+    try:
+        df = pd.read_csv(csv)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read table {csv} of task spec {path}: {exc}") from exc
+    return build_task(spec, df)
+
+
+def read_spec(path: str | Path) -> TaskSpec:
+    """The validated spec of a user's sweep (without reading its table)."""
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -207,12 +273,8 @@ def load_spec(path: str | Path) -> Task:
         raise BenchError(f"task spec {path} is invalid: {problems}") from None
     if not spec.table:
         raise BenchError(f"task spec {path} needs `table:` (a CSV path relative to the spec)")
-    csv = path.parent / spec.table
-    try:
-        df = pd.read_csv(csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read table {csv} of task spec {path}: {exc}") from exc
-    return build_task(spec, df)
+    return spec
 
 
-__all__ = ["TaskSpec", "build_task", "load_spec", "flops_gpu_hours"]
+__all__ = ["TaskSpec", "build_task", "load_spec", "read_spec", "grid_configs", "outside_space",
+           "flops_gpu_hours"]

@@ -1,0 +1,274 @@
+"""What the policy reads of an episode, in any search space and at any fidelities.
+
+Nothing here depends on the number or kind of parameters or on the descriptors' names, so one
+trained policy runs on every task and on a user's spec:
+  fidelity features  per fidelity: log10 of its cost over the target's, the RMS of its log10
+                     descriptors' differences from the target's, and its distance in levels from
+                     the target (1 = cheapest, 0 = target).
+  tokens             the prior's runs (a representative subset, `PRIOR_TOKENS`) and the episode's
+                     own runs: [fidelity features | normal score among the runs at that fidelity |
+                     at target]. The configuration enters through distances: the model's attention
+                     is biased by the mean squared unit-cube distance between a candidate and a
+                     token, which exists for any encoding width.
+  candidate features per target candidate, what the cheap runs say about it (`CROSS_FIDELITY`
+                     columns), what the episode's own target runs say, and the budget:
+      at_top     kernel-smoothed normal score at the most expensive prior fidelity
+      support    log(1 + kernel weight there): how well cheap runs cover the candidate
+      trend      the per-fidelity smoothed scores regressed on log10 cost (ridge on the slope)
+                 and extrapolated to the target cost
+      slope      that regression's slope per decade of cost
+      to_optimum RMS distance to the optimum's location extrapolated over fidelities (the mean
+                 of each fidelity's best runs, regressed on log10 cost as Step Law does)
+      to_best    RMS distance to the best run of the most expensive prior fidelity
+      own, own_support, to_own_best, to_own   the same from the episode's own target runs
+      left, trials_left                       share of the budget left, trials left / 10
+Scores are normal scores per fidelity (larger is better), so levels with different loss scales
+(the landscape shift) are comparable. Without cross-fidelity features (an ablation) the trend,
+slope and to_optimum columns are zero and prior tokens carry no fidelity features: the policy
+sees the cheap runs as one undifferentiated set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+from baselines.botorch_gp.models import normal_scores_by_level
+from bench.gym.problem import Problem, descriptor_matrix
+
+BANDWIDTHS = (0.05, 0.1, 0.2, 0.4)  # RMS unit-cube distances tried by leave-one-out per fidelity
+DEFAULT_BANDWIDTH = 0.2  # with fewer than MIN_RUNS runs
+MIN_RUNS = 3  # a prior fidelity with fewer runs does not enter the trend
+LOO_RUNS = 256  # runs the bandwidth's leave-one-out is computed on, at most
+PRIOR_TOKENS = 64
+# Ridges on slopes per decade of cost, relative to the total weight. Chosen on train experiments
+# (benchmarks/policy_design.py: the greedy expert's first-pick nregret, mean over the six tasks):
+# score trend 0 / 0.05 / 0.1 / 0.5 -> 1.71 / 0.93 / 0.65 / 0.64; then the optimum's location
+# 0.05 / 0.1 / 0.5 -> 0.88 / 0.63 / 0.64.
+RIDGE = 0.5
+LOCATION_RIDGE = 0.1
+TOP_SHARE = 0.1  # a fidelity's best runs whose mean locates its optimum
+
+FIDELITY_WIDTH = 3
+TOKEN_WIDTH = FIDELITY_WIDTH + 2
+CANDIDATE_COLUMNS = (
+    "at_top",
+    "support",
+    "trend",
+    "slope",
+    "to_optimum",
+    "to_best",
+    "own",
+    "own_support",
+    "to_own_best",
+    "to_own",
+    "left",
+    "trials_left",
+)
+CROSS_FIDELITY = ("trend", "slope", "to_optimum")
+CANDIDATE_WIDTH = len(CANDIDATE_COLUMNS)
+
+
+def fidelity_features(fidelities) -> np.ndarray:
+    """(F, FIDELITY_WIDTH), cheapest first (see the module docstring)."""
+    logs = descriptor_matrix(fidelities)
+    cost = logs[:, -1] - logs[-1, -1]
+    desc = logs[:, :-1] - logs[-1, :-1]
+    spread = np.sqrt((desc**2).mean(axis=1)) if desc.shape[1] else np.zeros(len(logs))
+    n = len(logs)
+    steps = (n - 1 - np.arange(n)) / max(n - 1, 1)
+    return np.column_stack([cost, spread, steps]).astype(np.float32)
+
+
+def msd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, d), (m, d) -> (n, m) mean squared differences (0 columns: zeros)."""
+    if a.shape[1] == 0:
+        return np.zeros((len(a), len(b)))
+    return ((a[:, None, :] - b[None, :, :]) ** 2).mean(axis=2)
+
+
+def smooth(dist: np.ndarray, z: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nadaraya-Watson mean of scores `z` at query points, shrunk to 0 by one pseudo-run, and
+    the kernel weight behind it; `dist` (queries, runs) are mean squared distances."""
+    w = np.exp(-dist / (2 * h * h))
+    weight = w.sum(axis=1)
+    return w @ z / (weight + 1.0), weight
+
+
+def bandwidth(dist: np.ndarray, z: np.ndarray) -> float:
+    """The `BANDWIDTHS` entry with the least leave-one-out squared error of `smooth` on the runs
+    themselves (`dist` runs x runs); `DEFAULT_BANDWIDTH` with fewer than MIN_RUNS runs."""
+    if len(z) < MIN_RUNS:
+        return DEFAULT_BANDWIDTH
+    errors = []
+    for h in BANDWIDTHS:
+        w = np.exp(-dist / (2 * h * h))
+        np.fill_diagonal(w, 0.0)
+        errors.append(float(((w @ z / (w.sum(axis=1) + 1.0) - z) ** 2).mean()))
+    return BANDWIDTHS[int(np.argmin(errors))]
+
+
+def ridge_line(
+    u: np.ndarray, m: np.ndarray, w: np.ndarray, ridge: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares m ~ a + b u per column with a ridge on b (`ridge` x the total
+    weight): `u` (L,), `m` and `w` (L, ...) -> intercepts a (the value at u = 0, the target) and
+    slopes b."""
+    ridge = RIDGE if ridge is None else ridge
+    u = u.reshape((-1,) + (1,) * (m.ndim - 1))
+    W, U, M = w.sum(0), (w * u).sum(0), (w * m).sum(0)
+    UU, UM = (w * u * u).sum(0) + ridge * W, (w * u * m).sum(0)
+    det = W * UU - U * U
+    b = (W * UM - U * M) / np.where(det > 0, det, 1.0)
+    a = (M - b * U) / np.where(W > 0, W, 1.0)
+    return a, b
+
+
+class EpisodeView:
+    """One episode as the policy reads it: built once from the `Problem` (the prior's part),
+    then `state(...)` for each point of the episode's own history."""
+
+    def __init__(self, problem: Problem, cross_fidelity: bool = True):
+        self.problem, self.cross_fidelity = problem, cross_fidelity
+        self.fidelity = fidelity_features(problem.fidelities)
+        self.target_level = len(problem.fidelities) - 1
+        self.sign = problem.objective.sign
+        self.cand_x = problem.arrays().x.astype(np.float64)
+        x, level, values = problem.prior_arrays
+        score = normal_scores_by_level(-self.sign * values, level) if len(values) else np.zeros(0)
+        self.levels, self.summaries = [], []  # prior fidelities entering the trend, cheapest first
+        smoothed, weights = [], []
+        for lv in sorted(set(level.tolist())):
+            rows = level == lv
+            if rows.sum() < MIN_RUNS:
+                continue
+            sub = np.flatnonzero(rows)[
+                np.linspace(0, rows.sum() - 1, min(LOO_RUNS, rows.sum())).round().astype(int)
+            ]
+            h = bandwidth(msd(x[sub], x[sub]), score[sub])
+            m, weight = smooth(msd(self.cand_x, x[rows]), score[rows], h)
+            top = np.argsort(-score[rows], kind="stable")[: max(2, int(np.ceil(TOP_SHARE * rows.sum())))]
+            self.levels.append(lv)
+            self.summaries.append(
+                {
+                    "h": h,
+                    "location": x[rows][top].mean(axis=0),
+                    "best": x[rows][np.argmax(score[rows])],
+                    "values": -self.sign * values[rows],
+                }
+            )
+            smoothed.append(m)
+            weights.append(weight)
+        n = len(self.cand_x)
+        self.smoothed = np.array(smoothed).reshape(len(self.levels), n)
+        base = np.zeros((n, 6))
+        if self.levels:
+            u = self.fidelity[self.levels, 0].astype(float)
+            support = np.array(weights).reshape(len(self.levels), n)
+            trend, slope = ridge_line(u, self.smoothed, support / (support + 1.0))
+            locations = np.array([s["location"] for s in self.summaries])
+            locations = ridge_line(u, locations, np.ones_like(locations), LOCATION_RIDGE)[0]
+            self.optimum_location = np.clip(locations, 0, 1)
+            base[:, 0], base[:, 1] = self.smoothed[-1], np.log1p(support[-1])
+            base[:, 2], base[:, 3] = np.clip(trend, -3, 3), slope
+            base[:, 4] = np.sqrt(msd(self.cand_x, self.optimum_location[None])[:, 0])
+            base[:, 5] = np.sqrt(msd(self.cand_x, self.summaries[-1]["best"][None])[:, 0])
+            self.own_bandwidth = self.summaries[-1]["h"]
+        else:
+            self.optimum_location, self.own_bandwidth = None, DEFAULT_BANDWIDTH
+        if not cross_fidelity:
+            base[:, [CANDIDATE_COLUMNS.index(c) for c in CROSS_FIDELITY]] = 0.0
+        self.base = base
+        keep = representative(level, score, PRIOR_TOKENS)
+        fid = self.fidelity[level[keep]] if cross_fidelity else np.zeros((len(keep), FIDELITY_WIDTH))
+        self.prior_tokens = np.column_stack([fid, score[keep], np.zeros(len(keep))]).astype(np.float32)
+        self.prior_dist = msd(self.cand_x, x[keep]).astype(np.float32)
+
+    def state(
+        self,
+        own_x: np.ndarray,
+        own_level: np.ndarray,
+        own_values: np.ndarray,
+        left: float,
+        trials_left: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens (H, TOKEN_WIDTH), distances (N, H), candidate features (N, CANDIDATE_WIDTH))
+        after the episode's own runs (`own_values` in the objective's units)."""
+        own_x = np.asarray(own_x, float).reshape(len(own_level), self.cand_x.shape[1])
+        own_level = np.asarray(own_level, int)
+        z = (
+            normal_scores_by_level(-self.sign * np.asarray(own_values, float), own_level)
+            if len(own_level)
+            else np.zeros(0)
+        )
+        at = own_level == self.target_level
+        own = np.zeros((len(self.cand_x), 4))
+        own[:, 2:] = 1.0
+        if at.any():
+            d = msd(self.cand_x, own_x[at])
+            own[:, 0], weight = smooth(d, z[at], self.own_bandwidth)
+            own[:, 1] = np.log1p(weight)
+            own[:, 2] = np.sqrt(d[:, int(np.argmax(z[at]))])
+            own[:, 3] = np.sqrt(d.min(axis=1))
+        budget = np.tile([left, trials_left / 10.0], (len(self.cand_x), 1))
+        features = np.hstack([self.base, own, budget]).astype(np.float32)
+        tokens = np.column_stack([self.fidelity[own_level], z, at]).astype(np.float32)
+        dist = np.hstack([self.prior_dist, msd(self.cand_x, own_x).astype(np.float32)])
+        return np.vstack([self.prior_tokens, tokens]), dist, features
+
+    def state_after(self, outcomes, left: float, trials_left: float):
+        """`state` after an optimizer's outcomes (`Outcome`s of this episode, any fidelity)."""
+        p, level = self.problem, {f.name: i for i, f in enumerate(self.problem.fidelities)}
+        x = np.array(
+            [
+                p.arrays(o.fidelity).x[o.candidate] if o.candidate is not None else p.encoder.one(o.config)
+                for o in outcomes
+            ]
+        ).reshape(len(outcomes), p.encoder.width)
+        levels = np.array([level[o.fidelity] for o in outcomes], int)
+        return self.state(x, levels, np.array([o.value for o in outcomes], float), left, trials_left)
+
+    # What the policy says about a candidate --------------------------------------------------
+    def predicted_value(self, score: float) -> float | None:
+        """The target value at normal score `score`: each prior fidelity's value at that
+        quantile, extrapolated to the target cost along a ridge line; None without a prior."""
+        if not self.levels:
+            return None
+        q = norm.cdf(score)
+        oriented = np.array([np.quantile(s["values"], q) for s in self.summaries])  # larger is better
+        u = self.fidelity[self.levels, 0].astype(float)
+        return float(-self.sign * ridge_line(u, oriented, np.ones_like(oriented))[0])
+
+    def explain(self, candidate: int, predicted_score: float) -> str:
+        """A short rationale: which cheap-fidelity trend the choice extrapolates, and what it
+        predicts at the target."""
+        p = self.problem
+        if not self.levels:
+            return f"No cheap runs to extrapolate from; predicted target score {predicted_score:+.2f}."
+        names = [p.fidelities[lv].name for lv in self.levels]
+        scores = ", ".join(f"{n} {m:+.2f}" for n, m in zip(names, self.smoothed[:, candidate], strict=True))
+        value = self.predicted_value(predicted_score)
+        trend, slope, gap = self.base[candidate, 2], self.base[candidate, 3], self.base[candidate, 4]
+        text = f"Cheap runs near this configuration score {scores} (normal scores)"
+        if self.cross_fidelity and len(self.levels) > 1:
+            text += f"; the trend ({slope:+.2f} per 10x cost) extrapolates to {trend:+.2f} at {p.target}"
+            text += f", {gap:.2f} from the extrapolated optimum"
+        text += f". Predicted at the target: score {predicted_score:+.2f}"
+        return text + (f", {p.objective.name} ~ {value:.4g}." if value is not None else ".")
+
+
+def representative(level: np.ndarray, score: np.ndarray, cap: int) -> np.ndarray:
+    """At most `cap` prior rows: per fidelity, an equal share spread evenly over its score ranks
+    (its best run always in), the most expensive fidelities first when shares round down."""
+    if len(level) <= cap:
+        return np.arange(len(level))
+    lvs = sorted(set(level.tolist()), reverse=True)
+    share = max(1, cap // len(lvs))
+    keep = []
+    for lv in lvs[: cap // share]:
+        rows = np.flatnonzero(level == lv)
+        ranked = rows[np.argsort(-score[rows], kind="stable")]
+        keep.extend(
+            ranked[np.unique(np.linspace(0, len(ranked) - 1, min(share, len(ranked))).round().astype(int))]
+        )
+    return np.array(sorted(keep), dtype=int)

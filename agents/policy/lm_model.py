@@ -1,0 +1,100 @@
+"""Causal LMs for the LLM backend: loading a model directory, and a tiny randomly initialised one.
+
+`tiny_model` builds, with no download, a 2-layer Llama (hidden 48) from a config and a byte-level
+BPE tokenizer trained with `tokenizers` on the chat texts, wrapped as a `PreTrainedTokenizerFast`
+with a ChatML-style chat template whose assistant turns carry `{% generation %}` markers (TRL's
+assistant-only loss). It is for tests and CPU smoke runs; real runs start from a pretrained
+instruct model's directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EXTRA = ("trl", "transformers", "datasets", "accelerate", "tokenizers")
+START, END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}" + START + "{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}" + END + "{% endgeneration %}"
+    "{% else %}{{ m['content'] }}" + END + "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}" + START + "assistant\n{% endif %}"
+)
+
+
+def require_lm() -> None:
+    """BenchError unless the `lm` extra (TRL and the Hugging Face stack) is installed."""
+    missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BenchError(f"the LLM backend needs the lm extra ({', '.join(missing)} missing): "
+                         "pip install 'torch==2.13.0' -e '.[lm]'")
+
+
+def load_model(directory: Path):
+    """(model, tokenizer) saved in `directory` (`save_pretrained`), float32, for training or serving."""
+    require_lm()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise BenchError(f"{directory} is not a model directory (no config.json); build one with "
+                         "`bench lm tiny` or download a causal LM there")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype="float32")
+    except (OSError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot load the model in {directory}: {exc}") from None
+    if tokenizer.chat_template is None:
+        raise BenchError(f"the tokenizer in {directory} has no chat template; use an instruct/chat model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained on `texts`, with the chat template and special tokens."""
+    require_lm()
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, START, END],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=END, pad_token=PAD,
+                                   chat_template=CHAT_TEMPLATE, padding_side="left")
+
+
+def tiny_model(texts: Iterable[str], directory: Path, seed: int = 0, hidden: int = 48, layers: int = 2,
+               vocab_size: int = 1024) -> Path:
+    """Build and save a randomly initialised tiny Llama with a tokenizer trained on `texts`."""
+    require_lm()
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = train_tokenizer(texts, vocab_size)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=32768, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.convert_tokens_to_ids(START),
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    directory = Path(directory)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def chat_texts(records: Iterable[dict]) -> Iterator[str]:
+    """Every message text of the chat records (the tokenizer's training corpus)."""
+    for record in records:
+        for message in record["messages"]:
+            yield message["content"]

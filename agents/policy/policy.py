@@ -1,0 +1,275 @@
+"""The AutoLLMResearch policy (Guo et al., arXiv 2605.11518): trained to learn from cheap runs and
+configure the expensive one, behind the `Optimizer` interface.
+
+Training (`meta_train`, run by `bench train autollmresearch --task T`) is four stages, each its
+own module, on train experiments only:
+  1. curation      (`curation`)    curated experiments with configuration-space shifts, episodes
+                                   drawn with the `paper` and `far` protocols
+  2. simulation    (`teachers`)    teachers play them; the best trajectories are kept, with rationales
+  3. distillation  (`distill`)     behaviour cloning on those trajectories
+  4. RL            (`rl`)          GRPO over whole episodes from the distilled policy, model
+                                   selection on the validation experiments
+Trajectories and distilled weights are cached under `$BENCH_CACHE/policy/` keyed by everything
+they depend on (so the ablation without RL reuses the full method's distillation); the final
+weights are the method's checkpoint (`bench.training`).
+
+The network (`model`) reads any search space and any fidelity descriptors (`features`), so the
+cross-family preset, trained on every built-in task's train experiments, runs on a user's spec
+without retraining. An ask is the argmax of the policy's logits over the untried target
+candidates (no randomness); its log entry carries the rationale and the predicted target value.
+Cost budgets: it proposes at the target fidelity only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.policy import curation, distill, rl, teachers
+from agents.policy.episodes import draw, greedy_nregret, validation_set
+from agents.policy.features import EpisodeView
+from agents.policy.model import PolicyNet, batch
+from agents.policy.trajectories import Trajectory
+from baselines.botorch_gp.models import seeded_torch, torch_threads
+from bench.gym.problem import Query
+from bench.optimizer import Optimizer
+from bench.paths import cache_dir
+from bench.training import TrainingData
+
+STAGES = ("curation", "simulation", "distillation", "rl")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every parameter of the presets (all have defaults)."""
+
+    d_model: int = 32
+    heads: int = 4
+    layers: int = 2
+    ff: int = 64
+    cross_fidelity: bool = True  # ablation: False hides the cross-fidelity features
+    shifts: bool = True  # ablation: False curates without configuration-space shifts
+    variants: int = 4  # curated experiments per fit experiment (the first unshifted)
+    min_width: float = 0.5
+    episodes: int = 96  # curated episodes per task, for simulation and RL
+    keep: int = 2  # trajectories kept per episode
+    bc_epochs: int = 30
+    lr: float = 2e-3
+    aux_weight: float = 0.5
+    rl: bool = True  # ablation: False stops after distillation
+    rl_steps: int = 100
+    group: int = 8
+    episodes_per_step: int = 4
+    rl_lr: float = 5e-4
+    kl: float = 0.05
+    shaping: float = 0.25
+    eval_every: int = 10
+
+    def key(self, *fields: str) -> dict:
+        return {f: getattr(self, f) for f in fields}
+
+
+SIMULATION_FIELDS = ("cross_fidelity", "shifts", "variants", "min_width", "episodes", "keep")
+DISTILLATION_FIELDS = SIMULATION_FIELDS + (
+    "d_model",
+    "heads",
+    "layers",
+    "ff",
+    "bc_epochs",
+    "lr",
+    "aux_weight",
+)
+
+
+class AutoLLMResearch(Optimizer):
+    VERSION = 1
+
+    # Training --------------------------------------------------------------------------------
+    @classmethod
+    def meta_train(cls, data: TrainingData | tuple[TrainingData, ...], seed: int, progress, **params) -> dict:
+        s = Settings(**params)
+        datas = data if isinstance(data, tuple) else (data,)
+        identity = [d.fingerprint() for d in datas] + [seed, cls.VERSION]
+        seconds: dict[str, float] = {}
+        with torch_threads(1), seeded_torch(seed):
+            t0 = time.perf_counter()
+            train, valid = _curated_episodes(datas, s, seed)
+            seconds["curation"] = time.perf_counter() - t0
+            progress(0.05)
+
+            t0 = time.perf_counter()
+            trajectories = _cached_trajectories(identity, s, train, seed)
+            seconds["simulation"] = time.perf_counter() - t0
+            progress(0.3)
+
+            t0 = time.perf_counter()
+            net, losses = _cached_distillation(
+                identity, s, train, trajectories, seed, lambda f: progress(0.3 + 0.3 * f)
+            )
+            seconds["distillation"] = time.perf_counter() - t0
+            distilled = greedy_nregret(net, valid)
+
+            t0 = time.perf_counter()
+            curves = None
+            if s.rl:
+                episodes = [ep for _, eps in train for ep in eps]
+                curves = rl.grpo(
+                    net,
+                    episodes,
+                    valid,
+                    s.rl_steps,
+                    s.group,
+                    s.episodes_per_step,
+                    s.rl_lr,
+                    s.kl,
+                    s.shaping,
+                    s.aux_weight,
+                    s.eval_every,
+                    np.random.default_rng(seed + 1),
+                    torch.Generator().manual_seed(seed),
+                    lambda f: progress(0.6 + 0.4 * f),
+                )
+            seconds["rl"] = time.perf_counter() - t0
+        progress(1.0)
+        return {
+            "settings": dataclasses.asdict(s),
+            "weights": {k: v.detach().clone() for k, v in net.state_dict().items()},
+            "report": {
+                "seconds": {k: round(v, 1) for k, v in seconds.items()},
+                "trajectories": len(trajectories),
+                "teachers": _teacher_counts(trajectories),
+                "bc_loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else [],
+                "validation_distilled": distilled,
+                "validation_rl": None
+                if curves is None
+                else [(i, round(v, 3)) for i, v in curves["validation"]],
+                "tasks": [d.task.name for d in datas],
+            },
+        }
+
+    # Acting ----------------------------------------------------------------------------------
+    def __init__(self, problem, seed, *, checkpoint, **params):
+        super().__init__(problem, seed)
+        Settings(**params)  # an unknown parameter is an error; the network is the checkpoint's
+        self.settings = Settings(**checkpoint.state["settings"])
+        self.net = _net(self.settings)
+        self.net.load_state_dict(checkpoint.state["weights"])
+        self.net.eval()
+        self.view = EpisodeView(problem, self.settings.cross_fidelity)
+
+    def outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per target candidate: the policy logit, predicted normal score and its log-variance."""
+        budget = self.problem.budget
+        scale = 1.0 if budget.kind == "trials" else self.problem.fidelities[-1].cost
+        trials_left = max(self.remaining(), 0.0) / scale
+        state = self.view.state_after(
+            [o for _, o in self.history], trials_left / max(budget.amount, 1e-9), trials_left
+        )
+        with torch_threads(1), torch.no_grad():
+            logit, mean, log_var = self.net(*batch([state]))
+        return logit[0].numpy(), mean[0].numpy(), log_var[0].numpy()
+
+    def ask(self) -> Query:
+        ids = self.pool_ids()
+        logit, mean, _ = self.outputs()
+        i = int(ids[int(np.argmax(logit[ids]))])
+        value = self.view.predicted_value(float(mean[i]))
+        info = {
+            "rationale": self.view.explain(i, float(mean[i])),
+            "predicted_score": float(mean[i]),
+            "predicted_value": value,
+        }
+        q = self.query_candidate(i)
+        return Query(q.config, q.fidelity, q.candidate, info)
+
+    def predict(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Predicted target values of candidates `ids` (mean, and the spread of one predicted
+        standard deviation of the score mapped through the same extrapolation); None without prior."""
+        if not self.view.levels:
+            return None
+        _, mean, log_var = self.outputs()
+        sd = np.exp(0.5 * log_var)
+        ids = np.asarray(ids, int)
+        mid = np.array([self.view.predicted_value(float(mean[i])) for i in ids])
+        up = np.array([self.view.predicted_value(float(mean[i] + sd[i])) for i in ids])
+        down = np.array([self.view.predicted_value(float(mean[i] - sd[i])) for i in ids])
+        return mid, np.abs(up - down) / 2
+
+
+def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
+    """Stages 1-2 for `task`'s train experiments, as the per-family preset with `params` runs
+    them: the curated task and the kept trajectories (for `bench lm export`)."""
+    s, data = Settings(**params), TrainingData.of(task, seed)
+    with torch_threads(1), seeded_torch(seed):
+        train, _ = _curated_episodes((data,), s, seed)
+        return train[0][0].task, _cached_trajectories(
+            [data.fingerprint(), seed, AutoLLMResearch.VERSION], s, train, seed
+        )
+
+
+def _curated_episodes(datas, s: Settings, seed: int):
+    """Stage 1: per task the curated training data and its drawn episodes; the validation
+    experiments' episodes (real problems) for model selection."""
+    curated = [curation.curate(d, seed, s.variants if s.shifts else 1, s.min_width) for d in datas]
+    rng = np.random.default_rng(seed)
+    train = [(c, draw(c, rng, s.episodes, s.cross_fidelity)) for c in curated]
+    valid = [ep for d in datas for ep in validation_set(d, cross_fidelity=s.cross_fidelity)]
+    return train, valid
+
+
+def _net(s: Settings) -> PolicyNet:
+    return PolicyNet(s.d_model, s.heads, s.layers, s.ff)
+
+
+def _artifact(stage: str, identity: list, s: Settings, fields: tuple[str, ...], suffix: str):
+    key = json.dumps([identity, s.key(*fields)], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = cache_dir() / "policy"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stage}-{digest}{suffix}"
+
+
+def _cached_trajectories(identity, s: Settings, train, seed: int) -> list[Trajectory]:
+    """Stage 2's trajectories of every task's curated episodes, from the cache when they exist."""
+    path = _artifact("trajectories", identity, s, SIMULATION_FIELDS, ".json")
+    if path.exists():
+        return [Trajectory.from_dict(d) for d in json.loads(path.read_text())["trajectories"]]
+    out, records = [], []
+    for _, episodes in train:
+        found = teachers.simulate(episodes, seed, s.keep)
+        out += found
+        records += [t.to_dict() for t in found]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"trajectories": records}))
+    tmp.replace(path)
+    return out
+
+
+def _cached_distillation(identity, s: Settings, train, trajectories, seed: int, progress):
+    path = _artifact("distilled", identity, s, DISTILLATION_FIELDS, ".pt")
+    net = _net(s)
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        net.load_state_dict(blob["weights"])
+        return net, blob["losses"]
+    episodes = {ep.key: ep for _, eps in train for ep in eps}
+    losses = distill.distill(
+        net, episodes, trajectories, s.bc_epochs, s.lr, s.aux_weight, np.random.default_rng(seed), progress
+    )
+    tmp = path.with_suffix(".tmp")
+    torch.save({"weights": net.state_dict(), "losses": losses}, tmp)
+    tmp.replace(path)
+    return net, losses
+
+
+def _teacher_counts(trajectories: list[Trajectory]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trajectories:
+        counts[t.teacher] = counts.get(t.teacher, 0) + 1
+    return counts

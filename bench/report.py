@@ -1,0 +1,393 @@
+"""`bench report`: a results directory as a self-contained report, tables and figures.
+
+Under the report directory:
+  report.md, report.html    per suite: the headline table, the leaderboard at every budget (all
+                            tasks pooled, then per task), the figures; simulated tasks marked.
+                            The HTML embeds every figure as a base64 PNG: one file to send.
+  leaderboard.csv           `bench.metrics.leaderboard`, the file `bench leaderboard` writes
+  leaderboard_overall.csv   the same on each suite's tasks pooled (`bench.metrics.pooled`)
+  table_<suite>.tex, .md    the paper's layout: methods x tasks, nregret at T=1 and T=3, best bold
+  figures/                  `write_figures` (what `bench plot` renders), PNG and PDF
+Every number comes from `bench.metrics`; this module only selects, formats and lays out.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from bench import plots
+from bench.errors import BenchError
+from bench.gym.task import Task
+from bench.metrics import (
+    ALL_TASKS,
+    KEY_COLS,
+    NEAR_TOP,
+    critical_difference,
+    discrimination,
+    episodes_frame,
+    experiment_scores,
+    leaderboard,
+    near_optimum,
+    near_threshold,
+    pooled,
+    rank_curves,
+    unpaired,
+)
+from bench.store import EpisodeKey, Store
+
+HEADLINE_BUDGETS = (1, 3)  # the paper's table: T=1 and T=3 target trials
+CD_MIN_EXPERIMENTS, CD_MIN_METHODS = 5, 3  # autorank needs 5 blocks; Nemenyi needs 3 methods
+
+CAPTIONS = {
+    "regret": "Normalised regret (mean ± s.e. over episodes; 0 = the table's optimum, 1 = the median "
+              "candidate; symlog scale) of the best target outcome after each target-fidelity trial, "
+              "at each task's largest budget. Cost suites: the regret of recommend() against the "
+              "GPU-hours spent, one point per budget.",
+    "rank": "Mean rank (1 = best) after each target trial over the (experiment, seed) cells every "
+            "method has, at each task's largest budget; last panel: every task's test experiments "
+            "pooled, at the largest budget all tasks have.",
+    "cd": "Critical-difference diagrams (autorank: Friedman test, Nemenyi post-hoc, alpha 0.05), one "
+          "per budget: mean rank over every task's test experiments (each scored by its mean nregret "
+          "over the seeds every method has); methods joined by a bar are not significantly different.",
+    "near_optimum": f"Share of target-fidelity proposals whose outcome is within the best {NEAR_TOP:.0%} "
+                    "of the experiment's target pool (mean over experiments, largest budget per task, "
+                    "from the trial logs); dashed: what a uniform draw from the pool reaches.",
+    "discrimination": "Per task and budget: are the best and the median method (by mean nregret) told "
+                      "apart (disjoint 95% intervals)? Filled: yes.",
+    "extrapolation": "nregret at T=1 against the extrapolation distance, log10(target cost / cost of the "
+                     "most expensive prior fidelity): a suite and its --gap sweep (suites <suite>-gap<g>), "
+                     "the same protocol with the prior's top fidelity moved.",
+    "landscape": "Where the optimum lies at each fidelity: its unit-cube distance from the target's "
+                 "optimum and the best value of the parameters that move most, against GPU-hours per run.",
+}
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A written figure: its kind (a key of CAPTIONS), suite or task, and files (PNG first)."""
+
+    kind: str
+    stem: str
+    paths: list[Path]
+    suite: str | None = None
+    task: str | None = None
+
+
+def load_episodes(runs: Path) -> pd.DataFrame:
+    ep = episodes_frame(Store(runs).summaries())
+    if ep.empty:
+        raise BenchError(f"no completed episodes under {runs}; run `bench run --out {runs}` first")
+    return ep
+
+
+def pick_suites(ep: pd.DataFrame, suites: str | None) -> list[str]:
+    """`--suite a,b` (default: every suite in the results), checked against the results."""
+    have = sorted(ep.suite.unique())
+    if not suites:
+        return have
+    picked = [s.strip() for s in suites.split(",") if s.strip()]
+    missing = [s for s in picked if s not in have]
+    if missing or not picked:
+        raise BenchError(f"no episodes of suite {', '.join(missing) or repr(suites)} in the results; "
+                         f"they hold: {', '.join(have)}")
+    return picked
+
+
+def load_tasks(names: set[str], refs: list[str], say: Callable[[str], None]) -> dict[str, Task]:
+    """The tasks behind the results: built-in ones by name, the others from `refs` (spec paths);
+    `say` names those left without (no landscape, no near-optimum share)."""
+    from bench.gym.registry import load_task, task_names
+
+    tasks = {t.name: t for t in map(load_task, refs)}
+    tasks |= {n: load_task(n) for n in sorted(names & set(task_names())) if n not in tasks}
+    for name in sorted(names - set(tasks)):
+        say(f"no landscape or near-optimum share for {name}: not a built-in task; pass --task "
+            "path/to/spec.yaml")
+    return tasks
+
+
+def target_proposals(store: Store, ep: pd.DataFrame, tasks: dict[str, Task]) -> pd.DataFrame:
+    """One row per target-fidelity trial of each (suite, task)'s largest budget, read from the
+    trial logs, with its experiment's near-optimum threshold (`bench.metrics.near_threshold`) and
+    the share of the pool a uniform draw reaches."""
+    ep = ep[ep.task.isin(tasks)]
+    ep = ep[ep.budget == ep.groupby(["suite", "task"]).budget.transform("max")]
+    pools: dict[tuple[str, str], tuple[str, float, float]] = {}
+    rows = []
+    for r in ep[KEY_COLS].itertuples(index=False):
+        task = tasks[r.task]
+        if (r.task, r.experiment) not in pools:
+            target = task.experiment(r.experiment).target.name
+            values = task.arrays(r.experiment, target)[1]
+            threshold = near_threshold(values, task.objective.direction)
+            reached = values <= threshold if task.objective.direction == "minimize" else values >= threshold
+            pools[r.task, r.experiment] = target, threshold, float(reached.mean())
+        target, threshold, uniform = pools[r.task, r.experiment]
+        path = store.trial_log(EpisodeKey(*r))
+        try:
+            trials = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise BenchError(f"trial log {path} is unreadable ({exc}); delete its .done.json and rerun "
+                             "`bench run` to recompute that episode") from exc
+        rows += [{"suite": r.suite, "task": r.task, "method": r.method, "experiment": r.experiment,
+                  "value": t["value"], "threshold": threshold, "uniform": uniform,
+                  "direction": task.objective.direction} for t in trials if t["fidelity"] == target]
+    return pd.DataFrame(rows, columns=["suite", "task", "method", "experiment", "value", "threshold",
+                                       "uniform", "direction"])
+
+
+def cd_results(ep: pd.DataFrame) -> list[tuple[float, object, int, list[str]]]:
+    """Per budget of one suite: (budget, autorank result, experiments, methods left out), where
+    at least CD_MIN_EXPERIMENTS experiments and CD_MIN_METHODS complete methods exist."""
+    out = []
+    for budget, group in ep.groupby("budget", sort=True):
+        scores, left_out = experiment_scores(group)
+        if len(scores) >= CD_MIN_EXPERIMENTS and scores.shape[1] >= CD_MIN_METHODS:
+            out.append((budget, critical_difference(scores), len(scores), left_out))
+    return out
+
+
+def suite_ranks(ep: pd.DataFrame) -> pd.DataFrame:
+    """`rank_curves` per task and, with several tasks, for them pooled at the largest budget
+    every task has."""
+    ranks = rank_curves(ep)
+    if ep.task.nunique() > 1:
+        common = set.intersection(*(set(g.budget) for _, g in ep.groupby("task")))
+        if common:
+            ranks = pd.concat([ranks, rank_curves(pooled(ep[ep.budget == max(common)]))])
+    return ranks
+
+
+def write_figures(store: Store, ep: pd.DataFrame, board: pd.DataFrame, out: Path, suites: list[str],
+                  tasks: dict[str, Task]) -> list[Drawn]:
+    """Every figure of these suites (the extrapolation figure from every trial suite in `ep`,
+    landscapes of `tasks` in them) into `out`, PNG and PDF; `board` is `leaderboard(ep)`."""
+    drawn = []
+
+    def keep(fig, kind: str, stem: str, **where) -> None:
+        if fig is not None:
+            drawn.append(Drawn(kind, stem, plots.save(fig, out, stem), **where))
+
+    simulated = set(ep.task[ep.simulated.astype(bool)])
+    for suite in suites:
+        se = ep[ep.suite == suite]
+        keep(plots.regret_figure(se, suite), "regret", f"regret_{suite}", suite=suite)
+        if (se.budget_kind == "trials").all():
+            keep(plots.rank_figure(suite_ranks(se), suite, simulated), "rank", f"rank_{suite}", suite=suite)
+        keep(plots.cd_figure(cd_results(se), suite), "cd", f"cd_{suite}", suite=suite)
+        proposals = target_proposals(store, se, tasks)
+        if not proposals.empty:
+            keep(plots.near_optimum_figure(near_optimum(proposals), suite, simulated), "near_optimum",
+                 f"near_optimum_{suite}", suite=suite)
+        disc = discrimination(board[board.suite == suite])
+        keep(plots.discrimination_figure(disc, suite), "discrimination", f"discrimination_{suite}",
+             suite=suite)
+    keep(plots.extrapolation_figure(ep), "extrapolation", "extrapolation")
+    for name in sorted(set(ep[ep.suite.isin(suites)].task) & set(tasks)) or sorted(tasks):
+        keep(plots.landscape_figure(tasks[name]), "landscape", f"landscape_{name}", task=name)
+    return drawn
+
+
+def _interval(mean, lo, hi) -> list[str]:
+    return [f"{m:.3g} [{a:.3g}, {b:.3g}]" for m, a, b in zip(mean, lo, hi, strict=True)]
+
+
+def _fmt(values: pd.Series, spec: str) -> pd.Series:
+    return values.map(lambda v: "-" if pd.isna(v) else format(v, spec))
+
+
+def board_view(sub: pd.DataFrame) -> pd.DataFrame:
+    """Leaderboard rows as printed and reported: intervals as text; GPU-hours per episode (cost
+    suites: the share of the budget spent); LLM tokens, dollars and fallbacks when any method
+    used them."""
+    view = pd.DataFrame({
+        "method": sub.method, "budget": sub.budget.map("{:g}".format),
+        "nregret mean [95%]": _interval(sub.nregret_mean, sub.nregret_lo, sub.nregret_hi),
+        "IQM [95%]": _interval(sub.nregret_iqm, sub.nregret_iqm_lo, sub.nregret_iqm_hi),
+        "median": _fmt(sub.nregret_median, ".3g"), "rank": _fmt(sub.rank_mean, ".2f"),
+        "cells": sub.rank_cells, "win% vs centroid": _fmt(100 * sub.win_vs_centroid, ".0f"),
+        "episodes": sub.episodes, "failed": sub.failed, "pool": _fmt(sub.pool_size, "g"),
+        "GPU-h": _fmt(sub.gpu_hours_mean, ".4g"),
+    })
+    if (sub.budget_kind == "cost").any():
+        view["budget spent"] = _fmt(sub.budget_spent, ".0%")
+    if sub.tokens_in_mean.notna().any():
+        view["tokens in"] = _fmt(sub.tokens_in_mean, ".0f")
+        view["tokens out"] = _fmt(sub.tokens_out_mean, ".0f")
+        view["$ total"], view["fallbacks"] = _fmt(sub.dollars_total, ".2f"), sub.fallbacks
+    return view
+
+
+def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """Methods x (task, T=b): mean nregret at HEADLINE_BUDGETS (one the suite lacks is replaced
+    by its smallest other budget), every task then all of them pooled; simulated tasks say so."""
+    rows = pd.concat([board[board.suite == suite], overall[overall.suite == suite]])
+    have = sorted(rows.budget.unique())
+    budgets = [b for b in HEADLINE_BUDGETS if b in have]
+    budgets = sorted(budgets + [b for b in have if b not in budgets][: len(HEADLINE_BUDGETS) - len(budgets)])
+    rows = rows[rows.budget.isin(budgets)]
+    sim = rows.groupby("task").simulated.any()
+    label = {t: ("all tasks" + (" (incl. simulated)" if sim[t] else "")) if t == ALL_TASKS
+             else t + (" (simulated)" if sim[t] else "") for t in sim.index}
+    order = [*sorted(set(rows.task) - {ALL_TASKS}), ALL_TASKS]
+    table = rows.pivot_table(index="method", columns=["task", "budget"], values="nregret_mean")
+    table = table.reindex(columns=[(t, b) for t in order for b in budgets if (t, b) in table.columns])
+    table.columns = pd.MultiIndex.from_tuples([(label[t], f"T={b:g}") for t, b in table.columns])
+    return table
+
+
+def latex_table(table: pd.DataFrame, caption: str, label: str) -> str:
+    """The headline table as LaTeX (booktabs rules), three decimals, the best of each column bold."""
+    return (table.style.format("{:.3f}", na_rep="--").format_index(escape="latex", axis=0)
+            .format_index(escape="latex", axis=1).hide(names=True, axis="index")
+            .highlight_min(axis=0, props="textbf:--rwrap;")
+            .to_latex(hrules=True, multicol_align="c", caption=caption, label=label,
+                      column_format="l" + "r" * table.shape[1], position="t"))
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of `df` (its index is not shown)."""
+    cells = [[str(c) for c in df.columns]] + [[str(v) for v in row] for row in df.itertuples(index=False)]
+    cells = [[c.replace("|", "\\|") for c in row] for row in cells]
+    return "\n".join(["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+                     + ["| " + " | ".join(row) + " |" for row in cells[1:]])
+
+
+def headline_markdown(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline table as text cells, the best of each column in bold."""
+    text = table.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}")
+    text = text.mask(table.eq(table.min()), "**" + text + "**")
+    text.columns = [f"{t} {b}" for t, b in table.columns]
+    return text.reset_index()
+
+
+class _Doc:
+    """Report blocks rendered twice: Markdown (figures linked) and HTML (figures embedded)."""
+
+    def __init__(self, root: Path):
+        self.root, self.md, self.html = root, [], []
+
+    def heading(self, level: int, text: str, simulated: bool = False) -> None:
+        self.md.append("#" * level + " " + text + (" — ⚠ SIMULATED" if simulated else ""))
+        badge = ' <span class="sim">SIMULATED</span>' if simulated else ""
+        self.html.append(f"<h{level}>{html.escape(text)}{badge}</h{level}>")
+
+    def text(self, text: str) -> None:
+        self.md.append(text)
+        self.html.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text)) + "</p>")
+
+    def table(self, df: pd.DataFrame) -> None:
+        self.md.append(markdown_table(df))
+        body = df.to_html(index=False, escape=True, na_rep="-", border=0)
+        self.html.append(re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", body))
+
+    def figure(self, drawn: Drawn) -> None:
+        png = drawn.paths[0]
+        caption = CAPTIONS[drawn.kind]
+        self.md.append(f"![{drawn.stem}]({png.relative_to(self.root).as_posix()})\n\n*{caption}*")
+        data = base64.b64encode(png.read_bytes()).decode()
+        self.html.append(f'<figure><img alt="{drawn.stem}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def write(self, title: str) -> list[Path]:
+        md, page = self.root / "report.md", self.root / "report.html"
+        md.write_text("\n\n".join(self.md) + "\n")
+        page.write_text(f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+                        f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(self.html)
+                        + "\n</body></html>\n")
+        return [md, page]
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}figcaption{font-size:13px;color:#555}"
+        ".sim{background:#c0392b;color:#fff;font-size:12px;padding:1px 6px;border-radius:3px}")
+
+READING = ("nregret: 0 = the table's optimum, 1 = the median target candidate; mean over experiments "
+           "of the mean over seeds with a 95% interval (hierarchical bootstrap: experiments, then "
+           "seeds); IQM: interquartile mean with its interval. rank (1 = best) and win% vs centroid "
+           "(the floor: the target candidates nearest the pool's centroid, no outcome used) use only "
+           "the (experiment, seed) cells every method has (`cells`). GPU-h: GPU-hours spent per "
+           "episode. Failed episodes are scored as the worst target candidate.")
+
+
+def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: list[str] = (),
+                 say: Callable[[str], None] = print) -> list[Path]:
+    """The report of the results under `runs` (these suites; default all) into `out`."""
+    ep = load_episodes(runs)
+    picked = pick_suites(ep, suites)
+    Store(out).check_writable()
+    board = leaderboard(ep)
+    overall = leaderboard(pd.concat([pooled(ep[ep.suite == s]) for s in picked]))
+    written = [out / "leaderboard.csv", out / "leaderboard_overall.csv"]
+    board.to_csv(written[0], index=False)
+    overall.to_csv(written[1], index=False)
+    tasks = load_tasks(set(ep[ep.suite.isin(picked)].task), list(task_refs), say)
+    drawn = write_figures(Store(runs), ep, board, out / "figures", picked, tasks)
+    doc = _Doc(out)
+    doc.heading(1, "LLMConfig-Bench report")
+    doc.text(f"Results: `{runs}`, {len(ep)} completed episodes; suites {', '.join(picked)}. "
+             "Regenerate with `bench report`.")
+    doc.text(READING)
+    for suite in picked:
+        written += _suite_section(doc, suite, board, overall, drawn, out)
+    for d in drawn:
+        if d.suite is None and d.task is None:
+            doc.heading(2, "Across suites: extrapolation distance")
+            doc.figure(d)
+    landscapes = [d for d in drawn if d.task is not None]
+    if landscapes:
+        doc.heading(2, "Landscapes: the optimum across fidelities")
+        for d in landscapes:
+            doc.heading(3, d.task, simulated=tasks[d.task].simulated)
+            doc.figure(d)
+    left = unpaired(ep[ep.suite.isin(picked)])
+    if not left.empty:
+        doc.heading(2, "Left out of the paired comparisons")
+        doc.table(left.assign(budget=left.budget.map("{:g}".format)))
+    return written + doc.write("LLMConfig-Bench report") + [p for d in drawn for p in d.paths]
+
+
+def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataFrame,
+                   drawn: list[Drawn], out: Path) -> list[Path]:
+    """One suite: headline table (also written as .tex and .md), leaderboards, figures."""
+    from bench.suites import load_suite
+
+    doc.heading(2, f"Suite {suite}")
+    try:
+        doc.text(load_suite(suite).description.strip())
+    except BenchError:  # a derived suite (`paper-gap30`) has no file of its own
+        pass
+    table = headline_table(board, overall, suite)
+    budgets = sorted({b for _, b in table.columns}, key=lambda b: float(b[2:]))
+    caption = (f"Suite {suite}: mean nregret (0 = optimum, 1 = median candidate) at {' and '.join(budgets)} "
+               "target trials, per task and all tasks pooled; best per column in bold.")
+    tex, md = out / f"table_{suite}.tex", out / f"table_{suite}.md"
+    tex.write_text(latex_table(table, caption, f"tab:{suite}"))
+    md.write_text(f"{caption}\n\n{markdown_table(headline_markdown(table))}\n")
+    doc.heading(3, f"Headline: nregret at {' and '.join(budgets)}")
+    doc.table(headline_markdown(table))
+    doc.text(f"LaTeX: `{tex.name}`; Markdown: `{md.name}`.")
+    rows = overall[overall.suite == suite]
+    sim = sorted(board[(board.suite == suite) & board.simulated].task.unique())
+    doc.heading(3, "All tasks pooled (every test experiment weighs equally)"
+                + (f"; includes simulated {', '.join(sim)}" if sim else ""))
+    doc.table(board_view(rows))
+    doc.heading(3, "Figures")
+    for d in drawn:
+        if d.suite == suite:
+            doc.figure(d)
+    for task, sub in board[board.suite == suite].groupby("task", sort=True):
+        doc.heading(3, task, simulated=sub.simulated.any())
+        doc.table(board_view(sub))
+    return [tex, md]

@@ -1,0 +1,210 @@
+"""The AutoLLMResearch policy (agents/policy): each training stage on a synthetic family, RL's gain
+over distillation on held-out members, train-only data, the episode contract, the cross-family
+policy on a user's spec."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents.policy import curation, distill, rl, teachers
+from agents.policy.episodes import Episode, draw
+from agents.policy.features import CANDIDATE_COLUMNS, CROSS_FIDELITY, FIDELITY_WIDTH, EpisodeView
+from agents.policy.model import PolicyNet
+from agents.policy.policy import AutoLLMResearch
+from bench.episode import run_episode
+from bench.gym.problem import Budget
+from bench.gym.registry import load_task
+from bench.gym.task import Prior
+from bench.methods import methods
+from bench.store import EpisodeKey, Store
+from bench.training import TrainingData, train
+from tests.helpers import drift_family, noisy_test_experiments
+
+TINY = {
+    "d_model": 16,
+    "heads": 2,
+    "layers": 1,
+    "ff": 32,
+    "variants": 2,
+    "episodes": 8,
+    "bc_epochs": 2,
+    "rl_steps": 4,
+    "group": 4,
+    "episodes_per_step": 2,
+    "eval_every": 2,
+}
+
+
+def _spec(name="autollmresearch", **params):
+    spec = methods()[name]
+    return spec.model_copy(update={"params": {**spec.params, **TINY, **params}})
+
+
+@pytest.fixture(scope="module")
+def family():
+    torch.set_num_threads(1)
+    task = drift_family()
+    data = TrainingData.of(task, 0)
+    curated = curation.curate(data, 0, variants=2)
+    episodes = draw(curated, np.random.default_rng(0), 24)
+    return task, data, curated, episodes, teachers.simulate(episodes, 0, keep=2)
+
+
+def test_curation_shifts_the_space_and_holds_fit_experiments_only(family):
+    task, data, curated, _, _ = family
+    names = curated.fit
+    assert len(names) == 2 * len(data.fit) and not set(task.split("test")) & {n.split("~")[0] for n in names}
+    assert {n.split("~")[0] for n in names} == set(data.fit) and curated.validation == []
+    train_rows = task.table[task.table.experiment.isin(data.fit)]
+    shifted = 0
+    for name in names:
+        rows = curated.task.table[curated.task.table.experiment == name]
+        source = train_rows[train_rows.experiment == name.split("~")[0]]
+        assert set(rows.value) <= set(source.value)  # copies of the fit experiment's own rows
+        target = curated.task.experiment(name).target.name
+        x = task.encoder(rows[["lr", "warmup"]])
+        at = (rows.fidelity == target).to_numpy()
+        if "~" in name and len(rows) < len(source):
+            shifted += 1
+            assert at.sum() >= min(curation.MIN_TARGET, (source.fidelity == target).sum())
+            # the target pool and the cheap runs span different boxes
+            assert not np.allclose([x[at].min(0), x[at].max(0)], [x[~at].min(0), x[~at].max(0)], atol=0.05)
+    assert shifted >= len(data.fit) // 2
+
+
+def test_simulation_keeps_each_episodes_best_teacher_trajectories(family):
+    _, _, _, episodes, kept = family
+    assert len(kept) == 2 * len(episodes)
+    ep = episodes[0]
+    everything = teachers.simulate([ep], 0, keep=99)
+    assert len(everything) == sum(seeds for _, _, seeds in teachers.TEACHERS)
+    finals = [t.nregret for t in everything]
+    assert finals == sorted(finals) and [t.nregret for t in kept[:2]] == finals[:2]
+    for t in kept[:2]:
+        assert t.episode == ep.key and len(t.steps) == ep.horizon
+        assert all(s.value == ep.values[s.candidate] for s in t.steps)
+        assert "params=10M" in t.steps[0].rationale and "Predicted at the target" in t.steps[0].rationale
+    best = np.minimum.accumulate(ep.nregret(ep.values[[s.candidate for s in kept[0].steps]]))[-1]
+    assert best == pytest.approx(kept[0].nregret)
+
+
+def test_distillation_imitates_the_teachers(family):
+    _, _, _, episodes, kept = family
+    torch.manual_seed(0)
+    net = PolicyNet(16, 2, 1, 32)
+    losses = distill.distill(net, {e.key: e for e in episodes}, kept, 6, 3e-3, 0.5, np.random.default_rng(0))
+    assert losses[-1] < 0.85 * losses[0]
+    by_key = {e.key: e for e in episodes}
+    agree = chance = 0.0
+    with torch.no_grad():
+        for t in kept:
+            ep, ids = by_key[t.episode], [s.candidate for s in t.steps]
+            logit = net(*ep.states([ids[:i] for i in range(len(ids))]))[0]
+            for i, c in enumerate(ids):
+                untried = np.setdiff1d(np.arange(len(ep.values)), ids[:i])
+                agree += float(untried[int(torch.argmax(logit[i, untried]))] == c)
+                chance += 1 / len(untried)
+    assert agree > 3 * chance
+
+
+def test_rl_improves_the_distilled_policy_on_held_out_members(family):
+    task, data, _, episodes, kept = family
+    torch.manual_seed(0)
+    net = PolicyNet(16, 2, 1, 32)
+    distill.distill(net, {e.key: e for e in episodes}, kept, 1, 2e-3, 0.5, np.random.default_rng(0))
+    held_out = TrainingData(task, task.split("test"), task.split("test"), data.priors)
+    probe = [
+        Episode.of(held_out, exp, prior, b, 500 + s)
+        for exp in task.split("test")
+        for prior in data.priors
+        for b in (1, 3, 5)
+        for s in range(4)
+    ]
+
+    def reward() -> float:
+        with torch.no_grad():
+            regrets = [rl.rollout(net, ep, 1, None)[3][0] for ep in probe]
+        return float(np.mean([-r[-1] - 0.25 * r.mean() for r in regrets]))
+
+    distilled = reward()
+    rl.grpo(
+        net,
+        episodes,
+        [],
+        60,
+        6,
+        4,
+        4e-3,
+        0.05,
+        0.25,
+        0.5,
+        10,
+        np.random.default_rng(1),
+        torch.Generator().manual_seed(0),
+    )
+    assert reward() > distilled + 0.02
+
+
+def test_training_never_reads_test_experiments_and_is_deterministic(cache):
+    task = drift_family()
+    first, _ = train(_spec(), task, force=True)
+    noisy, _ = train(_spec(), noisy_test_experiments(task), force=True)
+    assert first.meta["digest"] == noisy.meta["digest"]
+    report = first.state["report"]
+    assert set(report["seconds"]) == {"curation", "simulation", "distillation", "rl"}
+    assert report["validation_rl"] is not None and np.isfinite(first.meta["validation_nregret"])
+    trajectories = list((cache / "policy").glob("trajectories-*.json"))
+    assert trajectories and all(
+        "m9" not in p.read_text() and "m11" not in p.read_text() for p in trajectories
+    )
+
+
+def test_episode_logs_a_rationale_and_asks_only_untried_candidates(cache, tmp_path):
+    task = drift_family()
+    store = Store(tmp_path / "out")
+    key = EpisodeKey("t", task.name, "autollmresearch", task.split("test")[0], "trials", 5, 0)
+    summary = run_episode(key, task, _spec(), store, prior=Prior("cheaper"))
+    assert summary["failed"] is None and summary["target_trials"] == 5
+    trials = [json.loads(line) for line in store.trial_log(key).read_text().splitlines()]
+    assert len({json.dumps(t["config"], sort_keys=True) for t in trials}) == 5
+    info = trials[0]["info"]
+    assert "extrapolates" in info["rationale"] and np.isfinite(info["predicted_value"])
+
+
+def test_without_cross_fidelity_features_the_trend_is_hidden():
+    task = drift_family()
+    problem = task.problem(task.split("test")[0], Budget("trials", 3), "cheaper", seed=0)
+    full, ablated = EpisodeView(problem), EpisodeView(problem, cross_fidelity=False)
+    columns = [CANDIDATE_COLUMNS.index(c) for c in CROSS_FIDELITY]
+    assert np.abs(full.base[:, columns]).sum() > 0 and not ablated.base[:, columns].any()
+    assert full.prior_tokens[:, :FIDELITY_WIDTH].any() and not ablated.prior_tokens[:, :FIDELITY_WIDTH].any()
+    others = [i for i in range(full.base.shape[1]) if i not in columns]
+    np.testing.assert_array_equal(full.base[:, others], ablated.base[:, others])
+
+
+def test_extrapolated_optimum_tracks_the_landscape_shift():
+    """On the drift family the optimum's location extrapolated over the cheap fidelities is
+    nearer the target's true optimum than the most expensive cheap fidelity's best region."""
+    task = drift_family(runs=60)
+    nearer = []
+    for exp in task.split("train") + task.split("test"):
+        view = EpisodeView(task.problem(exp, Budget("trials", 1), "cheaper", seed=0))
+        pool, values = task.arrays(exp, task.experiment(exp).target.name)
+        best = pool.x[np.argsort(values)[:3]].mean(axis=0)
+        top = view.summaries[-1]["location"]
+        nearer.append(abs(view.optimum_location[0] - best[0]) < abs(top[0] - best[0]))
+    assert np.mean(nearer) >= 0.75
+
+
+def test_cross_family_policy_trains_once_and_runs_on_a_user_spec(cache, tmp_path):
+    spec = _spec("autollmresearch-xfamily", episodes=2, bc_epochs=1, rl_steps=1)
+    user = load_task("examples/my_sweep/spec.yaml")
+    trained, path = train(spec, user)
+    assert path.parent.name == "builtin" and set(trained.state["report"]["tasks"]) >= {"data_mixture", "grpo"}
+    assert train(spec, load_task("architecture"))[1] == path  # the same checkpoint serves every task
+    key = EpisodeKey("t", user.name, spec.name, user.split("test")[0], "trials", 3, 0)
+    summary = run_episode(key, user, spec, Store(tmp_path / "out"))
+    assert summary["failed"] is None and summary["target_trials"] == 3
+    assert isinstance(AutoLLMResearch, type)

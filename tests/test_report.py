@@ -1,0 +1,247 @@
+"""`bench report` and the figures: panels and series from a small real run, the critical
+difference against a hand computation, and the report's numbers against the leaderboard's."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2
+from typer.testing import CliRunner
+
+from bench import plots
+from bench.cli import app
+from bench.episode import run_episode
+from bench.errors import BenchError
+from bench.gym.registry import load_task
+from bench.methods import method, methods
+from bench.metrics import (
+    critical_difference,
+    discrimination,
+    episodes_frame,
+    experiment_scores,
+    leaderboard,
+    near_optimum,
+    near_threshold,
+    pooled,
+    rank_curves,
+)
+from bench.report import cd_results, suite_ranks, target_proposals, write_report
+from bench.runner import plan
+from bench.store import Store
+from bench.suites import load_suite
+
+TASKS = ["data_mixture", "grpo", "sft_lora"]  # grpo is simulated
+METHODS = ["random", "centroid", "best-prior"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The quick suite (2 experiments per task, T in {1, 5}, 2 seeds) for three cheap methods on
+    three tasks, plus `quick-gap1000` at T=1 on data_mixture (a second extrapolation distance: only
+    the 1M runs left in the prior), run in-process."""
+    out = tmp_path_factory.mktemp("runs")
+    store = Store(out)
+    quick = load_suite("quick")
+    gap = quick.model_copy(update={"gap": 1000, "name": "quick-gap1000", "budgets": [1]})
+    for suite, tasks in ((quick, TASKS), (gap, ["data_mixture"])):
+        for ref, key in plan(suite, tasks, METHODS, store).todo:
+            run_episode(key, load_task(ref), method(key.method), store, suite.prior_for(key.task))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ep(runs):
+    return episodes_frame(Store(runs).summaries())
+
+
+def lines(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def visible(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def test_method_styles_are_fixed_and_tell_methods_apart():
+    names = list(methods())
+    styles = [plots.method_style(m) for m in names]
+    assert plots.method_style("random") == styles[0] == plots.method_style("random")
+    assert len({str(s["color"]) for s in styles[:24]}) == min(24, len(names))
+    assert len({(s["marker"], s["linestyle"]) for s in styles[:28]}) == min(28, len(names))
+    assert plots.method_style("openai:some-model") == plots.method_style("openai:some-model")
+
+
+def test_regret_rank_and_near_optimum_figures_have_a_panel_per_task_and_a_line_per_method(runs, ep):
+    quick = ep[ep.suite == "quick"]
+    fig = plots.regret_figure(quick, "quick")
+    assert [ax.get_title() for ax in visible(fig)] == ["data_mixture", "grpo (simulated)", "sft_lora"]
+    assert all(len(lines(ax)) == 3 for ax in visible(fig))
+    x = lines(visible(fig)[0])[0].get_xdata()
+    assert list(x) == [1, 2, 3, 4, 5]  # the anytime curve of the T=5 episodes
+
+    fig = plots.rank_figure(suite_ranks(quick), "quick", {"grpo"})
+    assert [ax.get_title() for ax in visible(fig)] == [
+        "data_mixture", "grpo (simulated)", "sft_lora", "all tasks (pooled)"]
+    assert all(len(lines(ax)) == 3 for ax in visible(fig))
+
+    shares = near_optimum(target_proposals(Store(runs), quick, {t: load_task(t) for t in TASKS}))
+    fig = plots.near_optimum_figure(shares, "quick", {"grpo"})
+    assert len(visible(fig)) == 3 and all(len(ax.patches) == 3 for ax in visible(fig))
+    # each of the 2 x 2 T=5 episodes per (task, method) proposes 5 target candidates
+    assert (shares.proposals == 20).all() and shares.near_share.between(0, 1).all()
+    assert (shares.uniform >= 0.1).all()
+
+
+def test_cd_extrapolation_discrimination_and_landscape_figures(ep):
+    quick = ep[ep.suite == "quick"]
+    results = cd_results(quick)  # 6 experiments (2 per task), 3 methods, per budget
+    assert [(b, n, left) for b, _, n, left in results] == [(1, 6, []), (5, 6, [])]
+    fig = plots.cd_figure(results, "quick")
+    assert len(fig.axes) == 2
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert set(METHODS) <= labels and "CD" in labels
+
+    fig = plots.extrapolation_figure(ep)  # quick and quick-gap1000 on data_mixture
+    assert [ax.get_title() for ax in visible(fig)] == ["data_mixture"]
+    assert len(lines(visible(fig)[0])) == 3
+    assert all(len(line.get_xdata()) == 2 for line in lines(visible(fig)[0]))
+
+    fig = plots.discrimination_figure(discrimination(leaderboard(quick)), "quick")
+    assert fig.axes[0].images[0].get_array().shape == (3, 2)  # tasks x budgets
+
+    task = load_task("sft_lora")
+    fig = plots.landscape_figure(task)
+    assert len(visible(fig)) == 1 + len(task.space)  # distance, then lr and lora_rank
+    assert len(lines(visible(fig)[0])) == len(task.split("test"))  # train experiments unlabelled
+
+
+def test_cost_regret_is_drawn_against_the_gpu_hours_spent():
+    rows = []
+    for budget, spent in ((1, 1.0), (2, 1.5)):  # target runs' worth: budget 2 leaves 0.5 unspent
+        rows.append({"key": {"suite": "c", "task": "t", "method": "random", "experiment": "e",
+                             "budget_kind": "cost", "budget": budget, "seed": 0},
+                     "best": 0.5, "recommend_value": 0.5, "curve": [0.5], "optimum": 0.0, "median": 1.0,
+                     "worst": 4.0, "failed": None, "direction": "minimize", "gpu_hours": 10.0 * spent,
+                     "budget_gpu_hours": 10.0 * budget, "ask_seconds": 0.0, "trials": 1, "pool_size": 9})
+    fig = plots.regret_figure(episodes_frame(rows), "c")
+    assert list(lines(fig.axes[0])[0].get_xdata()) == [1.0, 1.5]  # target runs' worth spent
+    assert "GPU-hours spent" in fig.axes[0].get_xlabel()
+
+
+def test_critical_difference_matches_a_hand_computed_friedman_test():
+    scores = pd.DataFrame({"a": [0.1, 0.1, 0.2, 0.1, 0.1, 0.3], "b": [0.2, 0.3, 0.1, 0.2, 0.2, 0.1],
+                           "c": [0.3, 0.2, 0.3, 0.3, 0.3, 0.2]})
+    # ranks per row (1 = lowest): a 1,1,2,1,1,3; b 2,3,1,2,2,1; c 3,2,3,3,3,2 -> sums 9, 11, 16
+    n, k = 6, 3
+    statistic = 12 / (n * k * (k + 1)) * (9**2 + 11**2 + 16**2) - 3 * n * (k + 1)  # = 13/3
+    result = critical_difference(scores)
+    assert result.rankdf.index.tolist() == ["a", "b", "c"]
+    assert result.rankdf.meanrank.tolist() == pytest.approx([9 / 6, 11 / 6, 16 / 6])
+    assert result.pvalue == pytest.approx(chi2.sf(statistic, k - 1)) and statistic == pytest.approx(13 / 3)
+    # Nemenyi: q_0.05 = 2.343 for k = 3 (Demsar 2006, table 5), CD = q sqrt(k (k + 1) / (6 n))
+    assert result.cd == pytest.approx(2.343 * np.sqrt(k * (k + 1) / (6 * n)), abs=1e-3)
+
+
+def test_experiment_scores_average_common_seeds_and_drop_incomplete_methods():
+    def row(m, exp, seed, v, task="t"):
+        return {"key": {"suite": "s", "task": task, "method": m, "experiment": exp, "budget_kind": "trials",
+                        "budget": 1, "seed": seed}, "best": v, "recommend_value": v, "curve": [v],
+                "optimum": 0.0, "median": 1.0, "worst": 4.0, "failed": None, "direction": "minimize",
+                "gpu_hours": 1.0, "budget_gpu_hours": 1.0, "ask_seconds": 0.0, "trials": 1, "pool_size": 9}
+    rows = [row("a", "e1", 0, 0.2), row("a", "e1", 1, 0.4), row("a", "e1", 2, 0.9),  # seed 2: a only
+            row("b", "e1", 0, 0.1), row("b", "e1", 1, 0.3), row("a", "e2", 0, 0.5, task="u")]
+    scores, left_out = experiment_scores(episodes_frame(rows))
+    assert left_out == ["b"]  # not run on task u
+    assert scores.loc[("t", "e1"), "a"] == pytest.approx(0.3)  # seeds 0 and 1, those b has too
+    assert scores.loc[("u", "e2"), "a"] == pytest.approx(0.5)
+
+
+def test_rank_curves_end_at_the_leaderboard_rank(ep):
+    board = leaderboard(ep).set_index(["suite", "task", "budget", "method"]).rank_mean
+    ranks = rank_curves(ep)
+    last = ranks[ranks.trial == ranks.budget].set_index(["suite", "task", "budget", "method"]).rank_mean
+    assert len(last) == len(board)
+    assert last.sort_index().to_numpy() == pytest.approx(board.sort_index().to_numpy())
+
+
+def test_near_optimum_share_by_hand():
+    assert near_threshold(np.arange(10.0), "minimize") == 0.0  # the best 10% of 10: one candidate
+    assert near_threshold(np.arange(25.0), "minimize") == 2.0  # ceil(2.5) = 3 candidates
+    assert near_threshold(np.arange(25.0), "maximize") == 22.0
+    proposals = pd.DataFrame({"suite": "s", "task": "t", "method": "m", "direction": "minimize",
+                              "experiment": ["e1", "e1", "e1", "e2"], "value": [0.0, 1.0, 0.0, 5.0],
+                              "threshold": [0.0, 0.0, 0.0, 2.0], "uniform": [0.1, 0.1, 0.1, 0.12]})
+    row = near_optimum(proposals).iloc[0]
+    assert row.near_share == pytest.approx((2 / 3 + 0) / 2)  # experiments weigh equally
+    assert row.proposals == 4 and row.uniform == pytest.approx(0.11)
+
+
+def _report_rows(md: str, suite: str, task: str) -> pd.DataFrame:
+    """The leaderboard table under `### task` of `## Suite suite` in report.md."""
+    section = md.split(f"## Suite {suite}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.split(rf"\n### {re.escape(task)}(?: — ⚠ SIMULATED)?\n", section)[1].split("\n### ", 1)[0]
+    table = [line.strip("| ").split(" | ") for line in block.strip().splitlines() if line.startswith("|")]
+    return pd.DataFrame(table[2:], columns=table[0])
+
+
+def _numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+0-9.e]+", cell)]
+
+
+def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
+    cli = CliRunner()
+    result = cli.invoke(app, ["leaderboard", "--out", str(runs)])
+    assert result.exit_code == 0, result.output
+    rep = tmp_path / "report"
+    result = cli.invoke(app, ["report", "--runs", str(runs), "--out", str(rep), "--suite", "quick"])
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(runs / "leaderboard.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(rep / "leaderboard.csv"), board)  # one computation
+
+    md = (rep / "report.md").read_text()
+    quick = board[board.suite == "quick"]
+    for task, sub in quick.groupby("task"):
+        shown = _report_rows(md, "quick", task).set_index(["method", "budget"])
+        assert len(shown) == len(sub)
+        for r in sub.itertuples():
+            cells = shown.loc[(r.method, f"{r.budget:g}")]
+            assert _numbers(cells["nregret mean [95%]"]) == pytest.approx(
+                [r.nregret_mean, r.nregret_lo, r.nregret_hi], rel=5e-3, abs=1e-12)
+            assert _numbers(cells["IQM [95%]"]) == pytest.approx(
+                [r.nregret_iqm, r.nregret_iqm_lo, r.nregret_iqm_hi], rel=5e-3, abs=1e-12)
+            assert float(cells["rank"]) == pytest.approx(r.rank_mean, abs=0.005)
+            assert int(cells["episodes"]) == r.episodes and int(cells["failed"]) == r.failed
+    overall = pd.read_csv(rep / "leaderboard_overall.csv")
+    expected = leaderboard(pooled(ep[ep.suite == "quick"]))
+    assert overall.nregret_mean.to_numpy() == pytest.approx(expected.nregret_mean.to_numpy())
+    assert set(overall.task) == {"all"} and overall.episodes.sum() == (ep.suite == "quick").sum()
+
+    assert "### grpo — ⚠ SIMULATED" in md and "### data_mixture — ⚠" not in md
+    page = (rep / "report.html").read_text()
+    pngs = sorted((rep / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} == {"regret_quick", "rank_quick", "cd_quick", "near_optimum_quick",
+                                      "discrimination_quick", "extrapolation", "landscape_data_mixture",
+                                      "landscape_grpo", "landscape_sft_lora"}
+    assert all(p.with_suffix(".pdf").is_file() for p in pngs)
+    assert page.count('src="data:image/png;base64,') == len(pngs) and "figures/" not in page
+    assert '<span class="sim">SIMULATED</span>' in page
+
+    tex = (rep / "table_quick.tex").read_text()
+    t1 = quick[quick.budget == 1].set_index(["task", "method"]).nregret_mean
+    for task in TASKS:  # the best method of each column is bold, and only it (T=1 and T=5)
+        assert f"\\textbf{{{t1[task].min():.3f}}}" in tex
+    assert tex.count("\\textbf") == sum((g.nregret_mean == g.nregret_mean.min()).sum()
+                                         for _, g in pd.concat([quick, expected]).groupby(["task", "budget"]))
+
+
+def test_report_bad_input_is_one_line_exit_2(runs, tmp_path):
+    r = subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", "report",
+                        "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "rep")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no completed episodes under" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(BenchError, match="no episodes of suite nosuch in the results; they hold: quick"):
+        write_report(runs, tmp_path / "rep", "nosuch")
