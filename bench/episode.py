@@ -50,7 +50,8 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
-def _check(query: Query, problem, method: str) -> None:
+def check_query(query: Query, problem, method: str) -> None:
+    """`MethodError` unless `query` is a Query the harness can run in `problem`."""
     if not isinstance(query, Query):
         raise MethodError(f"{method}.ask() returned {type(query).__name__}, not a Query")
     if query.fidelity not in problem.pools:
@@ -174,7 +175,7 @@ def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
         query = optimizer.ask()
         ask_s = time.perf_counter() - t0
         state["ask_seconds"] += ask_s
-        _check(query, problem, name)
+        check_query(query, problem, name)
         _count_usage(state, query.info)
         if query.fidelity not in affordable:
             state["refused"] += 1

@@ -49,7 +49,7 @@ from ConfigSpace import (
 from rich.table import Table
 from scipy.stats import qmc
 
-from bench.episode import MAX_REFUSALS, MethodError, _check, seed_everything
+from bench.episode import MAX_REFUSALS, MethodError, check_query, seed_everything
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Fidelity, Outcome, Problem, Query
 from bench.gym.space import nearest, plain
@@ -305,7 +305,7 @@ def _ask_target(optimizer: Optimizer, problem: Problem, name: str) -> Query:
     """The next target query; queries at other fidelities are refused, as in an episode."""
     for _ in range(MAX_REFUSALS):
         query = optimizer.ask()
-        _check(query, problem, name)
+        check_query(query, problem, name)
         if query.fidelity == problem.target:
             return query
     raise NoTargetProposal(f"{name} proposed no target-fidelity run in {MAX_REFUSALS} asks")

@@ -45,8 +45,12 @@ def main() -> None:
     )
     parser.add_argument("--ridges", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.5])
     parser.add_argument("--ridge", type=float, default=features.RIDGE)
+    parser.add_argument("--location-by", choices=["cost", "descriptors"], default=features.LOCATION_BY)
+    parser.add_argument("--top-share", type=float, default=features.TOP_SHARE)
+    parser.add_argument("--top-min", type=int, default=features.TOP_MIN)
     args = parser.parse_args()
-    features.RIDGE = args.ridge
+    features.RIDGE, features.LOCATION_BY = args.ridge, args.location_by
+    features.TOP_SHARE, features.TOP_MIN = args.top_share, args.top_min
     print("task".ljust(24) + "".join(f"ridge {r:<6}" for r in args.ridges))
     for name in task_names():
         task = load_task(name)

@@ -18,7 +18,8 @@ trained policy runs on every task and on a user's spec:
                  and extrapolated to the target cost
       slope      that regression's slope per decade of cost
       to_optimum RMS distance to the optimum's location extrapolated over fidelities (the mean
-                 of each fidelity's best runs, regressed on log10 cost as Step Law does)
+                 of each fidelity's best runs, regressed on its log10 descriptors as Step Law
+                 regresses on N and D)
       to_best    RMS distance to the best run of the most expensive prior fidelity
       own, own_support, to_own_best, to_own   the same from the episode's own target runs
       left, trials_left                       share of the budget left, trials left / 10
@@ -44,10 +45,12 @@ PRIOR_TOKENS = 64
 # Ridges on slopes per decade of cost, relative to the total weight. Chosen on train experiments
 # (benchmarks/policy_design.py: the greedy expert's first-pick nregret, mean over the six tasks):
 # score trend 0 / 0.05 / 0.1 / 0.5 -> 1.71 / 0.93 / 0.65 / 0.64; then the optimum's location
-# 0.05 / 0.1 / 0.5 -> 0.88 / 0.63 / 0.64.
+# regressed on log cost, ridge 0.05 / 0.1 / 0.5 -> 0.88 / 0.63 / 0.64, or on every log descriptor,
+# ridge 0.1 / 0.5 -> 0.59 / 0.64 (the best 10% of a fidelity's runs; its best 3: 0.62).
 RIDGE = 0.5
 LOCATION_RIDGE = 0.1
-TOP_SHARE = 0.1  # a fidelity's best runs whose mean locates its optimum
+TOP_SHARE, TOP_MIN = 0.1, 2  # a fidelity's best runs (this share, at least TOP_MIN) locate its optimum
+LOCATION_BY = "descriptors"  # the location's regressors: every log descriptor, or "cost"
 
 FIDELITY_WIDTH = 3
 TOKEN_WIDTH = FIDELITY_WIDTH + 2
@@ -124,6 +127,14 @@ def ridge_line(
     return a, b
 
 
+def ridge_plane(d: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Least squares y ~ a + d b (rows: fidelities; `d` their log10 descriptors minus the
+    target's) with a ridge of `ridge` x rows on b; returns a, the fit at the target."""
+    x = np.hstack([np.ones((len(d), 1)), d])
+    penalty = ridge * len(d) * np.diag([0.0] + [1.0] * d.shape[1])
+    return np.linalg.lstsq(x.T @ x + penalty, x.T @ y, rcond=None)[0][0]
+
+
 class EpisodeView:
     """One episode as the policy reads it: built once from the `Problem` (the prior's part),
     then `state(...)` for each point of the episode's own history."""
@@ -147,7 +158,7 @@ class EpisodeView:
             ]
             h = bandwidth(msd(x[sub], x[sub]), score[sub])
             m, weight = smooth(msd(self.cand_x, x[rows]), score[rows], h)
-            top = np.argsort(-score[rows], kind="stable")[: max(2, int(np.ceil(TOP_SHARE * rows.sum())))]
+            top = np.argsort(-score[rows], kind="stable")[: max(TOP_MIN, int(np.ceil(TOP_SHARE * rows.sum())))]
             self.levels.append(lv)
             self.summaries.append(
                 {
@@ -167,7 +178,11 @@ class EpisodeView:
             support = np.array(weights).reshape(len(self.levels), n)
             trend, slope = ridge_line(u, self.smoothed, support / (support + 1.0))
             locations = np.array([s["location"] for s in self.summaries])
-            locations = ridge_line(u, locations, np.ones_like(locations), LOCATION_RIDGE)[0]
+            if LOCATION_BY == "descriptors":
+                logs = descriptor_matrix(problem.fidelities)
+                locations = ridge_plane(logs[self.levels, :-1] - logs[-1, :-1], locations, LOCATION_RIDGE)
+            else:
+                locations = ridge_line(u, locations, np.ones_like(locations), LOCATION_RIDGE)[0]
             self.optimum_location = np.clip(locations, 0, 1)
             base[:, 0], base[:, 1] = self.smoothed[-1], np.log1p(support[-1])
             base[:, 2], base[:, 3] = np.clip(trend, -3, 3), slope

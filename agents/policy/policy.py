@@ -88,7 +88,7 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
 
 
 class AutoLLMResearch(Optimizer):
-    VERSION = 1
+    VERSION = 3
 
     # Training --------------------------------------------------------------------------------
     @classmethod
