@@ -5,10 +5,11 @@ the experiment itself; the others add a configuration-space shift: the target ca
 those inside one random sub-box of the unit cube and the cheap runs those inside another, drawn
 independently (each restricts one or two random dimensions to `min_width`-1 of their range), so
 the space the cheap runs cover differs from the one the target is chosen in, as when a
-researcher's small sweep does not span the expensive run's options. The landscape shift is the data's own: the optimum moves
-between fidelities as it really did. Episodes are then drawn from the curated experiments with
-the protocols the method is tested under (`paper`, and `far` with its gap and capped prior;
-`TrainingData.draw`), so priors are capped and distant exactly as at test time.
+researcher's small sweep does not span the expensive run's options. The landscape shift is the
+data's own: the optimum moves between fidelities as it really did. Episodes are then drawn from
+the curated experiments with the protocols the method is tested under (`paper`, and `far` with
+its gap and capped prior; `TrainingData.draw`), so priors are capped and distant exactly as at
+test time.
 
 The curated task is a `Task` like any other (Problems, Oracles, the Gymnasium env and every
 baseline work on it) holding copies of train rows only; the test experiments never enter it.

@@ -158,7 +158,8 @@ class EpisodeView:
             ]
             h = bandwidth(msd(x[sub], x[sub]), score[sub])
             m, weight = smooth(msd(self.cand_x, x[rows]), score[rows], h)
-            top = np.argsort(-score[rows], kind="stable")[: max(TOP_MIN, int(np.ceil(TOP_SHARE * rows.sum())))]
+            n_top = max(TOP_MIN, int(np.ceil(TOP_SHARE * rows.sum())))
+            top = np.argsort(-score[rows], kind="stable")[:n_top]
             self.levels.append(lv)
             self.summaries.append(
                 {
