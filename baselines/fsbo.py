@@ -59,8 +59,8 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from scipy.stats import spearmanr
 
-from baselines.botorch_gp.models import normal_scores_by_level, seeded_torch, torch_threads
 from bench.gym.problem import Budget, Problem, Query
+from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
 from bench.optimizer import Optimizer
 
 DTYPE = torch.float64

@@ -43,8 +43,8 @@ from scipy.spatial.distance import pdist
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from baselines.botorch_gp.models import normal_scores_by_level, seeded_torch, torch_threads
 from bench.gym.problem import Budget, Problem, Query
+from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
 from bench.optimizer import Optimizer
 from bench.training import TrainingData
 

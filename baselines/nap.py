@@ -33,9 +33,9 @@ from scipy.special import ndtri
 from scipy.stats import rankdata
 from torch import nn
 
-from baselines.botorch_gp.models import normal_scores_by_level, seeded_torch, torch_threads
 from bench.gym.env import Episodes
 from bench.gym.problem import Budget, Query
+from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
 from bench.optimizer import Optimizer
 from bench.training import TrainingData
 

@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from scipy.stats import norm, rankdata
 from torch import nn
 
-from baselines.botorch_gp.models import seeded_torch, torch_threads
 from bench.gym.problem import Outcome, Problem, Query
+from bench.numerics import seeded_torch, torch_threads
 from bench.optimizer import Optimizer
 
 IGNORE = -100

@@ -43,12 +43,11 @@ from baselines.botorch_gp.models import (
     LevelScaleKernel,
     MultiFidelityModel,
     fit_subset,
-    normal_scores_by_level,
-    torch_threads,
 )
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.task import Task
+from bench.numerics import normal_scores_by_level, torch_threads
 
 TASKS = ("data_mixture", "pretrain_hparams", "architecture", "grpo")
 BEST_SHARE = 0.1

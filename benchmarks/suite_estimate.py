@@ -6,8 +6,9 @@ times the number of episodes each suite has, divided over the workers.
 
 Per-episode time = setup + ask seconds of the method plus the harness's own 1.7 ms. A method
 measured on some tasks only gets its median over those for the others (listed as imputed);
-methods with no episodes at all are listed as unmeasured and left out of the total. Wall time on W workers = total / W
-(episodes are independent; start-up and the slowest batch are ignored, so it is a lower bound).
+methods with no episodes at all are listed as unmeasured and left out of the total. Wall time
+on W workers = total / W (episodes are independent; start-up and the slowest batch are ignored,
+so it is a lower bound).
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ import torch
 
 from baselines.botorch_gp import BoTorchEI, BoTorchMF
 from baselines.botorch_gp.acquisition import QUAD_NODES, kg_per_cost_batch, knowledge_gradient
-from baselines.botorch_gp.models import fidelity_positions, fit_subset, normal_scores_by_level
+from baselines.botorch_gp.models import fidelity_positions, fit_subset
 from baselines.botorch_gp.optimizers import initial_design_size
 from bench.episode import run_episode
 from bench.gym.problem import Budget, Fidelity
 from bench.gym.space import encode
 from bench.gym.spec import TaskSpec, build_task
 from bench.methods import MethodSpec
+from bench.numerics import normal_scores_by_level
 from bench.optimizer import NoRecommendation
 from bench.store import EpisodeKey, Store
 

@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-from tests.fake_llm import Answer, FakeLLM, tokens
 
 from agents.llm.providers import (
     GeminiProvider,
@@ -20,6 +19,7 @@ from agents.llm.providers import (
     credentials,
     make_provider,
 )
+from tests.fake_llm import Answer, FakeLLM, tokens
 
 KEY = "test-key-0123456789"
 PROTOCOLS = ("openai", "gemini")

@@ -6,7 +6,6 @@ import importlib.util
 import numpy as np
 import optuna
 import pytest
-from tests.helpers import config_key, drive, isolated_quarter, mixed_task
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -18,6 +17,7 @@ from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.space import config_at, encode
 from bench.methods import methods
+from tests.helpers import config_key, drive, isolated_quarter, mixed_task
 
 SAMPLERS = ["tpe", "gp", "qmc"] + (["cmaes"] if importlib.util.find_spec("cmaes") else [])
 STARTUP = [s for s in SAMPLERS if s != "qmc"]

@@ -4,6 +4,7 @@
 import json
 
 import pytest
+
 from tests.quick_digests import FIXTURE, digests_in_subprocess
 
 RECORDED = json.loads(FIXTURE.read_text())

@@ -10,7 +10,6 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
-from tests.helpers import config_key, drive, drive_budget, isolated_quarter, mixed_task
 from smac.runhistory.enumerations import StatusType
 
 from baselines.random_search import RandomSearch
@@ -21,6 +20,7 @@ from bench.gym.registry import load_task
 from bench.gym.space import config_at
 from bench.gym.spec import TaskSpec, build_task
 from bench.optimizer import NoRecommendation
+from tests.helpers import config_key, drive, drive_budget, isolated_quarter, mixed_task
 
 
 def test_configurations_round_trip():

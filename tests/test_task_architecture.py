@@ -5,12 +5,12 @@ import math
 import statistics
 
 import pytest
-from tests.helpers import check_quick_suite
 
 from bench.data import path_of
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.tasks.architecture import loss_at
+from tests.helpers import check_quick_suite
 
 TRAIN = "wandb_dfs/wandb_df_for_fitting_hot_100b+_477.jsonl"
 DCLM = "benchmarks/fineweb_dclm_losses_combined.jsonl"

@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers import check_quick_suite
 
 from bench.data import SOURCES, path_of
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.tasks import sft_lora
+from tests.helpers import check_quick_suite
 
 # experiment -> (fidelity label, model), cheapest first
 FAMILIES = {

@@ -15,9 +15,9 @@ import torch
 
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
-from baselines.botorch_gp.models import normal_scores_by_level
 from bench.gym.problem import Budget, Problem
 from bench.gym.task import Prior
+from bench.numerics import normal_scores_by_level
 from bench.training import TrainingData
 
 REGRET_CLIP = 3.0  # nregret above this counts as this in rewards (a diverged run must not dominate)

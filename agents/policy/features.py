@@ -34,8 +34,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from baselines.botorch_gp.models import normal_scores_by_level
 from bench.gym.problem import Problem, descriptor_matrix
+from bench.numerics import normal_scores_by_level
 
 BANDWIDTHS = (0.05, 0.1, 0.2, 0.4)  # RMS unit-cube distances tried by leave-one-out per fidelity
 DEFAULT_BANDWIDTH = 0.2  # with fewer than MIN_RUNS runs

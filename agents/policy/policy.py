@@ -36,8 +36,8 @@ from agents.policy.episodes import draw, greedy_nregret, validation_set
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
-from baselines.botorch_gp.models import seeded_torch, torch_threads
 from bench.gym.problem import Query
+from bench.numerics import seeded_torch, torch_threads
 from bench.optimizer import Optimizer
 from bench.paths import cache_dir
 from bench.training import TrainingData

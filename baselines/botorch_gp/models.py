@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 
 import gpytorch
 import numpy as np
@@ -51,34 +50,13 @@ from botorch.models import SingleTaskGP
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import Interval, Positive
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from scipy.stats import norm, rankdata
 
 from bench.gym.problem import Fidelity, Problem
 from bench.gym.space import encode
+from bench.numerics import normal_scores_by_level, seeded_torch
 
 DTYPE = torch.float64
 FIDELITY_LENGTHSCALE = (0.05, 10.0)  # on s in [0, 1]; 10 means levels almost perfectly correlated
-
-
-@contextmanager
-def seeded_torch(seed: int):
-    """Torch's global generator seeded for the block and restored after (fit restarts draw from it)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Torch intra-op threads set to `n` for the block. GP matrices here are small (<= a few
-    thousand rows), where extra threads gain little and, with episodes running in parallel
-    (`--jobs`) or a busy machine, oversubscription made element-wise ops ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fidelity_positions(fidelities: Sequence[Fidelity]) -> np.ndarray:
@@ -161,24 +139,6 @@ MIN_LEVEL_POINTS = 3
 def well_observed(y: np.ndarray, levels: np.ndarray, n_levels: int) -> list[bool]:
     """Per level: does it hold at least MIN_LEVEL_POINTS distinct values?"""
     return [len(np.unique(y[levels == lv])) >= MIN_LEVEL_POINTS for lv in range(n_levels)]
-
-
-def normal_scores_by_level(y: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Per level, each value's normal score Phi^-1((rank - 1/2) / n) (ties share their mean rank).
-
-    The Gaussian-copula transform of Salinas, Shen & Perrone (ICML 2020): it makes levels
-    comparable and bounds diverged runs (the dense pretrain_hparams train grids hold losses of 7-10
-    next to 2.3-2.7). In `benchmarks/botorch_mf_design.py` (module docstring), per-level mean/std
-    standardisation picked diverged runs on pretrain_hparams (nregret 20.6 against 0.02), though it
-    ranked architecture's small levels better (Spearman 0.93 against 0.64); a median/MAD
-    standardisation with bilog tails (`robust`) ranked better on average (0.86 against 0.81) but
-    picked no better (nregret 0.31 against 0.30; on every train experiment with seeds 0 and 1,
-    `--experiments 99 --seeds 0 1`: 0.85 / 0.33 against 0.79 / 0.29)."""
-    out = np.zeros(len(y))
-    for lv in np.unique(levels):
-        mask = levels == lv
-        out[mask] = norm.ppf((rankdata(y[mask]) - 0.5) / mask.sum())
-    return out
 
 
 def fit_subset(levels: np.ndarray, target: int, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -41,11 +41,10 @@ from baselines.botorch_gp.models import (
     FidelityFeatures,
     MultiFidelityModel,
     fit_target_gp,
-    normal_scores_by_level,
-    torch_threads,
 )
 from bench.gym.problem import Query
 from bench.gym.space import Snapper, config_at, encode
+from bench.numerics import normal_scores_by_level, torch_threads
 from bench.optimizer import NoRecommendation, Optimizer
 
 SEED_STRIDE = 100_003  # fit number n of seed s uses torch seed s * SEED_STRIDE + n
