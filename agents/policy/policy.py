@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ class AutoLLMResearch(Optimizer):
     def meta_train(cls, data: TrainingData | tuple[TrainingData, ...], seed: int, progress, **params) -> dict:
         s = Settings(**params)
         datas = data if isinstance(data, tuple) else (data,)
-        identity = [d.fingerprint() for d in datas] + [seed, cls.VERSION]
+        identity = _identity(datas, seed)
         seconds: dict[str, float] = {}
         with torch_threads(1), seeded_torch(seed):
             t0 = time.perf_counter()
@@ -143,7 +144,7 @@ class AutoLLMResearch(Optimizer):
             "report": {
                 "seconds": {k: round(v, 1) for k, v in seconds.items()},
                 "trajectories": len(trajectories),
-                "teachers": _teacher_counts(trajectories),
+                "teachers": dict(Counter(t.teacher for t in trajectories)),
                 "bc_loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else [],
                 "validation_distilled": distilled,
                 "validation_rl": None
@@ -185,8 +186,7 @@ class AutoLLMResearch(Optimizer):
             "predicted_score": float(mean[i]),
             "predicted_value": value,
         }
-        q = self.query_candidate(i)
-        return Query(q.config, q.fidelity, q.candidate, info)
+        return dataclasses.replace(self.query_candidate(i), info=info)
 
     def predict(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Predicted target values of candidates `ids` (mean, and the spread of one predicted
@@ -208,9 +208,12 @@ def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
     s, data = Settings(**params), TrainingData.of(task, seed)
     with torch_threads(1), seeded_torch(seed):
         train, _ = _curated_episodes((data,), s, seed)
-        return train[0][0].task, _cached_trajectories(
-            [data.fingerprint(), seed, AutoLLMResearch.VERSION], s, train, seed
-        )
+        return train[0][0].task, _cached_trajectories(_identity((data,), seed), s, train, seed)
+
+
+def _identity(datas, seed: int) -> list:
+    """What every cached stage artifact depends on besides its settings."""
+    return [d.fingerprint() for d in datas] + [seed, AutoLLMResearch.VERSION]
 
 
 def _curated_episodes(datas, s: Settings, seed: int):
@@ -266,10 +269,3 @@ def _cached_distillation(identity, s: Settings, train, trajectories, seed: int, 
     torch.save({"weights": net.state_dict(), "losses": losses}, tmp)
     tmp.replace(path)
     return net, losses
-
-
-def _teacher_counts(trajectories: list[Trajectory]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in trajectories:
-        counts[t.teacher] = counts.get(t.teacher, 0) + 1
-    return counts
