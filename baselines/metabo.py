@@ -19,9 +19,10 @@ Training (`meta_train`): PPO with the clipped objective, a value baseline and GA
 episodes stepped in lockstep through `bench.gym.env.Episodes` over the fit experiments. Each
 iteration draws `groups` (experiment, protocol, budget) triples as `TrainingData.episodes` does
 and `envs` episode seeds for each; actions are sampled from the softmax over untried target
-candidates. The reward is the env's per-step improvement of the normalised regret, with the
-regret capped at `regret_cap` (diverged runs would otherwise dominate the return); its sum is the
-drop from the worst candidate's capped nregret to the final one. The features are computed by the
+candidates. The reward is the per-step improvement of the normalised regret (the env's `info`,
+from the experiment's `Scorer`), with the regret capped at `regret_cap` (diverged runs would
+otherwise dominate the return); its sum is the drop from the worst candidate's capped nregret to
+the final one. The features are computed by the
 same functions at training and test time, from float32 arrays as the env holds them.
 
 At test time the AF is greedy: the untried target candidate with the highest score.
@@ -249,7 +250,7 @@ def play_group(episodes, seeds: np.ndarray, policy: nn.Module, value: nn.Module,
     episodes.reset(np.arange(b_n), seeds)
     obs = episodes.obs
     contexts = [env_context(obs, b, n, s) for b in range(b_n)]
-    before = np.minimum(episodes.nregret(np.full(b_n, np.nan)), s.regret_cap)
+    before = np.minimum(episodes.scores(np.full(b_n, np.nan))["nregret"], s.regret_cap)
     out = {k: [] for k in ("features", "mask", "actions", "log_probs", "value_in", "values", "rewards")}
     for t in range(horizon):
         feats = torch.from_numpy(np.stack([

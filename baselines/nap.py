@@ -15,11 +15,11 @@ candidate's normal score in the target pool).
 
 Meta-training is end to end on the `fit` experiments through `bench.gym.env.Episodes` (batches
 of episodes of one experiment in lockstep): REINFORCE with a leave-one-out baseline (the paper
-uses PPO; one on-policy pass per batch is what fits the CPU budget) on the environment's reward,
-the improvement of the normalised regret (clipped at `reward_clip`, so one diverged run does not
-dominate a batch), plus the paper's auxiliary loss: the Gaussian NLL of the predicted values
-against the candidates' true normal scores. An ask is the argmax of the acquisition over the
-untried candidates; no randomness.
+uses PPO; one on-policy pass per batch is what fits the CPU budget) on the improvement of the
+normalised regret (the experiment's `Scorer`, `Episodes.scores`; clipped at `reward_clip`, so one
+diverged run does not dominate a batch; before any target run the worst candidate's), plus the
+paper's auxiliary loss: the Gaussian NLL of the predicted values against the candidates' true
+normal scores. An ask is the argmax of the acquisition over the untried candidates; no randomness.
 """
 
 from __future__ import annotations
@@ -242,9 +242,9 @@ def rollout_loss(net: NAPNet, episodes: Episodes, s: Settings, generator: torch.
         log_probs.append(logp.gather(1, action[:, None]).squeeze(1))
         entropies.append(-(logp.exp() * logp.masked_fill(tried, 0.0)).sum(-1))
         nll.append(gaussian_nll(mean, log_var, truth))
-        before = np.minimum(episodes.nregret(episodes.best), s.reward_clip)
-        episodes.step(np.full(num, target), action.numpy(), np.ones(num, bool))
-        rewards.append(before - np.minimum(episodes.nregret(episodes.best), s.reward_clip))
+        before = np.minimum(episodes.scores(episodes.best)["nregret"], s.reward_clip)
+        _, _, _, info = episodes.step(np.full(num, target), action.numpy(), np.ones(num, bool))
+        rewards.append(before - np.minimum(info["nregret"], s.reward_clip))
     to_go = np.cumsum(np.array(rewards)[::-1], axis=0)[::-1]  # (T, B)
     baseline = (to_go.sum(1, keepdims=True) - to_go) / max(num - 1, 1)
     advantage = torch.as_tensor((to_go - baseline).T.copy(), dtype=torch.float32)  # (B, T)

@@ -30,14 +30,21 @@ Out = Annotated[Path, typer.Option(
                   "named explicitly).")]
 DEFAULT_OUT = Path("runs")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Metric = Annotated[str, typer.Option(
+    "--metric", metavar="[pregret|nregret]",
+    help="The score tables, ranks and figures use: pregret (the share of the target pool better "
+         "than the best run found; 0 = optimum, 1 = worst) or nregret (0 = optimum, 1 = median).")]
 
 
 def _table(title: str, df) -> Table:
-    t = Table(title=title)
+    """`df` as a rich table, its text shown as is (`[interval]` is no markup)."""
+    from rich.markup import escape
+
+    t = Table(title=escape(title))
     for c in df.columns:
-        t.add_column(str(c))
+        t.add_column(escape(str(c)))
     for row in df.itertuples(index=False):
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        t.add_row(*[escape(f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
     return t
 
 
@@ -276,42 +283,56 @@ def train_cmd(
         for spec in specs:
             ckpt, path = train_with_progress(spec, ref, seed=seed, force=force, quiet=quiet)
             m = ckpt.meta
+            score = f"{m['validation_pregret']:.3f}" if "validation_pregret" in m else \
+                "n/a (a checkpoint from before pregret: --force retrains it)"
             console.print(f"{spec.name} on {m['task']}: {len(m['fit'])} fit / {len(m['validation'])} "
-                          f"validation experiments, {m['train_seconds']:.1f} s, validation nregret "
-                          f"{m['validation_nregret']:.3f} -> {path}", highlight=False)
+                          f"validation experiments, {m['train_seconds']:.1f} s, validation pregret "
+                          f"{score} -> {path}", highlight=False)
             for key, value in (m.get("report") or {}).items():
                 console.print(f"  {key}: {value}", highlight=False)
 
 
 @app.command("leaderboard")
 def leaderboard_cmd(out: Out = DEFAULT_OUT,
-                    suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None) -> None:
-    """Aggregate completed episodes into <out>/leaderboard.csv and print it."""
-    from bench.metrics import discrimination, episodes_frame, leaderboard, unpaired
-    from bench.report import board_view
+                    suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+                    metric: Metric = "pregret") -> None:
+    """Aggregate completed episodes into <out>/leaderboard.csv and print it: per task, then each
+    suite's tasks weighed once (mean of per-task means and ranks)."""
+    from bench.metrics import (
+        across_tasks,
+        check_metric,
+        discrimination,
+        episodes_frame,
+        leaderboard,
+        unpaired,
+    )
+    from bench.report import across_view, board_view, legend
     from bench.store import Store
 
+    check_metric(metric)
     ep = episodes_frame(Store(out).summaries())
     if suite:
         ep = ep[ep.suite == suite]
     if ep.empty:
         raise BenchError(f"no completed episodes under {out}; run `bench run` first")
-    board = leaderboard(ep)
+    board = leaderboard(ep, metric)
     path = out / "leaderboard.csv"
     board.to_csv(path, index=False)
     for (s, t), sub in board.groupby(["suite", "task"], sort=False):
         console.print(_table(f"{s} / {t}" + (" (SIMULATED)" if sub.simulated.any() else ""),
-                             board_view(sub)))
-    console.print("nregret: 0 = the table's optimum, 1 = the median candidate; mean [95% interval, "
-                  "hierarchical bootstrap over experiments then seeds]; IQM: interquartile mean. "
-                  "rank and win% vs centroid (the floor: target candidates nearest the pool's "
-                  "centroid, no outcomes used) over the (experiment, seed) cells all methods have.",
-                  highlight=False)
-    disc = discrimination(board)
+                             board_view(sub, metric, compact=True)))
+    for s, rows in across_tasks(ep, metric, board).groupby("suite", sort=True):
+        if rows.tasks.max() > 1:
+            sim = sorted(board[(board.suite == s) & board.simulated].task.unique())
+            title = f"{s} / all tasks, each weighed once" + (
+                f" (incl. SIMULATED {', '.join(sim)})" if sim else "")
+            console.print(_table(title, across_view(rows)))
+    console.print(legend(metric) + f" {path} has every column, of both metrics.", highlight=False)
+    disc = discrimination(board, metric)
     for s_name, d in disc.groupby("suite"):
-        console.print(f"suite {s_name}: best and median method separated (disjoint 95% intervals) in "
-                      f"{int(d.separated.sum())} of {len(d)} (task, budget) cells ({d.separated.mean():.0%})",
-                      highlight=False)
+        console.print(f"suite {s_name}: best and median method by {metric} separated (disjoint "
+                      f"intervals) in {int(d.separated.sum())} of {len(d)} (task, budget) cells "
+                      f"({d.separated.mean():.0%})", highlight=False)
     left = unpaired(ep)
     for row in left.itertuples(index=False):
         console.print(f"not in the paired comparison: {row.method} on {row.suite}/{row.task} "
@@ -325,14 +346,16 @@ def plot(out: Out = DEFAULT_OUT,
          suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
          task: Annotated[str | None, typer.Option(
              help="Tasks that are not built in (spec .yaml, comma-separated), for their landscape and "
-                  "near-optimum share; built-in tasks in the results are found by name.")] = None) -> None:
+                  "near-optimum share; built-in tasks in the results are found by name.")] = None,
+         metric: Metric = "pregret") -> None:
     """Render the figures (regret, rank, critical difference, near-optimum share, discrimination,
-    extrapolation, landscapes; PNG and PDF) into <out>/figures."""
+    extrapolation, landscapes; PNG and PDF) into <out>/figures, scores and ranks on --metric."""
     from bench.gym.registry import resolve_tasks
-    from bench.metrics import episodes_frame, leaderboard
+    from bench.metrics import check_metric, episodes_frame, leaderboard
     from bench.report import load_tasks, pick_suites, write_figures
     from bench.store import Store
 
+    check_metric(metric)
     store = Store(out)
     ep = episodes_frame(store.summaries())
     if ep.empty and task is None:
@@ -340,7 +363,7 @@ def plot(out: Out = DEFAULT_OUT,
     suites = pick_suites(ep, suite) if not ep.empty else []
     tasks = load_tasks(set(ep[ep.suite.isin(suites)].task), resolve_tasks(task) if task else [],
                        say=functools.partial(console.print, highlight=False))
-    for drawn in write_figures(store, ep, leaderboard(ep), out / "figures", suites, tasks):
+    for drawn in write_figures(store, ep, leaderboard(ep, metric), out / "figures", suites, tasks, metric):
         for p in drawn.paths:
             console.print(f"wrote {p}")
 
@@ -352,14 +375,17 @@ def report(
     suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
     task: Annotated[str | None, typer.Option(
         help="Tasks that are not built in (spec .yaml, comma-separated).")] = None,
+    metric: Metric = "pregret",
 ) -> None:
     """Write a self-contained report (Markdown, HTML with embedded figures), leaderboard CSVs,
-    LaTeX and Markdown tables and every figure into --out."""
+    LaTeX and Markdown tables and every figure into --out; tables, ranks and figures on --metric."""
     from bench.gym.registry import resolve_tasks
+    from bench.metrics import check_metric
     from bench.report import write_report
 
+    check_metric(metric)
     paths = write_report(runs, out, suite, resolve_tasks(task) if task else [],
-                         say=functools.partial(console.print, highlight=False))
+                         say=functools.partial(console.print, highlight=False), metric=metric)
     console.print(f"wrote {len(paths)} files to {out}: {out / 'report.html'} (self-contained), "
                   f"{out / 'report.md'}", highlight=False)
 

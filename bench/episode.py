@@ -8,7 +8,7 @@ refused queries in a row.
 
 Failures are scores. An episode whose optimizer raises, breaks the contract, or ends with nothing
 to score (no target observation on a trial budget; `NoRecommendation` on a cost budget) is
-completed with `failed` set to the reason; `bench.metrics` scores it as the worst target candidate.
+completed with `failed` set to the reason, and scored as the worst target candidate (`bench.scores`).
 Only `NoRecommendation` is caught around `recommend()`; any other error is a failure, except
 a `BenchError` (the user's environment: a missing API key, a network that stays down), which
 stops the run and leaves the episode to be rerun.
@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.gym.problem import Query
-from bench.gym.task import PriorPolicy, Task
+from bench.gym.task import PriorPolicy, Task, method_seed
 from bench.methods import MethodSpec
 from bench.optimizer import NoRecommendation
 from bench.store import EpisodeKey, Store
@@ -54,8 +54,10 @@ def check_query(query: Query, problem, method: str) -> None:
     """`MethodError` unless `query` is a Query the harness can run in `problem`."""
     if not isinstance(query, Query):
         raise MethodError(f"{method}.ask() returned {type(query).__name__}, not a Query")
-    if query.fidelity not in problem.pools:
+    if query.fidelity not in {f.name for f in problem.fidelities}:
         raise MethodError(f"{method} asked for unknown fidelity {query.fidelity!r}")
+    if query.fidelity not in problem.pools:  # a rung the suite withholds: refused, like any unaffordable one
+        return
     if query.candidate is not None:
         n = len(problem.arrays(query.fidelity))
         if not isinstance(query.candidate, int | np.integer) or not 0 <= query.candidate < n:
@@ -94,21 +96,24 @@ def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
     oracle = task.oracle(key.experiment, seed=key.seed)
     objective, target = task.objective, problem.target
     costs = {f.name: f.cost for f in problem.fidelities}
-    seed_everything(key.seed)
-    state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0,
-             "refused": 0, "setup_seconds": 0.0}
-    failed, error, rec_config, rec_value = None, None, None, None
+    seed = method_seed(key.seed)  # not the episode seed: that one drives the shuffles
+    seed_everything(seed)
+    state = {"trials": 0, "spent": 0.0, "best": None, "best_diverged": False, "curve": [],
+             "ask_seconds": 0.0, "refused": 0, "setup_seconds": 0.0}
+    failed, error, rec_config, rec_value, rec_diverged = None, None, None, None, False
     try:
         t0 = time.perf_counter()
-        optimizer = method.make(problem, key.seed, task)
+        optimizer = method.make(problem, seed, task)
         state["setup_seconds"] = time.perf_counter() - t0
         _loop(optimizer, oracle, problem, costs, method.name, log, state)
         try:
             rec = oracle.evaluate(Query(optimizer.recommend(), target))
-            rec_config, rec_value = rec.config, rec.value
+            rec_config, rec_value, rec_diverged = rec.config, rec.value, rec.diverged
         except NoRecommendation:
             pass
         score = state["best"] if budget.kind == "trials" else rec_value
+        if budget.kind == "cost":
+            state["best_diverged"] = rec_value is not None and rec_diverged
         if score is None:
             failed = "no target observation" if budget.kind == "trials" else "no recommendation"
     except BenchError:  # the user's environment (a missing key, a network down): stop, score nothing
@@ -124,13 +129,20 @@ def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
         "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
         "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
         "best": state["best"], "curve": state["curve"], "recommend": rec_config,
-        "recommend_value": rec_value, "failed": failed, "optimum": oracle.optimum(),
-        "median": oracle.median(), "worst": oracle.worst(), "pool_size": len(problem.arrays()),
+        "recommend_value": rec_value, "failed": failed, "pool_size": len(problem.arrays()),
         "direction": objective.direction, "simulated": task.simulated,
+        "scores": _scores(oracle, key, rec_value if budget.kind == "cost" else state["best"],
+                          state["curve"], failed, state["best_diverged"]),
         "ask_seconds": state["ask_seconds"], "setup_seconds": state["setup_seconds"],
         **{k: state[k] for k in (*USAGE, "fallbacks") if k in state},
     }
     return summary, error
+
+
+def _scores(oracle, key, final, curve, failed, diverged) -> dict:
+    """The episode's scores (`bench.scores`); a trial budget's anytime curve covers its budget."""
+    length = int(round(key.budget)) if key.budget_kind == "trials" else None
+    return oracle.scorer.episode(final, curve, failed is not None, diverged, length)
 
 
 def failure_summary(key: EpisodeKey, task: Task, prior: PriorPolicy, reason: str) -> dict:
@@ -141,10 +153,9 @@ def failure_summary(key: EpisodeKey, task: Task, prior: PriorPolicy, reason: str
     return {"prior_runs": len(problem.prior), "prior_worth": None, "extrapolation": None, "trials": 0,
             "target_trials": 0, "gpu_hours": 0.0, "budget_gpu_hours": problem.budget_gpu_hours(),
             "refused": 0, "best": None, "curve": [], "recommend": None, "recommend_value": None,
-            "failed": reason, "optimum": oracle.optimum(), "median": oracle.median(),
-            "worst": oracle.worst(), "pool_size": len(problem.arrays()),
+            "failed": reason, "pool_size": len(problem.arrays()),
             "direction": task.objective.direction, "simulated": task.simulated, "ask_seconds": 0.0,
-            "setup_seconds": 0.0}
+            "setup_seconds": 0.0, "scores": _scores(oracle, key, None, [], reason, False)}
 
 
 class _NoLog:
@@ -155,7 +166,8 @@ class _NoLog:
 def play(optimizer, oracle, problem) -> float | None:
     """An episode in memory, nothing logged (training, validation): the best target value, or
     None without one. Errors propagate."""
-    state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0, "refused": 0}
+    state = {"trials": 0, "spent": 0.0, "best": None, "curve": [], "ask_seconds": 0.0, "refused": 0,
+             "best_diverged": False}
     costs = {f.name: f.cost for f in problem.fidelities}
     _loop(optimizer, oracle, problem, costs, type(optimizer).__name__, _NoLog(), state)
     return state["best"]
@@ -188,12 +200,13 @@ def _loop(optimizer, oracle, problem, costs, name, log, state) -> None:
         state["spent"] += outcome.cost
         if outcome.fidelity == target:
             if state["best"] is None or objective.is_better(outcome.value, state["best"]):
-                state["best"] = outcome.value
+                state["best"], state["best_diverged"] = outcome.value, outcome.diverged
             state["curve"].append(state["best"])
         log.append({
             "t": state["trials"], "fidelity": outcome.fidelity, "asked": query.config,
             "config": outcome.config, "snapped": outcome.snapped,
             "distance": outcome.distance, "value": outcome.value, "cost": outcome.cost,
+            **({"diverged": True} if outcome.diverged else {}),
             "gpu_hours": state["spent"], "best_target": state["best"], "ask_seconds": ask_s,
             **({"info": dict(query.info)} if query.info else {}),
         })

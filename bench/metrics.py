@@ -1,25 +1,29 @@
-"""Regret, normalised regret, ranks and the leaderboard, from completed episodes.
+"""Scores of completed episodes, aggregated: the leaderboard, ranks, paired comparisons.
 
-Scores. `regret` = gap to the table optimum in the objective's own units (>= 0); `nregret` =
-regret / |median of the target pool - optimum|: 0 is the optimum, 1 the median candidate.
-Trial-budget suites score the best target outcome seen; cost-budget suites score `recommend()`.
-A failed episode (see `bench.episode`) scores the worst target candidate, whatever it had
-reached, and is counted in `failed`.
+Every score is computed once, by `bench.scores.Scorer`, when an episode ends: `pregret` (the
+primary score: the share of the target pool strictly better than the best target run found; 0 =
+the optimum, 1 = the worst), `regret` and `nregret` (secondary), `diverged` (the best target run
+diverged), and a failure's worst-candidate score. Trial-budget suites score the best target
+outcome seen; cost-budget suites score `recommend()`.
 
-Aggregation, per (suite, task, budget) and method:
-- `nregret_mean`: the mean over experiments of the mean over seeds (experiments weigh equally);
-  `nregret_iqm`: the interquartile mean of all episodes (the robust aggregate rliable recommends
-  for RL benchmarks; `scipy.stats.trim_mean` at 25%), `nregret_median`.
+Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS`:
+- `M_mean`: the mean over experiments of the mean over seeds (experiments weigh equally);
+  `M_iqm`: the interquartile mean of all episodes (`scipy.stats.trim_mean` at 25%), `M_median`.
 - 95% intervals (`_lo`, `_hi`) from a hierarchical percentile bootstrap: experiments resampled
-  with replacement, then seeds within each; `nregret_sem` is the bootstrap standard deviation of
-  the mean. A method that gives the same trials on every seed gets the variation of its
-  experiments only: repeating it cannot shrink its interval. `BOOTSTRAP` resamples, seed 0.
-- `discrimination()`: per group, whether the best method and the median one (by mean) are
-  told apart: their 95% intervals do not overlap.
-- Paired comparisons: `rank_mean` (1 = best, ties share their mean rank) and `win_vs_centroid`
-  (share of cells where the method beats the `centroid` floor, ties count half) use only the
-  (experiment, seed) cells that every method of the group has; `rank_cells` says how many.
-  `unpaired()` lists what was left out.
+  with replacement, then seeds within each; `M_sem` is the bootstrap standard deviation of the
+  mean. A method that gives the same trials on every seed gets the variation of its experiments
+  only: repeating it cannot shrink its interval. `BOOTSTRAP` resamples, seed 0. `experiments`
+  says how many independent experiments an interval rests on; below `FEW_EXPERIMENTS` it is a
+  range of few experiments, not a confidence statement (`few_experiments`).
+- `diverged_rate`: the share of episodes whose best target run diverged; `failed`: how many
+  episodes failed (scored as the worst candidate, pregret 1).
+- Paired comparisons, on the leaderboard's `metric` (default pregret): `rank_mean` (1 = best,
+  ties share their mean rank) and `win_vs_centroid` (share of cells where the method beats the
+  `centroid` floor, ties count half) use only the (experiment, seed) cells that every method of
+  the group has; `rank_cells` says how many. `unpaired()` lists what was left out.
+- Across tasks (`across_tasks`): a task is weighed once: the mean of per-task means, its
+  interval from the per-task bootstraps, and the mean of per-task ranks; never a pool of
+  episodes (a task with many experiments, or heavy tails, must not decide it alone).
 """
 
 from __future__ import annotations
@@ -30,48 +34,44 @@ import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
+from bench.errors import BenchError
+
 KEY_COLS = ["suite", "task", "method", "experiment", "budget_kind", "budget", "seed"]
 GROUP = ["suite", "task", "budget_kind", "budget"]
-EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "nregret_curve", "failed", "gpu_hours",
-                "budget_spent", "ask_seconds", "trials", "pool_size", "extrapolation", "simulated",
-                "tokens_in", "tokens_out", "dollars", "fallbacks"]
-LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "nregret_mean", "nregret_sem",
-                    "nregret_lo", "nregret_hi", "nregret_iqm", "nregret_iqm_lo", "nregret_iqm_hi",
-                    "nregret_median", "regret_mean", "rank_mean", "rank_cells", "win_vs_centroid",
-                    "episodes", "experiments", "failed", "pool_size", "gpu_hours_mean", "budget_spent",
+METRICS = ("pregret", "nregret")
+METRIC = "pregret"  # the primary score
+STATS = ("mean", "sem", "lo", "hi", "iqm", "iqm_lo", "iqm_hi", "median")
+EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "pregret", "nregret_curve", "pregret_curve",
+                "diverged", "failed", "gpu_hours", "budget_spent", "ask_seconds", "trials", "pool_size",
+                "extrapolation", "simulated", "tokens_in", "tokens_out", "dollars", "fallbacks"]
+LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "metric",
+                    *(f"{m}_{s}" for m in METRICS for s in STATS), "regret_mean", "diverged_rate",
+                    "rank_mean", "rank_cells", "win_vs_centroid", "episodes", "experiments",
+                    "few_experiments", "failed", "pool_size", "gpu_hours_mean", "budget_spent",
                     "ask_seconds_mean", "tokens_in_mean", "tokens_out_mean", "dollars_total", "fallbacks",
                     "simulated"]
 BOOTSTRAP = 2000
 FLOOR = "centroid"
+FEW_EXPERIMENTS = 5  # below this many experiments an interval is a range, not a confidence statement
 
 
-def regret(value: float | None, optimum: float, direction: str) -> float:
-    if value is None:
-        return float("nan")
-    return (value - optimum) if direction == "minimize" else (optimum - value)
-
-
-def nregret(value: float | None, optimum: float, median: float, direction: str) -> float:
-    scale = abs(median - optimum)
-    return regret(value, optimum, direction) / scale if scale > 0 else float("nan")
+def check_metric(metric: str) -> str:
+    """`metric`, or a BenchError naming the known ones."""
+    if metric not in METRICS:
+        raise BenchError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    return metric
 
 
 def _episode_row(s: dict) -> dict:
     key = s["key"]
-    trials = key["budget_kind"] == "trials"
-    opt, med, d = s["optimum"], s["median"], s["direction"]
-    score = s["best"] if trials else s["recommend_value"]
-    failed = s.get("failed") is not None or score is None
-    if failed:
-        score = s["worst"]
-    curve = [nregret(v, opt, med, d) for v in s["curve"]]
-    if trials:  # anytime curve over the whole budget: a failure is the worst throughout
-        n = int(round(key["budget"]))
-        worst = nregret(s["worst"], opt, med, d)
-        curve = [worst] * n if failed else curve + curve[-1:] * (n - len(curve))
+    if "scores" not in s:
+        raise BenchError(f"episode {key} was written by an older version of the benchmark (it has no "
+                         "pregret); rerun it into a new --out directory")
+    sc = s["scores"]
     return {
-        **key, "score": score, "regret": regret(score, opt, d), "nregret": nregret(score, opt, med, d),
-        "nregret_curve": curve, "failed": failed, "gpu_hours": s["gpu_hours"],
+        **key, "score": sc["value"], "regret": sc["regret"], "nregret": sc["nregret"],
+        "pregret": sc["pregret"], "nregret_curve": sc["nregret_curve"], "pregret_curve": sc["pregret_curve"],
+        "diverged": sc["diverged"], "failed": s.get("failed") is not None, "gpu_hours": s["gpu_hours"],
         "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
         "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
         "extrapolation": s.get("extrapolation"), "simulated": s.get("simulated", False),
@@ -81,7 +81,7 @@ def _episode_row(s: dict) -> dict:
 
 
 def episodes_frame(summaries: Iterable[dict]) -> pd.DataFrame:
-    """One row per completed episode with its score, regret, nregret and failure flag."""
+    """One row per completed episode with its scores and failure flag."""
     return pd.DataFrame([_episode_row(s) for s in summaries], columns=EPISODE_COLS)
 
 
@@ -100,23 +100,35 @@ def hierarchical_bootstrap(by_experiment: list[np.ndarray], n: int = BOOTSTRAP, 
     return table[exps[..., None], seeds]
 
 
+def _bootstrap_means(ep: pd.DataFrame, metric: str, seed: int = 0) -> tuple[list, np.ndarray, np.ndarray]:
+    """Per-experiment values of `metric`, and the bootstrap draws of the mean and of the IQM."""
+    by_exp = [g.to_numpy(float) for _, g in ep.groupby("experiment", sort=True)[metric]]
+    draws = hierarchical_bootstrap(by_exp, seed=seed).reshape(BOOTSTRAP, -1)
+    return by_exp, draws.mean(axis=1), trim_mean(draws, 0.25, axis=1)
+
+
+def _metric_stats(ep: pd.DataFrame, metric: str) -> dict:
+    """Point estimates and 95% bootstrap intervals of one method's `metric` in one group."""
+    by_exp, means, iqms = _bootstrap_means(ep, metric)
+    values = ep[metric].to_numpy(float)
+    stats = {
+        "mean": float(np.mean([v.mean() for v in by_exp])), "sem": float(means.std(ddof=1)),
+        "lo": float(np.quantile(means, 0.025)), "hi": float(np.quantile(means, 0.975)),
+        "iqm": float(trim_mean(values, 0.25)), "iqm_lo": float(np.quantile(iqms, 0.025)),
+        "iqm_hi": float(np.quantile(iqms, 0.975)), "median": float(np.median(values)),
+    }
+    return {f"{metric}_{k}": v for k, v in stats.items()}
+
+
 def _summary_stats(ep: pd.DataFrame) -> dict:
-    """Point estimates and 95% bootstrap intervals of one method's nregret in one group."""
-    by_exp = [g.to_numpy(float) for _, g in ep.groupby("experiment", sort=True)["nregret"]]
-    draws = hierarchical_bootstrap(by_exp).reshape(BOOTSTRAP, -1)
-    means = draws.mean(axis=1)
-    iqms = trim_mean(draws, 0.25, axis=1)
-    values = ep["nregret"].to_numpy(float)
+    """Every metric's statistics and the counts of one method in one group."""
+    experiments = ep["experiment"].nunique()
     return {
-        "nregret_mean": float(np.mean([v.mean() for v in by_exp])),
-        "nregret_sem": float(means.std(ddof=1)),
-        "nregret_lo": float(np.quantile(means, 0.025)), "nregret_hi": float(np.quantile(means, 0.975)),
-        "nregret_iqm": float(trim_mean(values, 0.25)),
-        "nregret_iqm_lo": float(np.quantile(iqms, 0.025)),
-        "nregret_iqm_hi": float(np.quantile(iqms, 0.975)),
-        "nregret_median": float(np.median(values)),
+        **{k: v for m in METRICS for k, v in _metric_stats(ep, m).items()},
         "regret_mean": float(ep.groupby("experiment")["regret"].mean().mean()),
-        "episodes": len(ep), "experiments": len(by_exp), "failed": int(ep["failed"].sum()),
+        "diverged_rate": float(ep["diverged"].astype(float).mean()),
+        "episodes": len(ep), "experiments": experiments, "few_experiments": experiments < FEW_EXPERIMENTS,
+        "failed": int(ep["failed"].sum()),
         "pool_size": float(ep.groupby("experiment")["pool_size"].first().median()),
         "gpu_hours_mean": float(ep["gpu_hours"].mean()), "budget_spent": float(ep["budget_spent"].mean()),
         "ask_seconds_mean": float(ep["ask_seconds"].mean()),
@@ -133,11 +145,11 @@ def common_cells(group: pd.DataFrame) -> set[tuple[str, int]]:
     return set.intersection(*cells) if cells else set()
 
 
-def paired(group: pd.DataFrame) -> pd.DataFrame:
-    """nregret as a (experiment, seed) x method table over the common cells."""
+def paired(group: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """`metric` as a (experiment, seed) x method table over the common cells."""
     keep = common_cells(group)
     rows = group[[(e, s) in keep for e, s in zip(group.experiment, group.seed, strict=True)]]
-    return rows.pivot_table(index=["experiment", "seed"], columns="method", values="nregret")
+    return rows.pivot_table(index=["experiment", "seed"], columns="method", values=metric)
 
 
 def unpaired(ep: pd.DataFrame) -> pd.DataFrame:
@@ -154,12 +166,15 @@ def unpaired(ep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*GROUP, "method", "left_out", "paired"])
 
 
-def leaderboard(ep: pd.DataFrame) -> pd.DataFrame:
+def leaderboard(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """One row per (suite, task, budget, method): every metric's statistics; ranks, wins and the
+    order on `metric`."""
+    check_metric(metric)
     if ep.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLS)
     rows = []
     for key, group in ep.groupby(GROUP, sort=True):
-        table = paired(group)
+        table = paired(group, metric)
         ranks = table.rank(axis=1, method="average")
         floor = table[FLOOR] if FLOOR in table else None
         for method, g in group.groupby("method", sort=True):
@@ -167,54 +182,88 @@ def leaderboard(ep: pd.DataFrame) -> pd.DataFrame:
             if floor is not None and method != FLOOR and len(table):
                 win = float(((table[method] < floor) + 0.5 * (table[method] == floor)).mean())
             rows.append({
-                **dict(zip(GROUP, key, strict=True)), "method": method, **_summary_stats(g),
+                **dict(zip(GROUP, key, strict=True)), "method": method, "metric": metric, **_summary_stats(g),
                 "rank_mean": float(ranks[method].mean()) if len(table) else float("nan"),
                 "rank_cells": len(table), "win_vs_centroid": win,
             })
     board = pd.DataFrame(rows)
-    return board.sort_values([*GROUP, "rank_mean", "nregret_mean"])[LEADERBOARD_COLS].reset_index(drop=True)
+    return board.sort_values([*GROUP, "rank_mean", f"{metric}_mean"])[LEADERBOARD_COLS].reset_index(drop=True)
 
 
-def discrimination(board: pd.DataFrame) -> pd.DataFrame:
-    """Per (suite, task, budget): the best and the median method by mean nregret (the median of
+ALL_TASKS = "all"  # the task name of `across_tasks` rows
+ACROSS_COLS = ["suite", "task", "method", "budget_kind", "budget", "metric", "mean", "lo", "hi",
+               "rank_mean", "diverged_rate", "failed", "tasks", "experiments", "few_experiments", "episodes"]
+
+
+def across_tasks(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = None
+                 ) -> pd.DataFrame:
+    """Per (suite, budget, method), every task weighed once (task `all`): `mean` of `metric`, the
+    mean of its per-task means; `lo`/`hi` the 95% interval of that mean from the per-task
+    hierarchical bootstraps (tasks independent); `rank_mean` the mean of its per-task mean ranks;
+    `diverged_rate` the mean of the per-task rates; the `tasks` and `experiments` behind it, and
+    `few_experiments` when some task has fewer than FEW_EXPERIMENTS (its interval is a range).
+    `board`: `leaderboard(ep, metric)`, when the caller has it already. A method that lacks some
+    of the group's tasks is averaged over its own (`tasks` says how many)."""
+    check_metric(metric)
+    if ep.empty:
+        return pd.DataFrame(columns=ACROSS_COLS)
+    board = (leaderboard(ep, metric) if board is None else board).set_index([*GROUP, "method"])
+    outer = ["suite", "budget_kind", "budget"]
+    rows = []
+    for key, group in ep.groupby(outer, sort=True):
+        seeds = {t: i for i, t in enumerate(sorted(group.task.unique()))}  # one bootstrap seed per task
+        for method, g in group.groupby("method", sort=True):
+            tasks = sorted(g.task.unique())
+            draws = np.mean([_bootstrap_means(t, metric, seed=seeds[name])[1]
+                             for name, t in g.groupby("task", sort=True)], axis=0)
+            per_task = board.loc[[(key[0], t, key[1], key[2], method) for t in tasks]]
+            rows.append({
+                **dict(zip(outer, key, strict=True)), "task": ALL_TASKS, "method": method, "metric": metric,
+                "mean": float(per_task[f"{metric}_mean"].mean()),
+                "lo": float(np.quantile(draws, 0.025)), "hi": float(np.quantile(draws, 0.975)),
+                "rank_mean": float(per_task["rank_mean"].mean()),
+                "diverged_rate": float(per_task["diverged_rate"].mean()),
+                "failed": int(per_task["failed"].sum()), "tasks": len(tasks),
+                "experiments": int(per_task["experiments"].sum()),
+                "few_experiments": bool((per_task["experiments"] < FEW_EXPERIMENTS).any()),
+                "episodes": int(per_task["episodes"].sum()),
+            })
+    out = pd.DataFrame(rows)
+    return out.sort_values([*outer, "rank_mean", "mean"])[ACROSS_COLS].reset_index(drop=True)
+
+
+def discrimination(board: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Per (suite, task, budget): the best and the median method by mean `metric` (the median of
     m methods is the ((m - 1) // 2)-th best) and whether their 95% intervals are disjoint."""
+    check_metric(metric)
     rows = []
     for key, group in board.groupby(GROUP, sort=True):
-        ranked = group.sort_values("nregret_mean", kind="stable")
+        ranked = group.sort_values(f"{metric}_mean", kind="stable")
         best, median = ranked.iloc[0], ranked.iloc[(len(ranked) - 1) // 2]
+        best_hi, median_lo = best[f"{metric}_hi"], median[f"{metric}_lo"]
         rows.append({**dict(zip(GROUP, key, strict=True)), "methods": len(ranked), "best": best.method,
-                     "best_hi": best.nregret_hi, "median": median.method, "median_lo": median.nregret_lo,
-                     "separated": bool(len(ranked) > 1 and best.nregret_hi < median.nregret_lo)})
+                     "best_hi": best_hi, "median": median.method, "median_lo": median_lo,
+                     "separated": bool(len(ranked) > 1 and best_hi < median_lo)})
     return pd.DataFrame(rows, columns=[*GROUP, "methods", "best", "best_hi", "median", "median_lo",
                                        "separated"])
 
 
-ALL_TASKS = "all"  # the task name of `pooled` episodes
 NEAR_TOP = 0.1  # "near the optimum": within the best 10% of the target pool
 
 
-def pooled(ep: pd.DataFrame) -> pd.DataFrame:
-    """Every task's experiments as experiments of one task `all` (named `task/experiment`), so
-    that `leaderboard` and the paired comparisons run across tasks, each experiment weighing
-    equally; `simulated` holds if any pooled task is simulated."""
-    out = ep.copy()
-    out["experiment"] = out["task"] + "/" + out["experiment"]
-    out["task"] = ALL_TASKS
-    return out
-
-
-def rank_curves(ep: pd.DataFrame) -> pd.DataFrame:
+def rank_curves(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """Mean rank (1 = best, ties share their mean rank) of each method after each target trial,
-    per (suite, task, budget) of trial budgets, from the anytime nregret curves over the
+    per (suite, task, budget) of trial budgets, from the anytime `metric` curves over the
     (experiment, seed) cells every method of the group has (`rank_cells`). At the last trial it
     equals the leaderboard's `rank_mean`."""
+    check_metric(metric)
     rows = []
     for key, group in ep[ep.budget_kind == "trials"].groupby(GROUP, sort=True):
         keep = common_cells(group)
         cells = group[[(e, s) in keep for e, s in zip(group.experiment, group.seed, strict=True)]]
         if cells.empty:
             continue
-        curves = cells.set_index(["experiment", "seed", "method"]).nregret_curve.unstack("method")
+        curves = cells.set_index(["experiment", "seed", "method"])[f"{metric}_curve"].unstack("method")
         stacked = np.array([[curves.at[i, m] for m in curves.columns] for i in curves.index], dtype=float)
         for t in range(stacked.shape[2]):  # cells x methods x trials
             ranks = pd.DataFrame(stacked[:, :, t], columns=curves.columns).rank(axis=1, method="average")
@@ -223,11 +272,13 @@ def rank_curves(ep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*GROUP, "trial", "method", "rank_mean", "rank_cells"])
 
 
-def experiment_scores(ep: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def experiment_scores(ep: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, list[str]]:
     """The blocks of a critical-difference test, from the episodes of one suite and budget:
-    (task, experiment) x method, the mean nregret over the seeds every method of the task has.
+    (task, experiment) x method, the mean `metric` over the seeds every method of the task has.
     Methods missing on some experiment are left out (returned, sorted), so the table is complete."""
-    parts = {task: paired(group).groupby(level="experiment").mean() for task, group in ep.groupby("task")}
+    check_metric(metric)
+    parts = {task: paired(group, metric).groupby(level="experiment").mean()
+             for task, group in ep.groupby("task")}
     scores = pd.concat(parts, names=["task", "experiment"]).dropna(how="all")
     left_out = sorted(scores.columns[scores.isna().any()])
     return scores.drop(columns=left_out), left_out

@@ -31,7 +31,7 @@ class Optimizer(ABC):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.history: list[tuple[Query, Outcome]] = []
-        self._tried = {f.name: np.zeros(len(problem.arrays(f.name)), dtype=bool) for f in problem.fidelities}
+        self._tried = {f: np.zeros(len(pool), dtype=bool) for f, pool in problem.pools.items()}
 
     @classmethod
     def unavailable(cls, **params) -> list[str]:

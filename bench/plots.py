@@ -2,8 +2,10 @@
 to draw) and written by `save` as PNG and PDF.
 
 Every method keeps one colour, marker and line style in every figure (`method_style`), so lines
-stay apart in greyscale too. Lower is better everywhere: nregret (0 = the table's optimum, 1 = the
-median candidate) and ranks (1 = best).
+stay apart in greyscale too. Figures of scores draw one metric (`metric`: pregret by default, the
+share of the target pool better than the best run found, 0 = the optimum and 1 = the worst; or
+nregret, 0 = the optimum and 1 = the median candidate), named in their labels and titles. Lower is
+better everywhere: scores and ranks (1 = best).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from bench.gym.diagnostics import moving_params, optimum_shift  # noqa: E402
 from bench.gym.space import choices  # noqa: E402
 from bench.gym.task import Task  # noqa: E402
-from bench.metrics import ALL_TASKS, NEAR_TOP  # noqa: E402
+from bench.metrics import ALL_TASKS, METRIC, NEAR_TOP, check_metric  # noqa: E402
 
 # tab10, then 14 saturated colours picked to stand apart from it: 24 before one repeats
 COLOURS = (*plt.get_cmap("tab10").colors, "black", "#a6761d", "#e6ab02", "#08306b", "#1b9e77",
@@ -32,7 +34,16 @@ COLOURS = (*plt.get_cmap("tab10").colors, "black", "#a6761d", "#e6ab02", "#08306
            "#c51b7d")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LINESTYLES = ("-", "--", "-.", ":")
-NREGRET = "nregret (0 = optimum, 1 = median)"
+METRIC_LABELS = {"pregret": "pregret (0 = optimum, 1 = worst)",
+                 "nregret": "nregret (0 = optimum, 1 = median)"}
+
+
+def _score_axis(ax, metric: str) -> None:
+    """pregret on a linear axis from 0 (it is bounded); nregret on symlog (it is not)."""
+    if metric == "nregret":
+        ax.set_yscale("symlog", linthresh=0.1)
+    else:
+        ax.set_ylim(bottom=0)
 
 
 def method_style(method: str) -> dict:
@@ -75,7 +86,8 @@ def _left_labels(axes: list, label: str, columns: int) -> None:
 
 
 def _title(task: str, simulated: bool) -> str:
-    return ("all tasks (pooled)" if task == ALL_TASKS else task) + (" (simulated)" if simulated else "")
+    return ("all tasks (mean of per-task ranks)" if task == ALL_TASKS else task) + (
+        " (simulated)" if simulated else "")
 
 
 def _mean_sem(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,29 +97,31 @@ def _mean_sem(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, sem
 
 
-def _series(grp: pd.DataFrame, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """x, mean and s.e. of one method on one task.
+def _series(grp: pd.DataFrame, kind: str, metric: str = METRIC
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """x, mean and s.e. of `metric` of one method on one task.
 
     Trial budgets: the anytime curve of the largest-budget episodes against target trials.
-    Cost budgets: the nregret of `recommend()` against the GPU-hours spent (mean over the
+    Cost budgets: the score of `recommend()` against the GPU-hours spent (mean over the
     episodes of each budget, in target runs), one point per budget.
     """
     if kind == "trials":
         grp = grp[grp.budget == grp.budget.max()]
-        curves = np.array([c for c in grp.nregret_curve if len(c)], dtype=float)
+        curves = np.array([c for c in grp[f"{metric}_curve"] if len(c)], dtype=float)
         if curves.size == 0:
             return None
         return np.arange(1, curves.shape[1] + 1), *_mean_sem(curves)
     spent = grp.assign(spent=grp.budget * grp.budget_spent)
-    stats = spent.groupby("budget").agg(x=("spent", "mean"), mean=("nregret", "mean"),
-                                        std=("nregret", "std"), n=("nregret", "size"))
+    stats = spent.groupby("budget").agg(x=("spent", "mean"), mean=(metric, "mean"),
+                                        std=(metric, "std"), n=(metric, "size"))
     sem = (stats["std"] / np.sqrt(stats["n"])).fillna(0.0)
     return stats.x.to_numpy(float), stats["mean"].to_numpy(float), sem.to_numpy(float)
 
 
-def regret_figure(ep: pd.DataFrame, suite: str, columns: int = 3) -> Figure | None:
-    """Normalised regret (mean ± s.e. over episodes) of every method, one panel per task: against
+def regret_figure(ep: pd.DataFrame, suite: str, metric: str = METRIC, columns: int = 3) -> Figure | None:
+    """`metric` (mean ± s.e. over episodes) of every method, one panel per task: against
     target-fidelity trials for trial-budget suites, against GPU-hours spent for cost suites."""
+    check_metric(metric)
     ep = ep[ep.suite == suite]
     tasks = sorted(ep.task.unique())
     if not tasks:
@@ -117,7 +131,7 @@ def regret_figure(ep: pd.DataFrame, suite: str, columns: int = 3) -> Figure | No
     for ax, task in zip(axes, tasks, strict=True):
         sub = ep[ep.task == task]
         for method, grp in sub.groupby("method", sort=True):
-            series = _series(grp, kind)
+            series = _series(grp, kind, metric)
             if series is None:
                 continue
             x, mean, sem = series
@@ -130,19 +144,20 @@ def regret_figure(ep: pd.DataFrame, suite: str, columns: int = 3) -> Figure | No
         else:
             ax.set_xlabel("GPU-hours spent (1 = one target run); score: recommend()")
         ax.set(title=_title(task, sub.simulated.any()))
-        ax.set_yscale("symlog", linthresh=0.1)
+        _score_axis(ax, metric)
         ax.grid(alpha=0.3)
-    _left_labels(axes, NREGRET, columns)
-    fig.suptitle(f"suite {suite}: normalised regret, mean ± s.e.", fontsize=10)
+    _left_labels(axes, METRIC_LABELS[metric], columns)
+    fig.suptitle(f"suite {suite}: {metric}, mean ± s.e. over episodes", fontsize=10)
     _legend(fig, sorted(ep.method.unique()))
     return fig
 
 
-def rank_figure(ranks: pd.DataFrame, suite: str, simulated: set[str] = frozenset(),
+def rank_figure(ranks: pd.DataFrame, suite: str, simulated: set[str] = frozenset(), metric: str = METRIC,
                 columns: int = 4) -> Figure | None:
-    """Mean rank after each target trial (`bench.metrics.rank_curves`), one panel per task at its
-    largest budget, the pooled `all` task last at the largest budget every task has; `simulated`
-    names the tasks to mark."""
+    """Mean rank on `metric` after each target trial (`bench.metrics.rank_curves`), one panel per
+    task at its largest budget, the `all` task (the mean of per-task ranks, `bench.report.suite_ranks`)
+    last at the largest budget every task has; `simulated` names the tasks to mark."""
+    check_metric(metric)
     ranks = ranks[ranks.suite == suite]
     tasks = sorted(set(ranks.task) - {ALL_TASKS}) + ([ALL_TASKS] if ALL_TASKS in set(ranks.task) else [])
     if not tasks:
@@ -157,16 +172,17 @@ def rank_figure(ranks: pd.DataFrame, suite: str, simulated: set[str] = frozenset
                xlabel=f"target-fidelity trials ({sub.rank_cells.max()} cells)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    _left_labels(axes, "mean rank (1 = best)", columns)
-    fig.suptitle(f"suite {suite}: mean rank over the (experiment, seed) cells every method has",
+    _left_labels(axes, f"mean rank on {metric} (1 = best)", columns)
+    fig.suptitle(f"suite {suite}: mean rank on {metric} over the (experiment, seed) cells every method has",
                  fontsize=10)
     _legend(fig, sorted(ranks.method.unique()))
     return fig
 
 
-def cd_figure(results: list[tuple[float, object, int, list[str]]], suite: str) -> Figure | None:
+def cd_figure(results: list[tuple[float, object, int, list[str]]], suite: str, metric: str = METRIC
+              ) -> Figure | None:
     """Critical-difference diagrams drawn by autorank, one panel per budget: `results` holds
-    (budget, autorank RankResult, number of experiments, methods left out)."""
+    (budget, autorank RankResult on `metric`, number of experiments, methods left out)."""
     from autorank import plot_stats
 
     if not results:
@@ -182,8 +198,9 @@ def cd_figure(results: list[tuple[float, object, int, list[str]]], suite: str) -
             title += "\n" + textwrap.fill("not run on every experiment, left out: " + ", ".join(left_out),
                                           110, break_on_hyphens=False)
         ax.set_title(title, fontsize=8, loc="left")
-    fig.suptitle(textwrap.fill(f"suite {suite}: mean rank across test experiments (1 = best, on the "
-                               "right); a bar joins methods not significantly different (alpha 0.05)", 90),
+    fig.suptitle(textwrap.fill(f"suite {suite}: mean rank on {metric} across test experiments (1 = best, "
+                               "on the right); a bar joins methods not significantly different "
+                               "(alpha 0.05)", 90),
                  fontsize=9)
     fig.tight_layout()
     return fig
@@ -223,9 +240,10 @@ def near_optimum_figure(shares: pd.DataFrame, suite: str, simulated: set[str] = 
     return fig
 
 
-def discrimination_figure(disc: pd.DataFrame, suite: str) -> Figure | None:
-    """Per task x budget: the best method's upper 95% bound and the median method's lower bound
-    (nregret); a filled cell when they are disjoint."""
+def discrimination_figure(disc: pd.DataFrame, suite: str, metric: str = METRIC) -> Figure | None:
+    """Per task x budget: the best method's upper bound and the median method's lower bound of
+    their intervals of `metric` (`bench.metrics.discrimination` on it); a filled cell when they
+    are disjoint."""
     disc = disc[disc.suite == suite]
     if disc.empty:
         return None
@@ -240,7 +258,7 @@ def discrimination_figure(disc: pd.DataFrame, suite: str) -> Figure | None:
     ax.imshow(grid, cmap="Greens", vmin=-0.5, vmax=1.5, aspect="auto")
     ax.set_xticks(range(len(budgets)), [f"{b:g}" for b in budgets])
     ax.set_yticks(range(len(tasks)), tasks)
-    ax.set(xlabel="budget", title=f"suite {suite}: best vs median method separated in "
+    ax.set(xlabel="budget", title=f"suite {suite}: best vs median method by {metric}\nseparated in "
            f"{disc.separated.mean():.0%} of cells")
     ax.title.set_fontsize(9)
     fig.tight_layout()
@@ -252,19 +270,20 @@ def gap_sweep_base(suite: str) -> str:
     return re.sub(r"-gap[0-9.e+]+$", "", suite)
 
 
-def extrapolation_figure(ep: pd.DataFrame, columns: int = 3) -> Figure | None:
-    """nregret at T=1 against the extrapolation distance (log10 of the target cost over the most
+def extrapolation_figure(ep: pd.DataFrame, metric: str = METRIC, columns: int = 3) -> Figure | None:
+    """`metric` at T=1 against the extrapolation distance (log10 of the target cost over the most
     expensive prior fidelity's), one line per method, one panel per task, from a suite and its
     `--gap` sweep (`<suite>-gap<g>`; the base with the most such suites, `paper` on a tie): one
     protocol, the prior's top fidelity moved. Methods with < 2 distances on a task are left out."""
+    check_metric(metric)
     ep = ep[(ep.budget_kind == "trials") & (ep.budget == 1) & ep.extrapolation.notna()]
     families = ep.assign(base=ep.suite.map(gap_sweep_base)).groupby("base").suite.nunique()
     if families.empty:
         return None
     base = max(families.index, key=lambda b: (families[b], b == "paper"))
     ep = ep[ep.suite.map(gap_sweep_base) == base]
-    points = ep.groupby(["task", "method", "suite"]).agg(x=("extrapolation", "mean"), y=("nregret", "mean"),
-                                                        n=("nregret", "size")).reset_index()
+    points = ep.groupby(["task", "method", "suite"]).agg(x=("extrapolation", "mean"), y=(metric, "mean"),
+                                                        n=(metric, "size")).reset_index()
     points = points[points.groupby(["task", "method"]).x.transform(lambda x: x.round(2).nunique()) >= 2]
     tasks = sorted(points.task.unique())
     if not tasks:
@@ -276,10 +295,10 @@ def extrapolation_figure(ep: pd.DataFrame, columns: int = 3) -> Figure | None:
             ax.plot(g.x, g.y, ms=4, label=method, **method_style(method))
         ax.set(title=_title(task, ep[ep.task == task].simulated.any()),
                xlabel="log10(target cost / top prior cost)")
-        ax.set_yscale("symlog", linthresh=0.1)
+        _score_axis(ax, metric)
         ax.grid(alpha=0.3)
-    _left_labels(axes, "nregret at T=1", columns)
-    fig.suptitle(f"extrapolation distance: suite {base} and its --gap sweep, T=1", fontsize=10)
+    _left_labels(axes, f"{metric} at T=1", columns)
+    fig.suptitle(f"extrapolation distance: suite {base} and its --gap sweep, {metric} at T=1", fontsize=10)
     _legend(fig, sorted(points[points.task.isin(tasks)].method.unique()))
     return fig
 

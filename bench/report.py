@@ -1,14 +1,16 @@
 """`bench report`: a results directory as a self-contained report, tables and figures.
 
 Under the report directory:
-  report.md, report.html    per suite: the headline table, the leaderboard at every budget (all
-                            tasks pooled, then per task), the figures; simulated tasks marked.
-                            The HTML embeds every figure as a base64 PNG: one file to send.
+  report.md, report.html    per suite: the headline table, the leaderboard at every budget (per
+                            task first, then every task weighed once), the figures; simulated
+                            tasks marked. The HTML embeds every figure as a base64 PNG: one file
+                            to send.
   leaderboard.csv           `bench.metrics.leaderboard`, the file `bench leaderboard` writes
-  leaderboard_overall.csv   the same on each suite's tasks pooled (`bench.metrics.pooled`)
-  table_<suite>.tex, .md    the paper's layout: methods x tasks, nregret at T=1 and T=3, best bold
+  leaderboard_overall.csv   each suite's tasks weighed once (`bench.metrics.across_tasks`)
+  table_<suite>.tex, .md    the paper's layout: methods x tasks, the metric at T=1 and T=3, best bold
   figures/                  `write_figures` (what `bench plot` renders), PNG and PDF
-Every number comes from `bench.metrics`; this module only selects, formats and lays out.
+Tables, ranks and figures use one metric (`--metric`: pregret by default, or nregret); the CSVs
+hold both. Every number comes from `bench.metrics`; this module only selects, formats and lays out.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ from bench.errors import BenchError
 from bench.gym.task import Task
 from bench.metrics import (
     ALL_TASKS,
+    FEW_EXPERIMENTS,
     KEY_COLS,
+    METRIC,
+    METRICS,
     NEAR_TOP,
+    across_tasks,
+    check_metric,
     critical_difference,
     discrimination,
     episodes_frame,
@@ -38,7 +45,6 @@ from bench.metrics import (
     leaderboard,
     near_optimum,
     near_threshold,
-    pooled,
     rank_curves,
     unpaired,
 )
@@ -47,28 +53,61 @@ from bench.store import EpisodeKey, Store
 HEADLINE_BUDGETS = (1, 3)  # the paper's table: T=1 and T=3 target trials
 CD_MIN_EXPERIMENTS, CD_MIN_METHODS = 5, 3  # autorank needs 5 blocks; Nemenyi needs 3 methods
 
+METRIC_TEXT = {
+    "pregret": "pregret: the share of the experiment's target pool strictly better than the best "
+               "target run found (0 = the optimum, 1 = the worst candidate; ties count as not better)",
+    "nregret": "nregret: the gap to the pool's optimum over |median - optimum| (|worst - optimum| "
+               "where half the pool ties at the optimum; 0 = the optimum, 1 = the median candidate; "
+               "unbounded: one diverged pick can weigh more than the rest)",
+}
 CAPTIONS = {
-    "regret": "Normalised regret (mean ± s.e. over episodes; 0 = the table's optimum, 1 = the median "
-              "candidate; symlog scale) of the best target outcome after each target-fidelity trial, "
-              "at each task's largest budget. Cost suites: the regret of recommend() against the "
-              "GPU-hours spent, one point per budget.",
-    "rank": "Mean rank (1 = best) after each target trial over the (experiment, seed) cells every "
-            "method has, at each task's largest budget; last panel: every task's test experiments "
-            "pooled, at the largest budget all tasks have.",
+    "regret": "{metric} (mean ± s.e. over episodes; {scale}) of the best target outcome after each "
+              "target-fidelity trial, at each task's largest budget. Cost suites: the {metric} of "
+              "recommend() against the GPU-hours spent, one point per budget.",
+    "rank": "Mean rank on {metric} (1 = best) after each target trial over the (experiment, seed) "
+            "cells every method has, at each task's largest budget; last panel: the mean of the "
+            "per-task ranks (each task weighs once), at the largest budget all tasks have.",
     "cd": "Critical-difference diagrams (autorank: Friedman test, Nemenyi post-hoc, alpha 0.05), one "
-          "per budget: mean rank over every task's test experiments (each scored by its mean nregret "
+          "per budget: mean rank over every task's test experiments (each scored by its mean {metric} "
           "over the seeds every method has); methods joined by a bar are not significantly different.",
     "near_optimum": f"Share of target-fidelity proposals whose outcome is within the best {NEAR_TOP:.0%} "
                     "of the experiment's target pool (mean over experiments, largest budget per task, "
                     "from the trial logs); dashed: what a uniform draw from the pool reaches.",
-    "discrimination": "Per task and budget: are the best and the median method (by mean nregret) told "
-                      "apart (disjoint 95% intervals)? Filled: yes.",
-    "extrapolation": "nregret at T=1 against the extrapolation distance, log10(target cost / cost of the "
-                     "most expensive prior fidelity): a suite and its --gap sweep (suites <suite>-gap<g>), "
-                     "the same protocol with the prior's top fidelity moved.",
+    "discrimination": "Per task and budget: are the best and the median method (by mean {metric}) told "
+                      "apart (disjoint intervals)? Filled: yes. With fewer than "
+                      f"{FEW_EXPERIMENTS} experiments an interval is a range of few experiments.",
+    "extrapolation": "{metric} at T=1 against the extrapolation distance, log10(target cost / cost of "
+                     "the most expensive prior fidelity): a suite and its --gap sweep (suites "
+                     "<suite>-gap<g>), the same protocol with the prior's top fidelity moved.",
     "landscape": "Where the optimum lies at each fidelity: its unit-cube distance from the target's "
                  "optimum and the best value of the parameters that move most, against GPU-hours per run.",
 }
+_SCALE = {"pregret": "0 = the optimum, 1 = the worst candidate",
+          "nregret": "0 = the optimum, 1 = the median candidate; symlog scale"}
+
+
+def figure_caption(kind: str, metric: str = METRIC) -> str:
+    """The caption of a figure of `kind` drawn on `metric`."""
+    return CAPTIONS[kind].format(metric=metric, scale=_SCALE[metric])
+
+
+def legend(metric: str = METRIC) -> str:
+    """How to read the tables of `board_view` and `across_view`, for `metric`."""
+    check_metric(metric)
+    about = METRIC_TEXT["pregret"] + (f"; {METRIC_TEXT['nregret']}" if metric == "nregret" else "")
+    return (
+        f"{about}. Tables, ranks and figures use {metric}. mean: over experiments of the mean over "
+        "seeds, with an interval from a hierarchical bootstrap (experiments, then seeds); `interval` "
+        "says what it rests on: '95%, n exps' is a 95% interval from n independent experiments; "
+        f"'range of n exps' (fewer than {FEW_EXPERIMENTS}) is the spread of resampling so few "
+        "experiments, not a confidence statement. IQM: the interquartile mean of the episodes. rank "
+        "(1 = best) and win% vs centroid (the floor: the target candidates nearest the pool's "
+        "centroid, no outcome used; ties count half) use only the (experiment, seed) cells every "
+        "method has (`cells`, `rank_cells`). diverged: the share of episodes whose best target run diverged. "
+        "failed: episodes that failed, scored as the worst target candidate (pregret 1). GPU-h: "
+        "GPU-hours spent per episode. All tasks: each task weighs once: the mean of the per-task "
+        "means (interval from the per-task bootstraps) and the mean of the per-task ranks."
+    )
 
 
 @dataclass(frozen=True)
@@ -145,32 +184,38 @@ def target_proposals(store: Store, ep: pd.DataFrame, tasks: dict[str, Task]) -> 
                                        "uniform", "direction"])
 
 
-def cd_results(ep: pd.DataFrame) -> list[tuple[float, object, int, list[str]]]:
-    """Per budget of one suite: (budget, autorank result, experiments, methods left out), where
-    at least CD_MIN_EXPERIMENTS experiments and CD_MIN_METHODS complete methods exist."""
+def cd_results(ep: pd.DataFrame, metric: str = METRIC) -> list[tuple[float, object, int, list[str]]]:
+    """Per budget of one suite: (budget, autorank result on `metric`, experiments, methods left
+    out), where at least CD_MIN_EXPERIMENTS experiments and CD_MIN_METHODS complete methods exist."""
     out = []
     for budget, group in ep.groupby("budget", sort=True):
-        scores, left_out = experiment_scores(group)
+        scores, left_out = experiment_scores(group, metric)
         if len(scores) >= CD_MIN_EXPERIMENTS and scores.shape[1] >= CD_MIN_METHODS:
             out.append((budget, critical_difference(scores), len(scores), left_out))
     return out
 
 
-def suite_ranks(ep: pd.DataFrame) -> pd.DataFrame:
-    """`rank_curves` per task and, with several tasks, for them pooled at the largest budget
-    every task has."""
-    ranks = rank_curves(ep)
+def suite_ranks(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """`rank_curves` on `metric` per task and, with several tasks, across them (task `all`) at the
+    largest budget every task has: after each trial, the mean of the per-task mean ranks (each
+    task weighs once; `rank_cells` sums the tasks' cells)."""
+    ranks = rank_curves(ep, check_metric(metric))
     if ep.task.nunique() > 1:
         common = set.intersection(*(set(g.budget) for _, g in ep.groupby("task")))
-        if common:
-            ranks = pd.concat([ranks, rank_curves(pooled(ep[ep.budget == max(common)]))])
+        at = ranks[ranks.budget == max(common)] if common else ranks.iloc[:0]
+        if not at.empty:
+            across = (at.groupby(["suite", "budget_kind", "budget", "trial", "method"], sort=True)
+                      .agg(rank_mean=("rank_mean", "mean"), rank_cells=("rank_cells", "sum"))
+                      .reset_index().assign(task=ALL_TASKS))
+            ranks = pd.concat([ranks, across[ranks.columns]], ignore_index=True)
     return ranks
 
 
 def write_figures(store: Store, ep: pd.DataFrame, board: pd.DataFrame, out: Path, suites: list[str],
-                  tasks: dict[str, Task]) -> list[Drawn]:
-    """Every figure of these suites (the extrapolation figure from every trial suite in `ep`,
-    landscapes of `tasks` in them) into `out`, PNG and PDF; `board` is `leaderboard(ep)`."""
+                  tasks: dict[str, Task], metric: str = METRIC) -> list[Drawn]:
+    """Every figure of these suites on `metric` (the extrapolation figure from every trial suite in
+    `ep`, landscapes of `tasks` in them) into `out`, PNG and PDF; `board` is `leaderboard(ep, metric)`."""
+    check_metric(metric)
     drawn = []
 
     def keep(fig, kind: str, stem: str, **where) -> None:
@@ -180,43 +225,65 @@ def write_figures(store: Store, ep: pd.DataFrame, board: pd.DataFrame, out: Path
     simulated = set(ep.task[ep.simulated.astype(bool)])
     for suite in suites:
         se = ep[ep.suite == suite]
-        keep(plots.regret_figure(se, suite), "regret", f"regret_{suite}", suite=suite)
+        keep(plots.regret_figure(se, suite, metric), "regret", f"regret_{suite}", suite=suite)
         if (se.budget_kind == "trials").all():
-            keep(plots.rank_figure(suite_ranks(se), suite, simulated), "rank", f"rank_{suite}", suite=suite)
-        keep(plots.cd_figure(cd_results(se), suite), "cd", f"cd_{suite}", suite=suite)
+            keep(plots.rank_figure(suite_ranks(se, metric), suite, simulated, metric), "rank",
+                 f"rank_{suite}", suite=suite)
+        keep(plots.cd_figure(cd_results(se, metric), suite, metric), "cd", f"cd_{suite}", suite=suite)
         proposals = target_proposals(store, se, tasks)
         if not proposals.empty:
             keep(plots.near_optimum_figure(near_optimum(proposals), suite, simulated), "near_optimum",
                  f"near_optimum_{suite}", suite=suite)
-        disc = discrimination(board[board.suite == suite])
-        keep(plots.discrimination_figure(disc, suite), "discrimination", f"discrimination_{suite}",
+        disc = discrimination(board[board.suite == suite], metric)
+        keep(plots.discrimination_figure(disc, suite, metric), "discrimination", f"discrimination_{suite}",
              suite=suite)
-    keep(plots.extrapolation_figure(ep), "extrapolation", "extrapolation")
+    keep(plots.extrapolation_figure(ep, metric), "extrapolation", "extrapolation")
     for name in sorted(set(ep[ep.suite.isin(suites)].task) & set(tasks)) or sorted(tasks):
         keep(plots.landscape_figure(tasks[name]), "landscape", f"landscape_{name}", task=name)
     return drawn
 
 
 def _interval(mean, lo, hi) -> list[str]:
-    return [f"{m:.3g} [{a:.3g}, {b:.3g}]" for m, a, b in zip(mean, lo, hi, strict=True)]
+    return ["-" if pd.isna(m) else f"{m:.3g} [{a:.3g}, {b:.3g}]"
+            for m, a, b in zip(mean, lo, hi, strict=True)]
+
+
+def _basis(experiments: pd.Series, tasks: pd.Series | None = None, few: pd.Series | None = None
+           ) -> list[str]:
+    """What an interval rests on: '95%, n exps', or where `few` (default: below FEW_EXPERIMENTS
+    experiments) 'range of n exps'; `tasks`: 'in t tasks'."""
+    tasks = [None] * len(experiments) if tasks is None else list(tasks)
+    few = [int(n) < FEW_EXPERIMENTS for n in experiments] if few is None else list(few)
+    out = []
+    for n, t, f in zip(experiments, tasks, few, strict=True):
+        n = int(n)
+        where = f" in {int(t)} tasks" if t is not None else ""
+        out.append(f"range of {n} exp{'s' * (n != 1)}{where}" if f else f"95%, {n} exps{where}")
+    return out
 
 
 def _fmt(values: pd.Series, spec: str) -> pd.Series:
     return values.map(lambda v: "-" if pd.isna(v) else format(v, spec))
 
 
-def board_view(sub: pd.DataFrame) -> pd.DataFrame:
-    """Leaderboard rows as printed and reported: intervals as text; GPU-hours per episode (cost
-    suites: the share of the budget spent); LLM tokens, dollars and fallbacks when any method
-    used them."""
+def board_view(sub: pd.DataFrame, metric: str = METRIC, compact: bool = False) -> pd.DataFrame:
+    """Leaderboard rows as printed and reported, on `metric`: its mean and IQM with their
+    intervals as text and what the intervals rest on (`_basis`), the other metric's mean,
+    divergence, failures; GPU-hours per episode (cost suites: the share of the budget spent); LLM
+    tokens, dollars and fallbacks when any method used them. `compact` (a terminal's width): the
+    IQM without its interval, and no cells, pool or other metric (they stay in the CSV)."""
+    m = check_metric(metric)
+    other = next(o for o in METRICS if o != m)
     view = pd.DataFrame({
         "method": sub.method, "budget": sub.budget.map("{:g}".format),
-        "nregret mean [95%]": _interval(sub.nregret_mean, sub.nregret_lo, sub.nregret_hi),
-        "IQM [95%]": _interval(sub.nregret_iqm, sub.nregret_iqm_lo, sub.nregret_iqm_hi),
-        "median": _fmt(sub.nregret_median, ".3g"), "rank": _fmt(sub.rank_mean, ".2f"),
+        f"{m} mean [interval]": _interval(sub[f"{m}_mean"], sub[f"{m}_lo"], sub[f"{m}_hi"]),
+        "IQM [interval]": _interval(sub[f"{m}_iqm"], sub[f"{m}_iqm_lo"], sub[f"{m}_iqm_hi"]),
+        "interval": _basis(sub.experiments, few=sub.few_experiments.astype(bool)),
+        "median": _fmt(sub[f"{m}_median"], ".3g"), "rank": _fmt(sub.rank_mean, ".2f"),
         "cells": sub.rank_cells, "win% vs centroid": _fmt(100 * sub.win_vs_centroid, ".0f"),
-        "episodes": sub.episodes, "failed": sub.failed, "pool": _fmt(sub.pool_size, "g"),
-        "GPU-h": _fmt(sub.gpu_hours_mean, ".4g"),
+        f"{other} mean": _fmt(sub[f"{other}_mean"], ".3g"),
+        "diverged": _fmt(sub.diverged_rate, ".0%"), "episodes": sub.episodes, "failed": sub.failed,
+        "pool": _fmt(sub.pool_size, "g"), "GPU-h": _fmt(sub.gpu_hours_mean, ".4g"),
     })
     if (sub.budget_kind == "cost").any():
         view["budget spent"] = _fmt(sub.budget_spent, ".0%")
@@ -224,13 +291,38 @@ def board_view(sub: pd.DataFrame) -> pd.DataFrame:
         view["tokens in"] = _fmt(sub.tokens_in_mean, ".0f")
         view["tokens out"] = _fmt(sub.tokens_out_mean, ".0f")
         view["$ total"], view["fallbacks"] = _fmt(sub.dollars_total, ".2f"), sub.fallbacks
+    if compact:
+        view = view.drop(columns=["cells", "pool", f"{other} mean"])
+        view["IQM [interval]"] = _fmt(sub[f"{m}_iqm"], ".3g")
+        view = view.rename(columns={"IQM [interval]": "IQM"})
     return view
 
 
-def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str) -> pd.DataFrame:
-    """Methods x (task, T=b): mean nregret at HEADLINE_BUDGETS (one the suite lacks is replaced
-    by its smallest other budget), every task then all of them pooled; simulated tasks say so."""
-    rows = pd.concat([board[board.suite == suite], overall[overall.suite == suite]])
+def across_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """`across_tasks` rows as printed and reported: the mean of the per-task means with its
+    interval and what it rests on, the mean of the per-task ranks, divergence, failures."""
+    m = check_metric(rows.metric.iloc[0]) if len(rows) else METRIC
+    return pd.DataFrame({
+        "method": rows.method, "budget": rows.budget.map("{:g}".format),
+        f"{m} mean of task means [interval]": _interval(rows["mean"], rows.lo, rows.hi),
+        "interval": _basis(rows.experiments, rows.tasks,
+                           rows.few_experiments.astype(bool) if "few_experiments" in rows else None),
+        "rank (mean over tasks)": _fmt(rows.rank_mean, ".2f"), "diverged": _fmt(rows.diverged_rate, ".0%"),
+        "tasks": rows.tasks, "episodes": rows.episodes, "failed": rows.failed,
+    })
+
+
+def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metric: str = METRIC
+                   ) -> pd.DataFrame:
+    """Methods x (task, T=b): mean `metric` at HEADLINE_BUDGETS (one the suite lacks is replaced by
+    its smallest other budget), every task, then all of them (`overall`: `across_tasks`, each task
+    weighed once); simulated tasks say so."""
+    check_metric(metric)
+    board = board[board.suite == suite]
+    across = overall[overall.suite == suite].rename(columns={"mean": f"{metric}_mean"})
+    across = across.assign(simulated=bool(board.simulated.any()))
+    rows = pd.concat([board[["task", "method", "budget", f"{metric}_mean", "simulated"]],
+                      across[["task", "method", "budget", f"{metric}_mean", "simulated"]]])
     have = sorted(rows.budget.unique())
     budgets = [b for b in HEADLINE_BUDGETS if b in have]
     budgets = sorted(budgets + [b for b in have if b not in budgets][: len(HEADLINE_BUDGETS) - len(budgets)])
@@ -239,7 +331,7 @@ def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str) -> pd
     label = {t: ("all tasks" + (" (incl. simulated)" if sim[t] else "")) if t == ALL_TASKS
              else t + (" (simulated)" if sim[t] else "") for t in sim.index}
     order = [*sorted(set(rows.task) - {ALL_TASKS}), ALL_TASKS]
-    table = rows.pivot_table(index="method", columns=["task", "budget"], values="nregret_mean")
+    table = rows.pivot_table(index="method", columns=["task", "budget"], values=f"{metric}_mean")
     table = table.reindex(columns=[(t, b) for t in order for b in budgets if (t, b) in table.columns])
     table.columns = pd.MultiIndex.from_tuples([(label[t], f"T={b:g}") for t, b in table.columns])
     return table
@@ -273,8 +365,8 @@ def headline_markdown(table: pd.DataFrame) -> pd.DataFrame:
 class _Doc:
     """Report blocks rendered twice: Markdown (figures linked) and HTML (figures embedded)."""
 
-    def __init__(self, root: Path):
-        self.root, self.md, self.html = root, [], []
+    def __init__(self, root: Path, metric: str = METRIC):
+        self.root, self.metric, self.md, self.html = root, metric, [], []
 
     def heading(self, level: int, text: str, simulated: bool = False) -> None:
         self.md.append("#" * level + " " + text + (" — ⚠ SIMULATED" if simulated else ""))
@@ -292,11 +384,11 @@ class _Doc:
 
     def figure(self, drawn: Drawn) -> None:
         png = drawn.paths[0]
-        caption = CAPTIONS[drawn.kind]
-        self.md.append(f"![{drawn.stem}]({png.relative_to(self.root).as_posix()})\n\n*{caption}*")
+        text = figure_caption(drawn.kind, self.metric)
+        self.md.append(f"![{drawn.stem}]({png.relative_to(self.root).as_posix()})\n\n*{text}*")
         data = base64.b64encode(png.read_bytes()).decode()
         self.html.append(f'<figure><img alt="{drawn.stem}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                         f"<figcaption>{html.escape(text)}</figcaption></figure>")
 
     def write(self, title: str) -> list[Path]:
         md, page = self.root / "report.md", self.root / "report.html"
@@ -313,34 +405,30 @@ _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 
         "img{max-width:100%}figcaption{font-size:13px;color:#555}"
         ".sim{background:#c0392b;color:#fff;font-size:12px;padding:1px 6px;border-radius:3px}")
 
-READING = ("nregret: 0 = the table's optimum, 1 = the median target candidate; mean over experiments "
-           "of the mean over seeds with a 95% interval (hierarchical bootstrap: experiments, then "
-           "seeds); IQM: interquartile mean with its interval. rank (1 = best) and win% vs centroid "
-           "(the floor: the target candidates nearest the pool's centroid, no outcome used) use only "
-           "the (experiment, seed) cells every method has (`cells`). GPU-h: GPU-hours spent per "
-           "episode. Failed episodes are scored as the worst target candidate.")
-
 
 def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: list[str] = (),
-                 say: Callable[[str], None] = print) -> list[Path]:
-    """The report of the results under `runs` (these suites; default all) into `out`."""
+                 say: Callable[[str], None] = print, metric: str = METRIC) -> list[Path]:
+    """The report of the results under `runs` (these suites; default all) into `out`, its tables,
+    ranks and figures on `metric`."""
+    check_metric(metric)
     ep = load_episodes(runs)
     picked = pick_suites(ep, suites)
     Store(out).check_writable()
-    board = leaderboard(ep)
-    overall = leaderboard(pd.concat([pooled(ep[ep.suite == s]) for s in picked]))
+    board = leaderboard(ep, metric)
+    overall = across_tasks(ep[ep.suite.isin(picked)], metric, board[board.suite.isin(picked)])
     written = [out / "leaderboard.csv", out / "leaderboard_overall.csv"]
     board.to_csv(written[0], index=False)
     overall.to_csv(written[1], index=False)
     tasks = load_tasks(set(ep[ep.suite.isin(picked)].task), list(task_refs), say)
-    drawn = write_figures(Store(runs), ep, board, out / "figures", picked, tasks)
-    doc = _Doc(out)
+    drawn = write_figures(Store(runs), ep, board, out / "figures", picked, tasks, metric)
+    doc = _Doc(out, metric)
     doc.heading(1, "LLMConfig-Bench report")
-    doc.text(f"Results: `{runs}`, {len(ep)} completed episodes; suites {', '.join(picked)}. "
-             "Regenerate with `bench report`.")
-    doc.text(READING)
+    doc.text(f"Results: `{runs}`, {len(ep)} completed episodes; suites {', '.join(picked)}; metric "
+             f"{metric}. Regenerate with `bench report`" + (f" --metric {metric}" if metric != METRIC else "")
+             + ".")
+    doc.text(legend(metric))
     for suite in picked:
-        written += _suite_section(doc, suite, board, overall, drawn, out)
+        written += _suite_section(doc, suite, board, overall, drawn, out, metric)
     for d in drawn:
         if d.suite is None and d.task is None:
             doc.heading(2, "Across suites: extrapolation distance")
@@ -359,8 +447,9 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
 
 
 def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataFrame,
-                   drawn: list[Drawn], out: Path) -> list[Path]:
-    """One suite: headline table (also written as .tex and .md), leaderboards, figures."""
+                   drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
+    """One suite: headline table (also written as .tex and .md), the leaderboard per task, then
+    every task weighed once, the figures."""
     from bench.suites import load_suite
 
     doc.heading(2, f"Suite {suite}")
@@ -368,26 +457,29 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
         doc.text(load_suite(suite).description.strip())
     except BenchError:  # a derived suite (`paper-gap30`) has no file of its own
         pass
-    table = headline_table(board, overall, suite)
+    table = headline_table(board, overall, suite, metric)
     budgets = sorted({b for _, b in table.columns}, key=lambda b: float(b[2:]))
-    caption = (f"Suite {suite}: mean nregret (0 = optimum, 1 = median candidate) at {' and '.join(budgets)} "
-               "target trials, per task and all tasks pooled; best per column in bold.")
+    text = (f"Suite {suite}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
+            "target trials, per task, then all tasks (the mean of the per-task means, each task "
+            "weighed once); best per column in bold.")
     tex, md = out / f"table_{suite}.tex", out / f"table_{suite}.md"
-    tex.write_text(latex_table(table, caption, f"tab:{suite}"))
-    md.write_text(f"{caption}\n\n{markdown_table(headline_markdown(table))}\n")
-    doc.heading(3, f"Headline: nregret at {' and '.join(budgets)}")
+    tex.write_text(latex_table(table, text, f"tab:{suite}"))
+    md.write_text(f"{text}\n\n{markdown_table(headline_markdown(table))}\n")
+    doc.heading(3, f"Headline: {metric} at {' and '.join(budgets)}")
+    doc.text(text)
     doc.table(headline_markdown(table))
     doc.text(f"LaTeX: `{tex.name}`; Markdown: `{md.name}`.")
+    for task, sub in board[board.suite == suite].groupby("task", sort=True):
+        doc.heading(3, task, simulated=sub.simulated.any())
+        doc.table(board_view(sub, metric))
     rows = overall[overall.suite == suite]
-    sim = sorted(board[(board.suite == suite) & board.simulated].task.unique())
-    doc.heading(3, "All tasks pooled (every test experiment weighs equally)"
-                + (f"; includes simulated {', '.join(sim)}" if sim else ""))
-    doc.table(board_view(rows))
+    if rows.tasks.max() > 1:
+        sim = sorted(board[(board.suite == suite) & board.simulated].task.unique())
+        doc.heading(3, "All tasks, each weighed once (mean of per-task means, mean of per-task ranks)"
+                    + (f"; includes simulated {', '.join(sim)}" if sim else ""))
+        doc.table(across_view(rows))
     doc.heading(3, "Figures")
     for d in drawn:
         if d.suite == suite:
             doc.figure(d)
-    for task, sub in board[board.suite == suite].groupby("task", sort=True):
-        doc.heading(3, task, simulated=sub.simulated.any())
-        doc.table(board_view(sub))
     return [tex, md]

@@ -23,9 +23,13 @@ The question is posed as a `Problem` like any episode's, built from the user's r
   experiments, or every built-in task's for `trains_on: builtin`), so the backtest scores the
   model that advises; a task without train experiments gives the former nothing to learn from,
   and they are skipped with that reason.
+- The optimizer's seed is `method_seed(seed)`, as in an episode (the seed itself shuffles the pools).
 - `backtest`: on an experiment whose target is in the table, round t rebuilds the method, replays
-  t - 1 runs the table answered, and runs its first suggestion: regret after T rounds equals `bench
-  run` with budget T (same method and seed); "at once" scores the first round's n suggestions.
+  t - 1 runs the table answered, and runs its first suggestion: the scores after T rounds equal
+  `bench run`'s with budget T (same method and seed): `pregret` (the primary score), `regret`,
+  `nregret` and `diverged`, by the experiment's `Scorer` (`Scorer.episode`, so a failure scores
+  as the worst candidate, pregret 1, as in the benchmark); "at once" (`pregret_at_once`,
+  `nregret_at_once`) scores the best of the first round's n suggestions the same way.
 """
 
 from __future__ import annotations
@@ -54,9 +58,8 @@ from bench.errors import BenchError
 from bench.gym.problem import Budget, Fidelity, Outcome, Problem, Query
 from bench.gym.space import nearest, plain
 from bench.gym.spec import grid_configs, outside_space, read_spec, si_format
-from bench.gym.task import Experiment, Task
+from bench.gym.task import Experiment, Task, method_seed
 from bench.methods import MethodSpec
-from bench.metrics import nregret, regret
 from bench.optimizer import Optimizer
 from bench.suites import load_suite
 
@@ -254,7 +257,9 @@ def unseen_problem(task: Task, experiment: str, target: Fidelity, pool: pd.DataF
     """The episode problem of `experiment` with `target` appended: prior = all its runs, target
     candidates = `pool` (no outcomes), both shuffled with `seed` by `Task.problem`."""
     exp = task.experiment(experiment)
-    rows = pool.assign(experiment=exp.name, fidelity=target.name, value=np.nan)
+    # a placeholder outcome (a Task's values are finite; NaN would be a diverged run): a Problem
+    # holds no target outcome, and nothing here asks the oracle
+    rows = pool.assign(experiment=exp.name, fidelity=target.name, value=0.0, diverged=False)
     table = pd.concat([task.table[task.table["experiment"] == exp.name], rows[task.table.columns]],
                       ignore_index=True)
     extended = dataclasses.replace(
@@ -322,8 +327,10 @@ def run_outcome(problem: Problem, query: Query, candidate: int, value: float) ->
 
 def advise(spec: MethodSpec, problem: Problem, seed: int, task: Task,
            outcome_for: Callable[[int, Query], Outcome], runs: int, n: int) -> Advice:
-    """A fresh optimizer of `spec` (as an episode makes it) told `runs` target runs through
-    ask/tell (`outcome_for(k, query)` answers the k-th ask), then asked for `n` suggestions."""
+    """A fresh optimizer of `spec` (as an episode makes it, seeded `method_seed(seed)`) told `runs`
+    target runs through ask/tell (`outcome_for(k, query)` answers the k-th ask), then asked for `n`
+    suggestions."""
+    seed = method_seed(seed)
     seed_everything(seed)
     optimizer = spec.make(problem, seed, task)
     for k in range(runs):
@@ -391,11 +398,12 @@ def cannot_advise(spec: MethodSpec, task: Task) -> str | None:
 # Backtest -------------------------------------------------------------------------------------
 def backtest(spec: MethodSpec, task: Task, experiment: str, seed: int, budget: int, n: int) -> dict:
     """The suggest loop on an experiment whose target is in the table, the table answering in
-    the user's place: `budget` rounds of one suggestion each (the regret `bench run` gives with
+    the user's place: `budget` rounds of one suggestion each (the scores `bench run` gives with
     that budget, method and seed), and the first round's `n` suggestions run at once."""
     prior = load_suite(BACKTEST_SUITE).prior_for(task.name)
     oracle, objective = task.oracle(experiment, seed), task.objective
-    pool = len(task.arrays(experiment, task.experiment(experiment).target.name)[0])
+    scorer = oracle.scorer
+    pool = len(scorer.values)
     if max(budget, n) > pool:
         raise BenchError(f"{experiment}: the target pool has {pool} candidates, fewer than {max(budget, n)}")
     outcomes: list[Outcome] = []
@@ -405,8 +413,8 @@ def backtest(spec: MethodSpec, task: Task, experiment: str, seed: int, budget: i
             problem = task.problem(experiment, Budget("trials", budget), prior, seed)
             advice = advise(spec, problem, seed, task, lambda k, _q: outcomes[k], t, n if t == 0 else 1)
             if t == 0:
-                at_once = objective.best([oracle.evaluate(Query(s.config, problem.target, s.candidate)).value
-                                          for s in advice.suggestions])
+                at_once = [oracle.evaluate(Query(s.config, problem.target, s.candidate))
+                           for s in advice.suggestions]
             outcomes.append(oracle.evaluate(advice.queries[0]))
     except BenchError:
         raise
@@ -414,15 +422,26 @@ def backtest(spec: MethodSpec, task: Task, experiment: str, seed: int, budget: i
         failed = None if outcomes else "no target observation"
     except Exception as exc:  # scored as the benchmark scores a failed episode
         failed = f"{type(exc).__name__}: {exc}"
-    worst, optimum, median = oracle.worst(), oracle.optimum(), oracle.median()
-    curve = [objective.best([o.value for o in outcomes[: t + 1]]) for t in range(len(outcomes))]
-    best = worst if failed else curve[-1]
-    at_once = worst if failed or at_once is None else at_once
+    best, curve, diverged = _best(objective, outcomes)
+    scores = scorer.episode(best, curve, failed is not None, diverged, budget)
+    once, _, once_diverged = _best(objective, at_once or [])
+    at_once_scores = scorer.episode(once, [] if once is None else [once], failed is not None, once_diverged)
     return {"method": spec.name, "experiment": experiment, "seed": seed, "budget": budget, "n": n,
-            "curve": curve, "best": best, "regret": regret(best, optimum, objective.direction),
-            "nregret": nregret(best, optimum, median, objective.direction),
-            "nregret_at_once": nregret(at_once, optimum, median, objective.direction),
+            "curve": curve, "best": scores["value"], "pregret": scores["pregret"],
+            "regret": scores["regret"], "nregret": scores["nregret"], "diverged": scores["diverged"],
+            "pregret_at_once": at_once_scores["pregret"], "nregret_at_once": at_once_scores["nregret"],
             "failed": failed}
+
+
+def _best(objective, outcomes: list[Outcome]) -> tuple[float | None, list[float], bool]:
+    """The best value of `outcomes` (None without one), the curve of the best so far, and whether
+    the best run diverged (the first of equal values counts, as in an episode)."""
+    best, curve, diverged = None, [], False
+    for o in outcomes:
+        if best is None or objective.is_better(o.value, best):
+            best, diverged = o.value, o.diverged
+        curve.append(best)
+    return best, curve, diverged
 
 
 # Output ---------------------------------------------------------------------------------------
@@ -469,8 +488,10 @@ def backtest_summary(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     return df.groupby("method", sort=False).agg(
         budget=("budget", "first"), n=("n", "first"), experiments=("experiment", "nunique"),
-        seeds=("seed", "nunique"), regret=("regret", "mean"), nregret=("nregret", "mean"),
-        nregret_at_once=("nregret_at_once", "mean"), failed=("failed", "count")).reset_index()
+        seeds=("seed", "nunique"), pregret=("pregret", "mean"), regret=("regret", "mean"),
+        nregret=("nregret", "mean"), pregret_at_once=("pregret_at_once", "mean"),
+        nregret_at_once=("nregret_at_once", "mean"), diverged=("diverged", "mean"),
+        failed=("failed", "count")).reset_index()
 
 
 def write_backtest(out: Path, rows: list[dict]) -> list[Path]:

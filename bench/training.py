@@ -23,7 +23,8 @@ Checkpoints live in `$BENCH_CACHE/checkpoints/<task or builtin>/<method>-<hash>.
 method's class, parameters and VERSION, the training seed and the content of the train data, so
 a change in any of them trains afresh. Each records what it was trained on (`Checkpoint.meta`):
 task, fit and validation experiments, data fingerprint, code version, seed, seconds, and the
-validation score (mean nregret over episodes of the validation experiments).
+validation score (`validation_pregret`: mean pregret, the harness's primary score, over episodes
+of the validation experiments, scored by `Task.scorer` with the failure rule).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | N
             "train_seconds": seconds, "report": state.get("report"),
             "digest": state_digest({k: v for k, v in state.items() if k != "report"})})
         per_task = {d.task.name: validate(spec, trained, d, seed) for d in _each(data)}
-        trained.meta["validation_nregret"] = float(np.mean(list(per_task.values())))
+        trained.meta["validation_pregret"] = float(np.mean(list(per_task.values())))
         trained.meta["validation_by_task"] = per_task
         tmp = path.with_suffix(".tmp")
         torch.save({"state": trained.state, "meta": trained.meta}, tmp)
@@ -231,17 +232,15 @@ def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
 
 
 def validate(spec, checkpoint: Checkpoint, data: TrainingData, seed: int) -> float:
-    """Mean nregret of the trained method over episodes of the validation experiments
-    (`VALIDATION_SEEDS` per experiment, `VALIDATION_BUDGET` target trials, each protocol)."""
+    """Mean pregret (`Task.scorer`) of the trained method over episodes of the validation
+    experiments (`VALIDATION_SEEDS` per experiment, `VALIDATION_BUDGET` target trials, each
+    protocol); an episode without a target value scores as a failure (pregret 1)."""
     from bench.episode import play
 
     scores = []
     for exp in data.validation:
-        target = data.task.experiment(exp).target.name
-        values = data.task.arrays(exp, target)[1]
-        optimum = data.task.objective.best(values)
-        scale = abs(float(np.median(values)) - optimum) or 1.0
-        budget = Budget("trials", min(VALIDATION_BUDGET, max(1, len(values) // 2)))
+        scorer = data.task.scorer(exp)
+        budget = Budget("trials", min(VALIDATION_BUDGET, max(1, len(scorer.values) // 2)))
         for prior in data.priors:
             if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
                 continue
@@ -249,7 +248,6 @@ def validate(spec, checkpoint: Checkpoint, data: TrainingData, seed: int) -> flo
                 problem = data.task.problem(exp, budget, prior, seed=10_000 + s)
                 optimizer = spec.load_class()(problem, s, checkpoint=checkpoint, **spec.params)
                 best = play(optimizer, data.task.oracle(exp, seed=10_000 + s), problem)
-                worst = data.task.objective.worst(values)
-                value = worst if best is None else best
-                scores.append(data.task.objective.sign * (value - optimum) / scale)
+                episode = scorer.episode(best, [] if best is None else [best], failed=best is None)
+                scores.append(episode["pregret"])
     return float(np.mean(scores)) if scores else float("nan")

@@ -3,7 +3,8 @@
 For every (k, g) on a grid, the four anchors random, centroid, best-prior and extrapolate run
 on the task's train experiments (10 seeds, T = 3; their first trial is the T = 1 episode, as
 they do not depend on the budget), and the 95% hierarchical-bootstrap intervals of their mean
-nregret (`bench.metrics`) are compared. The score of (k, g) is the number of anchor pairs whose
+pregret (the primary score; episodes scored by `Scorer.episode` and aggregated by `bench.metrics`,
+as the harness does) are compared. The score of (k, g) is the number of anchor pairs whose
 intervals are disjoint at T = 1 and T = 3 (12 at most); ties go to the smaller prior and the
 larger gap (the harder protocol). Only (k, g) that leave every test experiment a prior fidelity,
 keep at least half the train experiments, and buy every kept experiment at least `MIN_PRIOR_RUNS`
@@ -22,9 +23,9 @@ import pandas as pd
 
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task, task_names
-from bench.gym.task import Prior
+from bench.gym.task import Prior, method_seed
 from bench.methods import methods
-from bench.metrics import episodes_frame, leaderboard
+from bench.metrics import METRIC, episodes_frame, leaderboard
 
 ANCHORS = ["random", "centroid", "best-prior", "extrapolate"]
 K_GRID = [0.03, 0.1, 0.3, 1.0, 3.0]  # `far` is a capped prior ...
@@ -39,40 +40,42 @@ def anchor_scores(task, prior: Prior) -> list[dict]:
     for exp in task.split("train"):
         if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
             continue
-        oracle0 = task.oracle(exp)
-        opt_v, med_v, worst_v = oracle0.optimum(), oracle0.median(), oracle0.worst()
-        pool = len(oracle0.target_values())
+        scorer = task.scorer(exp)
+        pool = len(scorer.values)
         if pool < 6:
             continue
         for method, seed in itertools.product(ANCHORS, range(SEEDS)):
             problem = task.problem(exp, Budget("trials", 3), prior, seed=seed)
             oracle = task.oracle(exp, seed=seed)
-            opt = methods()[method].make(problem, seed)
-            best, curve = None, []
+            opt = methods()[method].make(problem, method_seed(seed))  # as the harness seeds it
+            best, curve, diverged = None, [], []
             for _ in range(3):
                 query = opt.ask()
                 outcome = oracle.evaluate(query)
                 opt.tell(query, outcome)
                 if best is None or task.objective.is_better(outcome.value, best):
                     best = outcome.value
+                    diverged.append(outcome.diverged)
+                else:
+                    diverged.append(diverged[-1])
                 curve.append(best)
             for t in (1, 3):
                 rows.append({"key": {"suite": "far", "task": task.name, "method": method, "experiment": exp,
                                      "budget_kind": "trials", "budget": t, "seed": seed},
                              "best": curve[t - 1], "recommend_value": curve[t - 1], "curve": curve[:t],
-                             "optimum": opt_v, "median": med_v, "worst": worst_v, "failed": None,
-                             "direction": task.objective.direction, "gpu_hours": 0.0,
+                             "scores": scorer.episode(curve[t - 1], curve[:t], False, diverged[t - 1], t),
+                             "failed": None, "direction": task.objective.direction, "gpu_hours": 0.0,
                              "budget_gpu_hours": 1.0, "ask_seconds": 0.0, "trials": t, "pool_size": pool})
     return rows
 
 
-def separated_pairs(board: pd.DataFrame) -> int:
+def separated_pairs(board: pd.DataFrame, metric: str = METRIC) -> int:
     n = 0
     for _, g in board.groupby("budget"):
         g = g.set_index("method")
         for a, b in itertools.combinations(ANCHORS, 2):
-            lo_a, hi_a, lo_b, hi_b = g.loc[a, "nregret_lo"], g.loc[a, "nregret_hi"], g.loc[b, "nregret_lo"], \
-                g.loc[b, "nregret_hi"]
+            lo_a, hi_a = g.loc[a, f"{metric}_lo"], g.loc[a, f"{metric}_hi"]
+            lo_b, hi_b = g.loc[b, f"{metric}_lo"], g.loc[b, f"{metric}_hi"]
             n += hi_a < lo_b or hi_b < lo_a
     return n
 
@@ -98,7 +101,7 @@ def main(tasks: list[str]) -> None:
             if not summaries:
                 continue
             board = leaderboard(episodes_frame(summaries))
-            means = board.pivot_table(index="method", columns="budget", values="nregret_mean")
+            means = board.pivot_table(index="method", columns="budget", values=f"{METRIC}_mean")
             results.append({"k": k, "g": g, "separated": separated_pairs(board),
                             "experiments": board.experiments.max(),
                             **{f"{m}@{t:g}": means.loc[m, t] for m in ANCHORS for t in (1, 3)}})

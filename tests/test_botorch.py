@@ -45,9 +45,10 @@ def synthetic_task(cheap_sign: float = 1.0, sizes=(60, 30, 24), seed: int = 0):
 
 
 def nregret_of(task, config: dict) -> float:
+    """The target nregret of a configuration of the pool (the experiment's `Scorer`)."""
     pool = task.outcomes("synthetic", task.experiments["synthetic"].target.name)
     value = float(pool.loc[(pool.x1 == config["x1"]) & (pool.x2 == config["x2"]), "value"].iloc[0])
-    return (value - pool.value.min()) / (pool.value.median() - pool.value.min())
+    return float(task.scorer("synthetic").nregret(value))
 
 
 def run(task, method: str, budget: Budget, tmp_path, seed: int = 0, prior: str = "cheaper", **params):

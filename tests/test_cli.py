@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -22,7 +23,10 @@ def bench(*args, **kw):
     (["run", "--task", "data_mixture", "--method", "random", "--budget", "2.5"],
      "--budget must be a whole number of trials"),
     (["run", "--task", "data_mixture", "--method", "random", "--experiments", "nosuch"],
-     "no test experiment named 'nosuch' in data_mixture; known: github, mean"),
+     "no test experiment named 'nosuch' in data_mixture; known: "),
+    (["leaderboard", "--metric", "foo"], "unknown metric 'foo'; known: pregret, nregret"),
+    (["plot", "--metric", "foo"], "unknown metric 'foo'; known: pregret, nregret"),
+    (["report", "--metric", "regret"], "unknown metric 'regret'; known: pregret, nregret"),
 ])
 def test_bad_input_one_line_exit_2(args, message, tmp_path):
     r = bench(*args, "--out", str(tmp_path / "out"))
@@ -60,7 +64,23 @@ def test_run_leaderboard_plot_and_nothing_lost(tmp_path):
     r = bench("leaderboard", "--out", str(out))
     assert r.returncode == 0 and (out / "leaderboard.csv").is_file()
     header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
-    assert {"task", "method", "budget", "nregret_mean", "nregret_sem", "rank_mean", "episodes"} <= set(header)
+    assert {"task", "method", "budget", "metric", "pregret_mean", "pregret_lo", "pregret_hi", "nregret_mean",
+            "nregret_sem", "rank_mean", "episodes", "experiments", "few_experiments",
+            "diverged_rate"} <= set(header)
+    text = " ".join(r.stdout.split())
+    assert "pregret mean [interval]" in text and "range of 2 exps" in text  # quick: 2 experiments
+    assert "Tables, ranks and figures use pregret" in text
+    key = ["suite", "task", "budget_kind", "budget", "method"]
+    board = pd.read_csv(out / "leaderboard.csv").set_index(key).sort_index()
+    assert set(board.metric) == {"pregret"}
+    r = bench("leaderboard", "--out", str(out), "--metric", "nregret")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "nregret mean [interval]" in text and "nregret: the gap" in text
+    by_nregret = pd.read_csv(out / "leaderboard.csv").set_index(key).sort_index()
+    assert set(by_nregret.metric) == {"nregret"}  # ranks on nregret; every statistic as before
+    ranked = ["metric", "rank_mean", "win_vs_centroid"]
+    pd.testing.assert_frame_equal(by_nregret.drop(columns=ranked), board.drop(columns=ranked))
     r = bench("plot", "--out", str(out))
     assert r.returncode == 0
     assert (out / "figures" / "regret_quick.png").stat().st_size > 10_000

@@ -78,9 +78,12 @@ def test_random_spends_target_runs_and_is_scored_by_its_recommendation(task, tmp
     key, summary, log = episode(task, "baselines.random_search:RandomSearch", Budget("cost", 2), tmp_path)
     assert [t["fidelity"] for t in log] == [task.experiments["sweep"].target.name] * 2
     assert summary["recommend_value"] == min(t["value"] for t in log)
-    tampered = dict(summary, best=summary["optimum"], key=key.__dict__)  # the score ignores `best`
+    scorer = task.scorer("sweep")
+    assert summary["scores"]["value"] == summary["recommend_value"]
+    assert summary["scores"]["pregret"] == pytest.approx(scorer.pregret(summary["recommend_value"]))
+    tampered = dict(summary, best=scorer.optimum, key=key.__dict__)  # the score ignores `best`
     row = episodes_frame([tampered]).iloc[0]
-    assert row.score == summary["recommend_value"]
+    assert row.score == summary["recommend_value"] and row.pregret == summary["scores"]["pregret"]
 
 
 @pytest.mark.slow
@@ -103,8 +106,8 @@ def test_cli_cost_suite_with_random_and_botorch_mf(task, tmp_path):
     target_cost = task.experiments["sweep"].target.cost
     assert (rows.gpu_hours_mean <= rows.budget * target_cost * (1 + 1e-9)).all()
     mf = rows[rows.method == "botorch-mf"].set_index("budget")
-    assert mf.nregret_mean.notna().all()  # recommend() recorded even with no target run
-    assert mf.loc[1, "nregret_mean"] < 0.5
+    assert mf.pregret_mean.notna().all() and mf.nregret_mean.notna().all()  # recommend() recorded
+    assert mf.loc[1, "nregret_mean"] < 0.5 and mf.loc[1, "pregret_mean"] < 0.5  # even with no target run
 
 
 class TargetFirst(Optimizer):
@@ -140,4 +143,5 @@ def test_repeated_refusals_end_the_episode_as_a_failure(task, tmp_path):
     assert summary["refused"] == MAX_REFUSALS and log == []
     assert summary["failed"] == "no recommendation"
     row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]
-    assert row.failed and row.score == summary["worst"] and row.budget_spent == 0
+    assert row.failed and row.score == task.scorer("sweep").worst and row.budget_spent == 0
+    assert row.pregret == 1.0

@@ -10,8 +10,9 @@ from bench.episode import run_episode
 from bench.gym import make_env, make_vector_env
 from bench.gym.problem import Budget, Query
 from bench.gym.registry import load_task, task_names
+from bench.gym.task import Prior
 from bench.methods import MethodSpec
-from bench.metrics import episodes_frame, nregret
+from bench.metrics import episodes_frame
 from bench.optimizer import Optimizer
 from bench.store import EpisodeKey, Store
 
@@ -46,11 +47,12 @@ def test_vector_env_and_harness_agree_on_rewards_and_regrets(tmp_path, name, exp
     rng = np.random.default_rng(0)
     actions = rng.integers(n, size=(budget, num))
     actions[3] = actions[1]  # a re-ask costs a trial and returns the same outcome
-    rewards, regrets = [], []
+    rewards, pregrets, nregrets = [], [], []
     for t in range(budget):
         obs, reward, done, truncated, info = env.step(actions[t])
         rewards.append(reward.copy())
-        regrets.append(info["nregret"].copy())
+        pregrets.append(info["pregret"].copy())
+        nregrets.append(info["nregret"].copy())
         assert obs["history_mask"][:, t].all() and done.all() == (t == budget - 1)
     for i in range(num):
         spec = MethodSpec(name="ids", target="tests.test_env:Ids", family="test",
@@ -58,9 +60,9 @@ def test_vector_env_and_harness_agree_on_rewards_and_regrets(tmp_path, name, exp
         key = EpisodeKey("quick", task.name, "ids", experiment, "trials", budget, seed + i)
         summary = run_episode(key, task, spec, Store(tmp_path), "cheaper")
         row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]
-        np.testing.assert_allclose([r[i] for r in regrets], row.nregret_curve, rtol=1e-9)
-        worst = nregret(summary["worst"], summary["optimum"], summary["median"], summary["direction"])
-        assert worst - sum(r[i] for r in rewards) == pytest.approx(row.nregret)  # the return
+        np.testing.assert_allclose([r[i] for r in pregrets], row.pregret_curve, rtol=1e-9)
+        np.testing.assert_allclose([r[i] for r in nregrets], row.nregret_curve, rtol=1e-9)
+        assert 1 - sum(r[i] for r in rewards) == pytest.approx(row.pregret)  # the return
 
 
 def test_observation_holds_the_harness_prior_and_candidates():
@@ -75,3 +77,40 @@ def test_observation_holds_the_harness_prior_and_candidates():
     expected = -task.objective.sign * problem.prior["value"]
     np.testing.assert_allclose(obs["prior_value"][:m], expected, rtol=1e-6)
     assert (obs["history_mask"] == 0).all() and obs["budget_left"][0] == 1
+
+
+def test_reward_is_the_improvement_of_pregret_by_hand():
+    """pregret = share of the target pool strictly better; before any target run it is 1."""
+    task = load_task("pretrain_hparams")
+    env = make_env(task, "moe-3in8-D20B", suite="quick", budget=2)
+    env.reset(seed=3)
+    problem = task.problem("moe-3in8-D20B", Budget("trials", 2), "cheaper", seed=3)
+    values = task.oracle("moe-3in8-D20B", seed=3).evaluate
+    pool = task.arrays("moe-3in8-D20B", problem.target)[1]
+    better = lambda v: float(np.mean(task.objective.sign * pool < task.objective.sign * v))  # noqa: E731
+    first = values(Query(None, problem.target, 0)).value
+    _, reward, _, _, info = env.step(0)
+    assert info["pregret"] == pytest.approx(better(first)) and reward == pytest.approx(1 - better(first))
+    assert info["value"] == first and info["regret"] >= 0 and np.isfinite(info["nregret"])
+
+
+@pytest.mark.parametrize("budget, prior", [(Budget("trials", 3), Prior("cheaper", gap=3)),
+                                           (Budget("trials", 3), Prior("none")),
+                                           (Budget("cost", 3), Prior("cheaper", gap=3))])
+def test_observation_shows_only_the_pools_the_episode_is_given(budget, prior):
+    """Candidates of a rung the suite withholds are masked and zero, as `Problem.pools` leaves them out."""
+    from bench.gym.env import Episodes
+
+    task, exp = load_task("pretrain_hparams"), "moe-3in8-D20B"
+    episodes = Episodes(task, exp, budget, prior, 2)
+    episodes.reset([0, 1], [5, 6])
+    problem = task.problem(exp, budget, prior, seed=5)
+    names = [f.name for f in problem.fidelities]
+    for level, name in enumerate(names):
+        mask, x = episodes.obs["candidate_mask"][0, level], episodes.obs["candidates"][0, level]
+        if name in problem.pools:
+            assert mask.sum() == len(problem.pools[name])
+            np.testing.assert_allclose(x[: mask.sum()], problem.pools[name].x, rtol=1e-6)
+        else:
+            assert mask.sum() == 0 and not x.any()
+    assert set(problem.pools) != set(names) or budget.kind == "cost"

@@ -40,7 +40,8 @@ def test_errors_are_scored_failures(tiny_task, tmp_path, target):
     assert store.is_done(key) and store.is_failed(key)
     assert "Traceback" in store.error_file(key).read_text()
     row = episodes_frame(store.summaries()).iloc[0]
-    assert row.failed and row.score == summary["worst"] == pytest.approx(3.6)  # worst target run
+    assert row.failed and row.score == summary["scores"]["value"] == pytest.approx(3.6)  # worst target run
+    assert row.score == tiny_task.scorer("b").worst and row.pregret == 1.0 and not row.diverged
 
 
 def test_a_failure_cannot_rank_first(tiny_task, tmp_path):

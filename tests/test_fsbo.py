@@ -58,7 +58,7 @@ def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     b, _ = train(tiny_spec(), task, force=True)
     c, _ = train(tiny_spec(), noisy_test_experiments(task), force=True)
     assert a.meta["digest"] == b.meta["digest"] == c.meta["digest"]
-    assert path.exists() and np.isfinite(a.meta["validation_nregret"])
+    assert path.exists() and np.isfinite(a.meta["validation_pregret"])
     held = set(a.state["holdout"])
     assert held and held <= set(a.meta["fit"]) and not held & set(a.meta["validation"])
     assert a.state["deep_steps"] % TINY["eval_every"] == 0

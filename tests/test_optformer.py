@@ -138,7 +138,7 @@ def test_training_is_deterministic_and_never_reads_test_experiments(cache):
     b, _ = train(spec, task, force=True)
     c, _ = train(spec, noisy_test_experiments(task), force=True)
     assert a.meta["digest"] == b.meta["digest"] == c.meta["digest"]
-    assert np.isfinite(a.meta["validation_nregret"]) and path.exists()
+    assert np.isfinite(a.meta["validation_pregret"]) and path.exists()
 
 
 def test_episode_asks_only_untried_target_candidates(cache, tmp_path):

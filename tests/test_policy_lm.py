@@ -44,7 +44,7 @@ def play_random(task, experiment, seed, budget=BUDGET) -> Trajectory:
         steps.append(Step(int(i), outcome.value, f"lr {outcome.config['lr']:.3g} follows the cheap trend"))
     best = task.objective.best([s.value for s in steps])
     return Trajectory(experiment, Prior(), budget, seed, "random", tuple(steps),
-                      (best - oracle.optimum()) / abs(oracle.median() - oracle.optimum()), task.name)
+                      float(oracle.scorer.nregret(best)), task.name)
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +144,7 @@ def test_rewards_come_from_the_oracle(train_task):
     oracle = train_task.oracle("a", 1)
     values = oracle.target_values()[train_task.permutation("a", problem.target, 1)]  # episode order
     best, worst = int(np.argmin(values)), int(np.argmax(values))
-    worst_reward = score(problem, oracle, oracle.worst())
+    worst_reward = score(problem, oracle, oracle.scorer.worst)
     spread = abs(np.median(values) - values.min())
     assert worst_reward == pytest.approx(-(values.max() - values.min()) / spread)
 
@@ -212,7 +212,7 @@ def test_export_sft_grpo_serve_and_run_an_episode(tiny_task, train_task, traject
     problem = episode_problem(train_task, {**read_jsonl(data)[0]["meta"], "budget": 2})
     oracle = train_task.oracle("a", 0)
     possible = {score(problem, oracle, v) for v in oracle.target_values()} | {score(problem, oracle,
-                                                                                    oracle.worst())}
+                                                                                    oracle.scorer.worst)}
     for out, reward in zip(played, logged, strict=True):
         assert len(out["prompt_ids"]) == 4  # 2 episodes x 2 trials, each trial one sample
         trials = [tokenizer.decode(ids) for ids in out["prompt_ids"]]

@@ -18,6 +18,8 @@ from bench.errors import BenchError
 from bench.gym.registry import load_task
 from bench.methods import method, methods
 from bench.metrics import (
+    ALL_TASKS,
+    across_tasks,
     critical_difference,
     discrimination,
     episodes_frame,
@@ -25,11 +27,11 @@ from bench.metrics import (
     leaderboard,
     near_optimum,
     near_threshold,
-    pooled,
     rank_curves,
 )
-from bench.report import cd_results, suite_ranks, target_proposals, write_report
+from bench.report import board_view, cd_results, suite_ranks, target_proposals, write_report
 from bench.runner import plan
+from bench.scores import Scorer
 from bench.store import Store
 from bench.suites import load_suite
 
@@ -57,6 +59,17 @@ def ep(runs):
     return episodes_frame(Store(runs).summaries())
 
 
+def summary(key: dict, best: float, pool=(0.0, 0.5, 1.0, 2.0, 4.0), budget_gpu_hours=1.0,
+            gpu_hours=1.0) -> dict:
+    """A summary as `bench.episode` writes it, scored by `Scorer.episode` on `pool` (optimum 0,
+    median 1, worst 4: nregret = the value)."""
+    length = int(key["budget"]) if key["budget_kind"] == "trials" else None
+    return {"key": key, "best": best, "recommend_value": best, "curve": [best], "failed": None,
+            "direction": "minimize", "gpu_hours": gpu_hours, "budget_gpu_hours": budget_gpu_hours,
+            "ask_seconds": 0.0, "trials": 1, "pool_size": len(pool),
+            "scores": Scorer(list(pool), "minimize").episode(best, [best], length=length)}
+
+
 def lines(ax):
     return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
 
@@ -81,11 +94,25 @@ def test_regret_rank_and_near_optimum_figures_have_a_panel_per_task_and_a_line_p
     assert all(len(lines(ax)) == 3 for ax in visible(fig))
     x = lines(visible(fig)[0])[0].get_xdata()
     assert list(x) == [1, 2, 3, 4, 5]  # the anytime curve of the T=5 episodes
+    assert visible(fig)[0].get_ylabel().startswith("pregret") and "pregret" in fig.texts[0].get_text()
+    line = lines(visible(fig)[0])[0]  # the first method on data_mixture: its T=5 curves' mean
+    episodes = quick[(quick.task == "data_mixture") & (quick.budget == 5)
+                     & (quick.method == line.get_label())]
+    nfig = plots.regret_figure(quick, "quick", "nregret")
+    for name, y in (("pregret", line.get_ydata()), ("nregret", lines(visible(nfig)[0])[0].get_ydata())):
+        assert y == pytest.approx(np.array(episodes[f"{name}_curve"].tolist()).mean(axis=0))
+    assert visible(nfig)[0].get_yscale() == "symlog" and visible(fig)[0].get_yscale() == "linear"
 
-    fig = plots.rank_figure(suite_ranks(quick), "quick", {"grpo"})
+    ranks = suite_ranks(quick)
+    fig = plots.rank_figure(ranks, "quick", {"grpo"})
     assert [ax.get_title() for ax in visible(fig)] == [
-        "data_mixture", "grpo (simulated)", "sft_lora", "all tasks (pooled)"]
+        "data_mixture", "grpo (simulated)", "sft_lora", "all tasks (mean of per-task ranks)"]
     assert all(len(lines(ax)) == 3 for ax in visible(fig))
+    assert "pregret" in visible(fig)[0].get_ylabel()
+    # the `all` panel at the last trial: the mean of the per-task ranks, as across_tasks has it
+    last = ranks[(ranks.task == ALL_TASKS) & (ranks.trial == 5)].set_index("method").rank_mean
+    across = across_tasks(quick).query("budget == 5").set_index("method").rank_mean
+    assert last.sort_index().to_numpy() == pytest.approx(across.sort_index().to_numpy())
 
     shares = near_optimum(target_proposals(Store(runs), quick, {t: load_task(t) for t in TASKS}))
     fig = plots.near_optimum_figure(shares, "quick", {"grpo"})
@@ -103,14 +130,21 @@ def test_cd_extrapolation_discrimination_and_landscape_figures(ep):
     assert len(fig.axes) == 2
     labels = {t.get_text() for t in fig.axes[0].texts}
     assert set(METHODS) <= labels and "CD" in labels
+    assert "mean rank on pregret" in fig.texts[0].get_text()
+    # the blocks are the chosen metric's experiment means
+    assert experiment_scores(quick[quick.budget == 1], "nregret")[0].to_numpy().max() > 1  # unbounded
+    assert [n for _, _, n, _ in cd_results(quick, "nregret")] == [6, 6]
 
-    fig = plots.extrapolation_figure(ep)  # quick and quick-gap1000 on data_mixture
-    assert [ax.get_title() for ax in visible(fig)] == ["data_mixture"]
-    assert len(lines(visible(fig)[0])) == 3
-    assert all(len(line.get_xdata()) == 2 for line in lines(visible(fig)[0]))
+    for metric in ("pregret", "nregret"):
+        fig = plots.extrapolation_figure(ep, metric)  # quick and quick-gap1000 on data_mixture
+        assert [ax.get_title() for ax in visible(fig)] == ["data_mixture"]
+        assert len(lines(visible(fig)[0])) == 3
+        assert all(len(line.get_xdata()) == 2 for line in lines(visible(fig)[0]))
+        assert visible(fig)[0].get_ylabel() == f"{metric} at T=1"
 
-    fig = plots.discrimination_figure(discrimination(leaderboard(quick)), "quick")
+    fig = plots.discrimination_figure(discrimination(leaderboard(quick), "pregret"), "quick")
     assert fig.axes[0].images[0].get_array().shape == (3, 2)  # tasks x budgets
+    assert "by pregret" in fig.axes[0].get_title()
 
     task = load_task("sft_lora")
     fig = plots.landscape_figure(task)
@@ -121,14 +155,14 @@ def test_cd_extrapolation_discrimination_and_landscape_figures(ep):
 def test_cost_regret_is_drawn_against_the_gpu_hours_spent():
     rows = []
     for budget, spent in ((1, 1.0), (2, 1.5)):  # target runs' worth: budget 2 leaves 0.5 unspent
-        rows.append({"key": {"suite": "c", "task": "t", "method": "random", "experiment": "e",
-                             "budget_kind": "cost", "budget": budget, "seed": 0},
-                     "best": 0.5, "recommend_value": 0.5, "curve": [0.5], "optimum": 0.0, "median": 1.0,
-                     "worst": 4.0, "failed": None, "direction": "minimize", "gpu_hours": 10.0 * spent,
-                     "budget_gpu_hours": 10.0 * budget, "ask_seconds": 0.0, "trials": 1, "pool_size": 9})
-    fig = plots.regret_figure(episodes_frame(rows), "c")
-    assert list(lines(fig.axes[0])[0].get_xdata()) == [1.0, 1.5]  # target runs' worth spent
-    assert "GPU-hours spent" in fig.axes[0].get_xlabel()
+        key = {"suite": "c", "task": "t", "method": "random", "experiment": "e", "budget_kind": "cost",
+               "budget": budget, "seed": 0}
+        rows.append(summary(key, 0.5, gpu_hours=10.0 * spent, budget_gpu_hours=10.0 * budget))
+    for metric, y in (("pregret", 0.2), ("nregret", 0.5)):  # one of five candidates is better
+        fig = plots.regret_figure(episodes_frame(rows), "c", metric)
+        assert list(lines(fig.axes[0])[0].get_xdata()) == [1.0, 1.5]  # target runs' worth spent
+        assert list(lines(fig.axes[0])[0].get_ydata()) == pytest.approx([y, y])
+        assert "GPU-hours spent" in fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel().startswith(metric)
 
 
 def test_critical_difference_matches_a_hand_computed_friedman_test():
@@ -147,21 +181,24 @@ def test_critical_difference_matches_a_hand_computed_friedman_test():
 
 def test_experiment_scores_average_common_seeds_and_drop_incomplete_methods():
     def row(m, exp, seed, v, task="t"):
-        return {"key": {"suite": "s", "task": task, "method": m, "experiment": exp, "budget_kind": "trials",
-                        "budget": 1, "seed": seed}, "best": v, "recommend_value": v, "curve": [v],
-                "optimum": 0.0, "median": 1.0, "worst": 4.0, "failed": None, "direction": "minimize",
-                "gpu_hours": 1.0, "budget_gpu_hours": 1.0, "ask_seconds": 0.0, "trials": 1, "pool_size": 9}
-    rows = [row("a", "e1", 0, 0.2), row("a", "e1", 1, 0.4), row("a", "e1", 2, 0.9),  # seed 2: a only
-            row("b", "e1", 0, 0.1), row("b", "e1", 1, 0.3), row("a", "e2", 0, 0.5, task="u")]
-    scores, left_out = experiment_scores(episodes_frame(rows))
+        return summary({"suite": "s", "task": task, "method": m, "experiment": exp, "budget_kind": "trials",
+                        "budget": 1, "seed": seed}, v)
+    rows = [row("a", "e1", 0, 0.2), row("a", "e1", 1, 0.6), row("a", "e1", 2, 0.9),  # seed 2: a only
+            row("b", "e1", 0, 0.1), row("b", "e1", 1, 0.3), row("a", "e2", 0, 3.0, task="u")]
+    ep = episodes_frame(rows)
+    scores, left_out = experiment_scores(ep, "nregret")
     assert left_out == ["b"]  # not run on task u
-    assert scores.loc[("t", "e1"), "a"] == pytest.approx(0.3)  # seeds 0 and 1, those b has too
-    assert scores.loc[("u", "e2"), "a"] == pytest.approx(0.5)
+    assert scores.loc[("t", "e1"), "a"] == pytest.approx(0.4)  # seeds 0 and 1, those b has too
+    assert scores.loc[("u", "e2"), "a"] == pytest.approx(3.0)
+    scores, _ = experiment_scores(ep)  # pregret: 0.2 has one candidate of five better, 0.6 two, 3.0 four
+    assert scores.loc[("t", "e1"), "a"] == pytest.approx((0.2 + 0.4) / 2)
+    assert scores.loc[("u", "e2"), "a"] == pytest.approx(0.8)
 
 
-def test_rank_curves_end_at_the_leaderboard_rank(ep):
-    board = leaderboard(ep).set_index(["suite", "task", "budget", "method"]).rank_mean
-    ranks = rank_curves(ep)
+@pytest.mark.parametrize("metric", ["pregret", "nregret"])
+def test_rank_curves_end_at_the_leaderboard_rank(ep, metric):
+    board = leaderboard(ep, metric).set_index(["suite", "task", "budget", "method"]).rank_mean
+    ranks = rank_curves(ep, metric)
     last = ranks[ranks.trial == ranks.budget].set_index(["suite", "task", "budget", "method"]).rank_mean
     assert len(last) == len(board)
     assert last.sort_index().to_numpy() == pytest.approx(board.sort_index().to_numpy())
@@ -200,6 +237,7 @@ def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
     assert result.exit_code == 0, result.output
     board = pd.read_csv(runs / "leaderboard.csv")
     pd.testing.assert_frame_equal(pd.read_csv(rep / "leaderboard.csv"), board)  # one computation
+    assert set(board.metric) == {"pregret"}
 
     md = (rep / "report.md").read_text()
     quick = board[board.suite == "quick"]
@@ -208,18 +246,34 @@ def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
         assert len(shown) == len(sub)
         for r in sub.itertuples():
             cells = shown.loc[(r.method, f"{r.budget:g}")]
-            assert _numbers(cells["nregret mean [95%]"]) == pytest.approx(
-                [r.nregret_mean, r.nregret_lo, r.nregret_hi], rel=5e-3, abs=1e-12)
-            assert _numbers(cells["IQM [95%]"]) == pytest.approx(
-                [r.nregret_iqm, r.nregret_iqm_lo, r.nregret_iqm_hi], rel=5e-3, abs=1e-12)
+            assert _numbers(cells["pregret mean [interval]"]) == pytest.approx(
+                [r.pregret_mean, r.pregret_lo, r.pregret_hi], rel=5e-3, abs=1e-12)
+            assert _numbers(cells["IQM [interval]"]) == pytest.approx(
+                [r.pregret_iqm, r.pregret_iqm_lo, r.pregret_iqm_hi], rel=5e-3, abs=1e-12)
+            assert cells["interval"] == "range of 2 exps"  # quick: 2 test experiments per task
+            assert float(cells["nregret mean"]) == pytest.approx(r.nregret_mean, rel=5e-3, abs=1e-12)
             assert float(cells["rank"]) == pytest.approx(r.rank_mean, abs=0.005)
+            assert cells["diverged"] == f"{r.diverged_rate:.0%}"
             assert int(cells["episodes"]) == r.episodes and int(cells["failed"]) == r.failed
     overall = pd.read_csv(rep / "leaderboard_overall.csv")
-    expected = leaderboard(pooled(ep[ep.suite == "quick"]))
-    assert overall.nregret_mean.to_numpy() == pytest.approx(expected.nregret_mean.to_numpy())
+    expected = across_tasks(ep[ep.suite == "quick"])
+    pd.testing.assert_frame_equal(overall, expected, check_dtype=False)
     assert set(overall.task) == {"all"} and overall.episodes.sum() == (ep.suite == "quick").sum()
+    per_task = quick.groupby(["budget", "method"])[["pregret_mean", "rank_mean"]].mean()
+    for r in overall.itertuples():  # each task weighs once
+        assert r.mean == pytest.approx(per_task.loc[(r.budget, r.method), "pregret_mean"])
+        assert r.rank_mean == pytest.approx(per_task.loc[(r.budget, r.method), "rank_mean"])
+    shown = _report_rows(md, "quick", "All tasks, each weighed once (mean of per-task means, mean of "
+                         "per-task ranks); includes simulated grpo").set_index(["method", "budget"])
+    for r in overall.itertuples():
+        cells = shown.loc[(r.method, f"{r.budget:g}")]
+        assert _numbers(cells["pregret mean of task means [interval]"]) == pytest.approx(
+            [r.mean, r.lo, r.hi], rel=5e-3, abs=1e-12)
+        assert cells["interval"] == "range of 6 exps in 3 tasks"  # 2 experiments a task: a range
+    assert "range of n exps" in md and "not a confidence statement" in md  # the legend says it
 
     assert "### grpo — ⚠ SIMULATED" in md and "### data_mixture — ⚠" not in md
+    assert md.index("### data_mixture") < md.index("### All tasks, each weighed once")  # per task first
     page = (rep / "report.html").read_text()
     pngs = sorted((rep / "figures").glob("*.png"))
     assert {p.stem for p in pngs} == {"regret_quick", "rank_quick", "cd_quick", "near_optimum_quick",
@@ -230,11 +284,41 @@ def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
     assert '<span class="sim">SIMULATED</span>' in page
 
     tex = (rep / "table_quick.tex").read_text()
-    t1 = quick[quick.budget == 1].set_index(["task", "method"]).nregret_mean
+    assert "mean pregret" in tex
+    t1 = quick[quick.budget == 1].set_index(["task", "method"]).pregret_mean
     for task in TASKS:  # the best method of each column is bold, and only it (T=1 and T=5)
         assert f"\\textbf{{{t1[task].min():.3f}}}" in tex
-    assert tex.count("\\textbf") == sum((g.nregret_mean == g.nregret_mean.min()).sum()
-                                         for _, g in pd.concat([quick, expected]).groupby(["task", "budget"]))
+    columns = pd.concat([quick, expected.rename(columns={"mean": "pregret_mean"})])
+    assert tex.count("\\textbf") == sum((g.pregret_mean == g.pregret_mean.min()).sum()
+                                         for _, g in columns.groupby(["task", "budget"]))
+
+
+def test_board_view_says_what_each_interval_rests_on(ep):
+    quick = ep[(ep.suite == "quick") & (ep.task == "data_mixture")]
+    few = leaderboard(quick, "nregret")
+    view = board_view(few, "nregret")
+    assert view.columns[2] == "nregret mean [interval]" and "pregret mean" in view.columns
+    assert set(view.interval) == {"range of 2 exps"}
+    many = few.assign(experiments=12, few_experiments=False)
+    assert set(board_view(many, "nregret").interval) == {"95%, 12 exps"}
+    compact = board_view(few, "nregret", compact=True)
+    assert {"cells", "pool", "pregret mean"}.isdisjoint(compact.columns) and "IQM" in compact.columns
+    with pytest.raises(BenchError, match="unknown metric 'foo'"):
+        board_view(few, "foo")
+
+
+@pytest.mark.slow
+def test_report_on_nregret(runs, tmp_path):
+    rep = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", "--runs", str(runs), "--out", str(rep), "--suite", "quick",
+                                      "--metric", "nregret"])
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(rep / "leaderboard.csv")
+    assert set(board.metric) == {"nregret"} and set(pd.read_csv(rep / "leaderboard_overall.csv").metric) == {
+        "nregret"}
+    md = (rep / "report.md").read_text()
+    assert "Headline: nregret at" in md and "nregret mean [interval]" in md and "nregret: the gap" in md
+    assert "mean nregret" in (rep / "table_quick.tex").read_text()
 
 
 def test_report_bad_input_is_one_line_exit_2(runs, tmp_path):

@@ -20,7 +20,6 @@ from bench.gym.problem import Fidelity
 from bench.gym.registry import load_task
 from bench.gym.spec import flops_gpu_hours, outside_space
 from bench.methods import MethodSpec, method
-from bench.metrics import regret
 from bench.store import EpisodeKey
 from bench.suites import load_suite
 
@@ -136,8 +135,26 @@ def test_backtest_equals_the_benchmark(task, spec):
         summary, error = play_episode(key, task, spec, _NoLog(), prior=prior)
         assert error is None and row["failed"] is None
         assert row["curve"] == summary["curve"] and len(row["curve"]) == budget
-        assert row["regret"] == regret(summary["best"], summary["optimum"], summary["direction"])
-        assert 0 <= row["nregret_at_once"] and np.isfinite(row["nregret"])
+        scores = summary["scores"]  # the benchmark's, by the same Scorer
+        assert {k: row[k] for k in ("pregret", "regret", "nregret", "diverged")} == \
+            {k: scores[k] for k in ("pregret", "regret", "nregret", "diverged")}
+        values = task.oracle("h2048", seed).scorer.values
+        assert row["pregret"] == np.mean(values < row["best"])  # by hand: the share strictly better
+        assert 0 <= row["pregret_at_once"] <= 1 and 0 <= row["nregret_at_once"]
+
+
+def test_backtest_failure_scores_the_worst_candidate(task, monkeypatch):
+    """The benchmark's failure rule: the worst candidate, pregret 1."""
+    def broken(*_a, **_k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sg, "advise", broken)
+    row = sg.backtest(method("random"), task, "h2048", 0, 2, n=1)
+    scorer = task.scorer("h2048")
+    assert row["failed"] == "RuntimeError: boom" and row["pregret"] == row["pregret_at_once"] == 1.0
+    assert row["best"] == scorer.worst and row["nregret"] == pytest.approx(scorer.nregret(scorer.worst))
+    summary = sg.backtest_summary([row])
+    assert summary.loc[0, "pregret"] == 1.0 and summary.loc[0, "failed"] == 1
 
 
 def test_a_method_that_repeats_itself_gives_fewer(task):

@@ -130,3 +130,8 @@ def test_test_priors_hold_only_cheaper_levels(name):
 @pytest.mark.parametrize("name", ["architecture", "architecture_wallclock"])
 def test_quick_suite_runs(name, tmp_path):
     check_quick_suite(load_task(name), tmp_path)
+
+
+def test_no_run_is_declared_diverged(arch, wall):
+    """No rule: no train run is far above its pool (module docstring), and no loss is missing."""
+    assert not arch.table.diverged.any() and not wall.table.diverged.any()

@@ -222,3 +222,28 @@ def test_bad_input_is_a_bench_error(simulator):
         simulator.expected(recipe(lr=-1e-6), "qwen3", "gsm8k", "14B")
     with pytest.raises(BenchError, match="non-negative"):
         simulator.sample(recipe(), "qwen3", "gsm8k", "14B", seed=-1)
+
+
+def test_diverged_runs_are_flagged_below_the_threshold(simulator, task):
+    table = task.table
+    assert (table.diverged == (table.value < grpo_task.DIVERGED_BELOW)).all()
+    for split in ("train", "test"):
+        rows = table[table.experiment.isin(task.split(split))]
+        assert rows.diverged.sum() > 0 and rows.diverged[rows.fidelity == SIZES[-1]].sum() > 0
+    # far past the cliff every seed diverges, and scores below the threshold on both eval sets
+    for benchmark in sim.BENCHMARKS:
+        runs = [simulator.sample(recipe(lr=1e-4), "llama", benchmark, "14B", seed=s)[0] for s in range(300)]
+        assert max(runs) < grpo_task.DIVERGED_BELOW
+
+
+def test_test_experiments_have_target_pools_of_their_own(task):
+    def configs(exp, size=SIZES[-1]):
+        return set(map(tuple, task.outcomes(exp, size)[list(sim.PARAMS)].to_numpy()))
+
+    train = configs("qwen3-math")
+    assert configs("llama-math") == train
+    qwen, llama = configs("qwen3-gsm8k"), configs("llama-gsm8k")
+    assert len(qwen) == len(llama) == grpo_task.DESIGN_POINTS
+    assert not (qwen & train) and not (llama & train) and not (qwen & llama)
+    for size in SIZES[:-1]:  # cheap sizes: the gsm8k and math experiments read the same runs
+        assert configs("qwen3-gsm8k", size) == configs("qwen3-math", size) == configs("llama-gsm8k", size)

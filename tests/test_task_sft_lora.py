@@ -174,3 +174,15 @@ def test_task_card():
     for text in ("task sft_lora", "licence: Apache-2.0", "test (2): llama3-base, qwen3.5", "550B-A55B",
                  "Spearman rank correlation"):
         assert text in r.stdout, text
+
+
+def test_diverged_runs_are_flagged_from_the_status_column(task):
+    """98 diverged runs in experiments; Qwen3-30B-A3B's two at lr 3e-3, rank 1 are one entry, and
+    its ranks 4 and 64 (one diverged, one finished run each) are not diverged: 95 entries."""
+    table = task.table
+    train = table.experiment.isin(task.split("train"))
+    assert table.diverged[train].sum() == 58 and table.diverged[~train].sum() == 37
+    assert (table.value[table.diverged] == sft_lora.DIVERGED_NLL).all()
+    pool = task.outcomes("qwen3", "30B-A3B").assign(diverged=task.diverged("qwen3", "30B-A3B"))
+    at = pool[pool.lr == 3e-3].set_index("lora_rank").diverged
+    assert at[1] and not at[4] and not at[64]

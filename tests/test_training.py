@@ -27,7 +27,7 @@ def test_training_never_reads_test_experiments(cache):
     b, path_b = train(SPEC, noisy, force=True)
     assert path_a == path_b and a.meta["digest"] == b.meta["digest"]
     assert a.meta["validation"] == data.validation and a.meta["task"] == "pretrain_hparams"
-    assert np.isfinite(a.meta["validation_nregret"]) and a.meta["train_seconds"] >= 0
+    assert np.isfinite(a.meta["validation_pregret"]) and a.meta["train_seconds"] >= 0
 
 
 def test_checkpoints_are_reused_and_keyed_by_params_and_data(cache):

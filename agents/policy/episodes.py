@@ -3,7 +3,9 @@
 An `Episode` is a `Problem` of a train (or curated) experiment with its target outcomes in the
 episode's candidate order: training needs them for rewards and targets, and only train
 experiments are ever made into one. Rollouts play `group` copies of an episode in lockstep at the
-target fidelity (trial budgets), batched through the network.
+target fidelity (trial budgets), batched through the network. Every score comes from the
+experiment's `Scorer` (`bench.scores`): the policy trains on nregret, capped at `REGRET_CLIP`,
+and is selected on it (`greedy_nregret`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from agents.policy.model import PolicyNet, batch
 from bench.gym.problem import Budget, Problem
 from bench.gym.task import Prior
 from bench.numerics import normal_scores_by_level
+from bench.scores import Scorer
 from bench.training import TrainingData
 
 REGRET_CLIP = 3.0  # nregret above this counts as this in rewards (a diverged run must not dominate)
@@ -29,6 +32,7 @@ class Episode:
     values: np.ndarray  # target outcomes, candidate id order
     view: EpisodeView
     key: tuple  # (task, experiment, prior, budget, seed): what rebuilds it (`Trajectory.episode`)
+    scorer: Scorer  # the scores of the experiment's target pool (`Task.scorer`)
 
     @classmethod
     def of(
@@ -39,7 +43,8 @@ class Episode:
         target = task.experiment(exp).target.name
         values = task.arrays(exp, target)[1][task.permutation(exp, target, seed)]
         return cls(
-            problem, values, EpisodeView(problem, cross_fidelity), (task.name, exp, prior, budget, seed)
+            problem, values, EpisodeView(problem, cross_fidelity), (task.name, exp, prior, budget, seed),
+            task.scorer(exp),
         )
 
     @property
@@ -47,10 +52,8 @@ class Episode:
         return int(self.problem.budget.amount)
 
     def nregret(self, best: np.ndarray) -> np.ndarray:
-        sign = self.problem.objective.sign
-        optimum = float(np.min(sign * self.values))
-        scale = abs(float(np.median(sign * self.values)) - optimum) or 1.0
-        return (sign * best - optimum) / scale
+        """nregret of best target values (the experiment's `Scorer`)."""
+        return self.scorer.nregret(best)
 
     def scores(self) -> torch.Tensor:
         """Each candidate's normal score among the target pool (the auxiliary target)."""

@@ -10,35 +10,32 @@ a trial is one sample (its prompt ids, the sampled completion ids and their log-
 and an episode is `turns` samples. Rewards come from the oracle (`episode_reward`): every trial of
 an episode gets -nregret of the episode's final best target value, except a trial whose answer the
 agent's `Form` rejects, which gets the worst reward, -nregret of the worst target candidate (the
-trial itself runs the agent's fallback, a random untried candidate). The group's samples share
-TRL's group-relative advantage: whole-episode GRPO with each trial credited with its episode's
-return.
+trial itself runs the agent's fallback, a random untried candidate); an episode with no target
+value scores as the worst candidate (the harness's failure rule). nregret is the experiment's
+`Scorer`'s (`bench.scores`), always finite. The group's samples share TRL's group-relative
+advantage: whole-episode GRPO with each trial credited with its episode's return.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 from agents.policy.chat import ChatPolicy, episode_problem
 from bench.gym.problem import Problem
 from bench.gym.task import Oracle, Task
-from bench.metrics import nregret, regret
 
 
 def score(problem: Problem, oracle: Oracle, value: float) -> float:
-    """-nregret of a target value (-regret where the pool's median is its optimum)."""
-    optimum, direction = oracle.optimum(), problem.objective.direction
-    n = nregret(value, optimum, oracle.median(), direction)
-    return -(n if math.isfinite(n) else regret(value, optimum, direction))
+    """-nregret of a target value (`Oracle.scorer`)."""
+    return -float(oracle.scorer.nregret(value))
 
 
 def episode_reward(problem: Problem, oracle: Oracle, policy: ChatPolicy) -> list[float]:
     """The reward of each trial `policy` played (see the module docstring)."""
     values = [o.value for _, o in policy.history if o.fidelity == problem.target]
-    best = problem.objective.best(values) if values else oracle.worst()
-    worst = score(problem, oracle, oracle.worst())
+    best = problem.objective.best(values) if values else oracle.scorer.worst
+    worst = score(problem, oracle, oracle.scorer.worst)
     return [score(problem, oracle, best) if ok else worst for ok in policy.valid]
 
 

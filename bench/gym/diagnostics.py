@@ -7,8 +7,10 @@
   other level (`Snapper`, unit-cube distance; `method="nearest"`, `distance` is the median snap
   distance). `n` is the number of pairs.
 - `optimum_shift`: per experiment and fidelity, the best configuration, its value, its unit-cube
-  distance from the target's optimum, and the target nregret of the target candidate nearest it
-  (what running the cheap optimum at the target would cost: 0 = optimum, 1 = median candidate).
+  distance from the target's optimum, and the target pregret and nregret of the target candidate
+  nearest it (what running the cheap optimum at the target would cost; pregret: the share of the
+  target pool strictly better, 0 = optimum, 1 = worst; nregret: 0 = optimum, 1 = median
+  candidate), both by the experiment's `Scorer` (`Task.scorer`).
 - `summary`: one row per experiment, plus a `median` row over experiments.
 - `moving_params`: the parameters whose optimum moves most across fidelities (for cards, plots).
 """
@@ -65,37 +67,37 @@ def rank_correlations(task: Task) -> pd.DataFrame:
 
 
 def optimum_shift(task: Task) -> pd.DataFrame:
-    """experiment, split, fidelity, cost, <params of the best run>, value, distance, target_nregret."""
+    """experiment, split, fidelity, cost, <params of the best run>, value, distance, target_pregret,
+    target_nregret."""
     params, objective = list(task.space.keys()), task.objective
     rows = []
     for exp in task.experiments.values():
         target = task.outcomes(exp.name, exp.target.name)
+        scorer = task.scorer(exp.name)
         t_values = target["value"].to_numpy(float)
-        t_best = int(np.argmin(objective.sign * t_values))
-        optimum, median = t_values[t_best], float(np.median(t_values))
-        scale = abs(median - optimum)
+        t_best = int(np.argmin(objective.sign * t_values))  # where the optimum is (its location)
         t_x = encode(task.space, target.iloc[[t_best]])[0]
         snapper = Snapper(task.space, target)
         for fid in exp.fidelities:
             pool = task.outcomes(exp.name, fid.name)
             best = config_at(pool, int(np.argmin(objective.sign * pool["value"].to_numpy(float))))
             at_target = t_values[snapper.nearest(best)[0]]
-            regret = objective.sign * (at_target - optimum) + 0.0  # no -0.0
             rows.append({
                 "experiment": exp.name, "split": exp.split, "fidelity": fid.name, "cost": fid.cost,
                 **{p: best[p] for p in params}, "value": best["value"],
                 "distance": float(np.linalg.norm(encode(task.space, [best])[0] - t_x)),
-                "target_nregret": regret / scale if scale > 0 else float("nan"),
+                "target_pregret": float(scorer.pregret(at_target)),
+                "target_nregret": float(scorer.nregret(at_target)),
             })
     return pd.DataFrame(rows, columns=["experiment", "split", "fidelity", "cost", *params, "value",
-                                       "distance", "target_nregret"])
+                                       "distance", "target_pregret", "target_nregret"])
 
 
 def summary(task: Task, correlations: pd.DataFrame | None = None,
             shifts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per experiment: fidelities, median adjacent Spearman, Spearman into the target, and for the
-    most expensive prior fidelity the optimum's distance from the target's and its target nregret;
-    a last row `median` aggregates the experiments."""
+    most expensive prior fidelity the optimum's distance from the target's and its target pregret
+    and nregret; a last row `median` aggregates the experiments."""
     corr = rank_correlations(task) if correlations is None else correlations
     shift = optimum_shift(task) if shifts is None else shifts
     rows = []
@@ -109,11 +111,12 @@ def summary(task: Task, correlations: pd.DataFrame | None = None,
             "spearman_to_target": float(c.spearman.iloc[-1]) if len(c) else float("nan"),
             "pairs_nearest": int((c.method == "nearest").sum()),
             "shift": float(last_prior.distance) if last_prior is not None else float("nan"),
+            "shift_pregret": float(last_prior.target_pregret) if last_prior is not None else float("nan"),
             "shift_nregret": float(last_prior.target_nregret) if last_prior is not None else float("nan"),
         })
     out = pd.DataFrame(rows)
     numeric = ["fidelities", "spearman_median", "spearman_to_target", "pairs_nearest", "shift",
-               "shift_nregret"]
+               "shift_pregret", "shift_nregret"]
     agg = {"experiment": "median", "split": "all", **out[numeric].median().to_dict()}
     return pd.concat([out, pd.DataFrame([agg])], ignore_index=True)
 

@@ -5,22 +5,28 @@ candidate ids (`Task.permutation`), the same prior (`Task.prior_rows`, with the 
 prior budget), the same outcomes (`Task.arrays`) and the same budget and refusal rules. Nothing
 in an observation comes from a target outcome the agent has not obtained.
 
-Observation (a `Dict`; F fidelities cheapest first, the last the target; N the largest pool; d
-the unit-cube width of the space; P the largest prior; H the most queries of an episode):
+Observation (a `Dict`; F fidelities cheapest first, the last the target; N the largest pool the
+episode is given; d the unit-cube width of the space; P the largest prior; H the most queries of
+an episode):
   descriptors (F, D+1)    log10 of each fidelity's descriptors, then of its GPU-hours per run
   candidates (F, N, d)    unit-cube encodings, row i = candidate id i; candidate_mask (F, N)
   prior_x (P, d), prior_fidelity (P,), prior_value (P,), prior_mask (P,)   the cheap runs given
   history_x (H, d), history_fidelity (H,), history_value (H,), history_mask (H,)   the episode
   tried (F, N)            candidates already run;  budget_left (1,): share of the budget left
 Values are oriented so that larger is better (`-objective.sign * value`), in the objective's
-units; fidelity indices are -1 in padding rows.
+units; fidelity indices are -1 in padding rows. The candidates are those of `Problem.pools`: a
+trial-budget episode is given the target and the prior's fidelities only, so a rung the suite
+withholds (beyond the prior's gap, or every cheaper one without a prior) shows candidate_mask 0
+and zeros; a cost-budget episode is given every fidelity.
 Action: a target candidate id (`Discrete`) on trial budgets; `(fidelity, candidate id)`
 (`MultiDiscrete`) on cost budgets, where a query that does not fit, or an id outside that
 fidelity's pool, is refused (no outcome, no cost; `MAX_REFUSALS` in a row truncate the episode).
-Reward: the improvement of the normalised best target value, nregret(best before) - nregret(best
-after), the best before any target run counting as the worst candidate; the return is
-nregret(worst) - nregret(final best), so maximising it minimises the harness's trial-budget
-score. `info`: `regret`, `nregret` (of the best target value so far), `value`, `refused`.
+Reward: the improvement of the primary score (`bench.scores`), pregret(best before) -
+pregret(best after), the best before any target run counting as pregret 1 (the failure rule);
+the return is 1 - pregret(final best), so maximising it minimises the harness's trial-budget
+score. `info`: `pregret`, `nregret`, `regret` (of the best target value so far; before any
+target run the failure's: pregret 1, the worst candidate's nregret and regret), `value`,
+`refused`. Every score comes from the experiment's `Scorer` (`Task.scorer`).
 
 Train only on `train` experiments: the reward is computed from the target outcomes.
 """
@@ -48,12 +54,18 @@ class Episodes:
         self.fids = exp.fidelities
         self.costs = np.array([f.cost for f in self.fids])
         self.sign = task.objective.sign
-        self.levels = [task.arrays(experiment, f.name) for f in self.fids]
-        self.x32 = [pool.x.astype(np.float32) for pool, _ in self.levels]
-        self.sizes = np.array([len(pool) for pool, _ in self.levels])
+        self.prior_levels = task.prior_fidelities(experiment, prior)  # a prefix of the fidelities
+        # the levels the episode is given (`Problem.pools`): every one on a cost budget, else the
+        # prior's and the target; a withheld level has no candidates (mask 0, zeros; ids refused)
+        given = range(len(self.fids)) if budget.kind == "cost" else \
+            [*range(len(self.prior_levels)), len(self.fids) - 1]
+        self.given = np.isin(np.arange(len(self.fids)), list(given))
+        self.levels = [task.arrays(experiment, f.name) if ok else None
+                       for f, ok in zip(self.fids, self.given, strict=True)]
+        self.x32 = [None if lv is None else lv[0].x.astype(np.float32) for lv in self.levels]
+        self.sizes = np.array([0 if lv is None else len(lv[0]) for lv in self.levels])
         width = task.encoder.width
         n, f = int(self.sizes.max()), len(self.fids)
-        self.prior_levels = task.prior_fidelities(experiment, prior)  # a prefix of the fidelities
         prior_size = int(self.sizes[: len(self.prior_levels)].sum())
         self.prior_x = np.concatenate([self.x32[i] for i in range(len(self.prior_levels))] or
                                       [np.zeros((0, task.encoder.width), np.float32)])
@@ -63,10 +75,7 @@ class Episodes:
         self.cap = budget.amount * (self.costs[-1] if budget.kind == "cost" else 1.0)
         self.horizon = int(budget.amount) if budget.kind == "trials" else \
             int(self.cap / self.costs.min() + 1e-9)
-        target_values = self.levels[-1][1]
-        self.optimum = task.objective.best(target_values)
-        self.scale = abs(float(np.median(target_values)) - self.optimum) or 1.0
-        self.worst = task.objective.worst(target_values)
+        self.scorer = task.scorer(experiment)  # every score of the target pool (`bench.scores`)
         self.descriptors = descriptor_matrix(self.fids)
         self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
         _, _, _, p, h = self.shape
@@ -116,7 +125,10 @@ class Episodes:
         if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
             rows = slice(int(rows[0]), int(rows[0]) + len(rows))  # a block: much faster writes
         o, n_max, p_max = self.obs, self.shape[1], self.shape[3]
-        for level, (fid, (_, values)) in enumerate(zip(self.fids, self.levels, strict=True)):
+        for level, (fid, arrays) in enumerate(zip(self.fids, self.levels, strict=True)):
+            if arrays is None:  # withheld: stays masked and zero
+                continue
+            values = arrays[1]
             order = self.task.permutations(self.experiment, fid.name, seeds)
             n = order.shape[1]
             o["candidates"][rows, level, :n] = self.x32[level][order]
@@ -143,14 +155,18 @@ class Episodes:
         o["budget_left"][rows] = 1
         self.t[rows], self.spent[rows], self.refusals[rows], self.best[rows] = 0, 0.0, 0, np.nan
 
-    def nregret(self, best: np.ndarray) -> np.ndarray:
-        value = np.where(np.isnan(best), self.worst, best)
-        return self.sign * (value - self.optimum) / self.scale
+    def scores(self, best: np.ndarray) -> dict[str, np.ndarray]:
+        """`pregret`, `nregret` and `regret` of best target values (`Scorer`); NaN (no target run
+        yet) scores as a failure does: pregret 1, the worst candidate's nregret and regret."""
+        none = np.isnan(best)
+        value = np.where(none, self.scorer.worst, best)
+        return {"pregret": np.where(none, 1.0, self.scorer.pregret(value)),
+                "nregret": self.scorer.nregret(value), "regret": self.scorer.regret(value)}
 
     def step(self, levels: np.ndarray, ids: np.ndarray, active: np.ndarray):
         """One query per active episode; returns reward, terminated, truncated and info arrays."""
         o, rows = self.obs, np.flatnonzero(active)
-        before = self.nregret(self.best)
+        before = self.scores(self.best)["pregret"]
         fits = (self.spent[rows] + self.costs[levels[rows]] <= self.cap * (1 + 1e-9) + 1e-12) \
             if self.budget.kind == "cost" else np.ones(len(rows), bool)
         valid = fits & (ids[rows] >= 0) & (ids[rows] < self.sizes[levels[rows]])
@@ -182,11 +198,10 @@ class Episodes:
             done = left * (1 + 1e-9) + 1e-12 < self.costs.min()
             o["budget_left"][:, 0] = np.clip(left / self.cap, 0, 1)
         done |= self.t >= self.horizon
-        after = self.nregret(self.best)
+        after = self.scores(self.best)
         truncated = (self.refusals >= MAX_REFUSALS) & ~done
-        info = {"regret": after * self.scale, "nregret": after,
-                "value": np.where(np.isnan(self.best), np.nan, self.best), "refused": refused}
-        return (before - after) * active, done & active, truncated & active, info
+        info = {**after, "value": self.best.copy(), "refused": refused}
+        return (before - after["pregret"]) * active, done & active, truncated & active, info
 
 
 class ConfigEnv(gymnasium.Env):

@@ -78,7 +78,7 @@ class Query:
 @dataclass(frozen=True)
 class Outcome:
     """The table's answer: the configuration actually run (after snapping), its candidate id in
-    the episode's pool, and its result."""
+    the episode's pool, and its result (`diverged`: the run diverged, by the task's rule)."""
 
     value: float
     cost: float
@@ -87,45 +87,33 @@ class Outcome:
     snapped: bool
     distance: float = 0.0
     candidate: int | None = None
+    diverged: bool = False
 
 
 @dataclass(frozen=True)
 class Pool:
-    """The candidates at one fidelity as arrays, in one order: configurations (a frame and plain
-    dicts) and their unit-cube encodings. Candidate id i is row i. Never holds outcomes.
+    """The candidates at one fidelity as arrays, in one order: configurations (plain dicts, and a
+    frame built on first use) and their unit-cube encodings. Candidate id i is row i. Holds no
+    outcomes, and nothing that maps its rows to another order (the oracle keeps that)."""
 
-    A pool taken in another order (`take`) shares its source's frame and dicts and builds its
-    own lazily: most episodes never read them, and an episode is set up in microseconds."""
-
-    source: pd.DataFrame = field(repr=False)  # configurations, in the source's order
-    source_records: tuple[dict[str, Any], ...] = field(repr=False)
-    x: np.ndarray = field(repr=False)  # encodings, in this pool's order
-    order: np.ndarray | None = field(default=None, repr=False)  # this pool's row i = source row order[i]
+    records: tuple[dict[str, Any], ...] = field(repr=False)
+    x: np.ndarray = field(repr=False)  # (n, d) encodings
+    columns: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, configs: pd.DataFrame, x: np.ndarray) -> Pool:
-        configs = configs.reset_index(drop=True)
         columns = {c: configs[c].tolist() for c in configs.columns}  # Python scalars, column types
         records = tuple(dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True))
-        return cls(configs, records, x)
+        return cls(records, x, tuple(configs.columns))
 
     def take(self, order: np.ndarray) -> Pool:
         """The same candidates, in `order` (new id i is old id order[i])."""
         order = np.asarray(order)
-        full = order if self.order is None else self.order[order]
-        return Pool(self.source, self.source_records, self.x[order], full)
+        return Pool(tuple(map(self.records.__getitem__, order.tolist())), self.x[order], self.columns)
 
     @functools.cached_property
     def configs(self) -> pd.DataFrame:
-        if self.order is None:
-            return self.source
-        return self.source.iloc[self.order].reset_index(drop=True)
-
-    @functools.cached_property
-    def records(self) -> tuple[dict[str, Any], ...]:
-        if self.order is None:
-            return self.source_records
-        return tuple(self.source_records[i] for i in self.order)
+        return pd.DataFrame.from_records(list(self.records), columns=list(self.columns))
 
     def __len__(self) -> int:
         return len(self.x)
@@ -151,7 +139,9 @@ class Problem:
     budget: Budget
     prior: pd.DataFrame  # columns: fidelity, <config params>, value
     description: str
-    pools: Mapping[str, Pool] = field(repr=False)  # fidelity -> candidates, in the episode's order
+    # fidelity -> candidates, in the episode's order: the target and the fidelities the suite gives
+    # (the prior's on trial budgets, every one on cost budgets); a rung withheld by a gap is absent
+    pools: Mapping[str, Pool] = field(repr=False)
 
     @functools.cached_property
     def encoder(self) -> Encoder:

@@ -1,11 +1,23 @@
 """Task specs: a table of runs plus a short description of its columns becomes a `Task`.
 
 Built-in tasks and users' own sweeps (a CSV and a YAML file) go through the same `build_task`.
+
+Diverged runs are outcomes, never dropped: a run whose objective is NaN or infinite is diverged,
+and so is one that a rule of the spec's `diverged:` flags (`worse_than` a threshold, more than
+`worse_than_best_by` behind the best finite run of its (experiment, fidelity), or a flag in a
+`column`); the task scores a NaN or infinite value as the worst finite one of its pool.
+Repeated runs of one (experiment, fidelity, configuration), e.g. seeds, are averaged into one
+run, with a warning saying how many rows were merged into how many runs: its value is the mean
+of its finite values (NaN, hence diverged, if it has none), and it is diverged when more than
+half of its repeats are (by any rule).
+An empty table, a cost that is not positive, a table with a single fidelity level, or a pool
+with no finite value stops with a `BenchError` naming the problem.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,12 +31,14 @@ from ConfigSpace import (
     OrdinalHyperparameter,
     UniformIntegerHyperparameter,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import BenchError
 from bench.gym.problem import Fidelity, Objective
 from bench.gym.space import infer_hyperparameter
 from bench.gym.task import Experiment, Task
+
+log = logging.getLogger(__name__)
 
 # Default cost model: 6*N*D FLOPs on one A100 (312 TFLOP/s bf16 peak) at 40% MFU.
 A100_PEAK_FLOPS = 312e12
@@ -57,6 +71,23 @@ class CostSpec(_Strict):
     mfu: float = DEFAULT_MFU
 
 
+class DivergedSpec(_Strict):
+    """Which runs diverged; a run is diverged if any rule given says so (NaN/inf always are)."""
+
+    worse_than: float | None = None  # objective beyond this, in the objective's direction
+    worse_than_best_by: float | None = Field(None, gt=0)  # behind the pool's best finite run by more
+    column: str | None = None  # a column flagging diverged runs ...
+    flag: bool | int | float | str = True  # ... by this value
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> DivergedSpec:
+        if self.worse_than is None and self.worse_than_best_by is None and self.column is None:
+            raise ValueError("give at least one of worse_than, worse_than_best_by, column")
+        if "flag" in self.model_fields_set and self.column is None:
+            raise ValueError("flag needs column")
+        return self
+
+
 class TaskSpec(_Strict):
     name: str
     description: str = ""
@@ -71,6 +102,7 @@ class TaskSpec(_Strict):
     sources: list[str] = []
     simulated: bool = False
     notes: str = ""
+    diverged: DivergedSpec | None = None
     # Candidates at an expensive fidelity not in the table (`bench suggest`): {param: [values]},
     # their cartesian product; every parameter but constants, values inside the space.
     target_grid: dict[str, list[Any]] | None = None
@@ -142,7 +174,8 @@ def _roles(spec: TaskSpec) -> dict[str, str]:
     named = [(p.name, "config") for p in spec.params()]
     named += [(c, "fidelity") for c in spec.fidelity]
     named += [(spec.objective.column, "objective")]
-    named += [(c, r) for c, r in ((spec.cost.column, "cost"), (spec.experiment, "experiment")) if c]
+    named += [(c, r) for c, r in ((spec.cost.column, "cost"), (spec.experiment, "experiment"),
+                                  (spec.diverged and spec.diverged.column, "diverged flag")) if c]
     if spec.fidelity_label and spec.fidelity_label not in spec.fidelity:  # a fidelity may name itself
         named.append((spec.fidelity_label, "fidelity label"))
     roles: dict[str, str] = {}
@@ -150,13 +183,87 @@ def _roles(spec: TaskSpec) -> dict[str, str]:
         if col in roles:
             what = "twice" if roles[col] == role else f"as {roles[col]} and as {role}"
             raise BenchError(f"task {spec.name}: column {col!r} is named {what}; each column has one "
-                             "role (config, fidelity, objective, cost, experiment, fidelity label)")
+                             "role (config, fidelity, objective, cost, experiment, fidelity label, "
+                             "diverged flag)")
         roles[col] = role
     return roles
 
 
+def _levels(spec: TaskSpec, df: pd.DataFrame) -> dict[tuple, Fidelity]:
+    """Fidelity levels: each distinct combination of the fidelity columns, with its cost."""
+    levels: dict[tuple, Fidelity] = {}
+    for key, grp in df.groupby(spec.fidelity, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        desc = {c: float(v) for c, v in zip(spec.fidelity, key, strict=True)}
+        label = (
+            str(grp[spec.fidelity_label].iloc[0]) if spec.fidelity_label
+            else ",".join(f"{c}={si_format(v)}" for c, v in desc.items())
+        )
+        if spec.cost.column:
+            costs = grp[spec.cost.column]
+            if (costs <= 0).any():
+                raise BenchError(f"task {spec.name}: fidelity level {label} has a run costing "
+                                 f"{costs[costs <= 0].iloc[0]:g} (column {spec.cost.column!r}); "
+                                 "every run must cost a positive number of GPU-hours")
+            cost = float(costs.median())
+        else:
+            cost = flops_gpu_hours(desc["params"], desc["tokens"], spec.cost.mfu)
+        if not (np.isfinite(cost) and cost > 0):
+            raise BenchError(f"task {spec.name}: fidelity level {label} costs {cost:g} GPU-hours; "
+                             "a cost must be a positive number")
+        levels[key] = Fidelity(label, desc, cost)
+    if len({f.name for f in levels.values()}) != len(levels):
+        raise BenchError(f"task {spec.name}: fidelity labels are not unique per level")
+    if len(levels) == 1:
+        raise BenchError(f"task {spec.name}: the table has only one fidelity level "
+                         f"({next(iter(levels.values())).name}), so there is nothing cheaper to learn "
+                         f"from; give runs at two or more levels of {spec.fidelity}")
+    return levels
+
+
+def _diverged(spec: TaskSpec, long: pd.DataFrame, df: pd.DataFrame) -> np.ndarray:
+    """Per row of `long` (rows of `df`): NaN/inf objective, or flagged by a `diverged:` rule."""
+    values = long["value"].to_numpy(float)
+    flags = ~np.isfinite(values)
+    rule = spec.diverged
+    if rule is None:
+        return flags
+    sign = 1.0 if spec.objective.direction == "minimize" else -1.0
+    worse = np.where(flags, np.nan, sign * values)  # larger is worse
+    with np.errstate(invalid="ignore"):
+        if rule.worse_than is not None:
+            flags |= worse > sign * rule.worse_than
+        if rule.worse_than_best_by is not None:
+            best = pd.Series(worse).groupby([long["experiment"].to_numpy(), long["fidelity"].to_numpy()])
+            flags |= worse - best.transform("min").to_numpy() > rule.worse_than_best_by
+    if rule.column is not None:
+        flagged = (df[rule.column] == rule.flag).to_numpy(bool)
+        if not flagged.any():
+            log.warning("task %s: diverged column %r never holds the flag %r (it holds e.g. %r)",
+                        spec.name, rule.column, rule.flag, df[rule.column].iloc[0])
+        flags |= flagged
+    return flags
+
+
+def _merge_repeats(spec: TaskSpec, long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """One row per (experiment, fidelity, configuration): the mean of its finite values, diverged
+    when more than half of its repeats are."""
+    keys = ["experiment", "fidelity", *names]
+    sizes = long.groupby(keys, sort=False, dropna=False).size()
+    if (sizes > 1).any():
+        log.warning("task %s: %d rows repeat a run (same experiment, fidelity and configuration); "
+                    "merged into %d runs (mean of the finite values; diverged when more than half "
+                    "of the repeats diverged)", spec.name, int(sizes[sizes > 1].sum()),
+                    int((sizes > 1).sum()))
+    long = long.assign(value=long["value"].where(np.isfinite(long["value"])),
+                       diverged=long["diverged"].astype(float))
+    long = long.groupby(keys, sort=False, as_index=False, dropna=False).agg(
+        value=("value", "mean"), diverged=("diverged", "mean"))
+    return long.assign(diverged=long["diverged"] > 0.5)
+
+
 def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
-    """Validate `df` against `spec` and build the task (duplicate runs are averaged)."""
+    """Validate `df` against `spec` and build the task (see the module docstring)."""
     params = spec.params()
     names = [p.name for p in params]
     roles = _roles(spec)
@@ -165,8 +272,10 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         raise BenchError(
             f"task {spec.name}: table has no column(s) {missing}; it has {list(df.columns)}"
         )
+    if df.empty:
+        raise BenchError(f"task {spec.name}: the table has no rows (one row per run is needed)")
     for col, role in roles.items():
-        if role in ("config", "experiment", "fidelity label"):
+        if role in ("config", "experiment", "fidelity label", "diverged flag"):
             continue
         if not pd.api.types.is_numeric_dtype(df[col]):
             bad = df[col][pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()]
@@ -175,9 +284,6 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         if role == "fidelity" and df[col].isna().any():
             raise BenchError(f"task {spec.name}: fidelity column {col!r} has {int(df[col].isna().sum())} "
                              "empty cell(s); every run needs its fidelity")
-    df = df.dropna(subset=[spec.objective.column])
-    if df.empty:
-        raise BenchError(f"task {spec.name}: the table has no rows with an objective value")
     if spec.cost.column is None and not {"params", "tokens"} <= set(spec.fidelity):
         raise BenchError(
             f"task {spec.name}: give cost: {{column: ...}}, or name the fidelity columns "
@@ -188,23 +294,7 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
     space.add([infer_hyperparameter(p.name, df[p.name], p.type, p.log) for p in params])
     if spec.target_grid is not None:
         grid_configs(spec.target_grid, space, f"task {spec.name}: target_grid")
-
-    # Fidelity levels: each distinct combination of the fidelity columns.
-    levels: dict[tuple, Fidelity] = {}
-    for key, grp in df.groupby(spec.fidelity, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        desc = {c: float(v) for c, v in zip(spec.fidelity, key, strict=True)}
-        if spec.cost.column:
-            cost = float(grp[spec.cost.column].median())
-        else:
-            cost = flops_gpu_hours(desc["params"], desc["tokens"], spec.cost.mfu)
-        label = (
-            str(grp[spec.fidelity_label].iloc[0]) if spec.fidelity_label
-            else ",".join(f"{c}={si_format(v)}" for c, v in desc.items())
-        )
-        levels[key] = Fidelity(label, desc, cost)
-    if len({f.name for f in levels.values()}) != len(levels):
-        raise BenchError(f"task {spec.name}: fidelity labels are not unique per level")
+    levels = _levels(spec, df)
 
     fid_key = zip(*(df[c].tolist() for c in spec.fidelity), strict=True)
     long = pd.DataFrame({
@@ -212,10 +302,9 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         "fidelity": [levels[k].name for k in fid_key],
         **{n: df[n] for n in names},
         "value": df[spec.objective.column].astype(float),
-    })
-    # Repeated runs of one configuration (seeds) are averaged into one table entry.
-    long = long.groupby(["experiment", "fidelity", *names], sort=False, as_index=False,
-                        dropna=False)["value"].mean()
+    }).reset_index(drop=True)
+    long["diverged"] = _diverged(spec, long, df.reset_index(drop=True))
+    long = _merge_repeats(spec, long, names)
 
     by_name = {f.name: f for f in levels.values()}
     experiments = {}
@@ -228,17 +317,20 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         present = long.loc[long.experiment == name, "fidelity"].unique()
         fids = sorted((by_name[f] for f in present), key=lambda f: (f.cost, f.name))
         experiments[name] = Experiment(name, "test" if name in test else "train", tuple(fids))
-    return Task(
-        name=spec.name,
-        description=spec.description or f"User task {spec.name}.",
-        space=space,
-        objective=Objective(spec.objective.column, spec.objective.direction, spec.objective.unit),
-        experiments=experiments,
-        table=long,
-        sources=tuple(spec.sources),
-        simulated=spec.simulated,
-        notes=spec.notes,
-    )
+    try:
+        return Task(
+            name=spec.name,
+            description=spec.description or f"User task {spec.name}.",
+            space=space,
+            objective=Objective(spec.objective.column, spec.objective.direction, spec.objective.unit),
+            experiments=experiments,
+            table=long,
+            sources=tuple(spec.sources),
+            simulated=spec.simulated,
+            notes=spec.notes,
+        )
+    except BenchError as exc:  # e.g. a pool with no finite value
+        raise BenchError(f"task {spec.name}: {exc}") from None
 
 
 def load_spec(path: str | Path) -> Task:

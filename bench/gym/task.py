@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -13,8 +14,10 @@ from ConfigSpace import ConfigurationSpace
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Fidelity, Objective, Outcome, Pool, Problem, Query
 from bench.gym.space import Encoder, nearest
+from bench.scores import Scorer
 
 PRIOR_STREAM, POOL_STREAM = 1, 2  # independent random streams of an episode seed
+METHOD_SALT = b"llmconfig-bench/method-seed/v1"
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -34,6 +37,15 @@ def shuffles(seeds, stream: int, level: int, n: int) -> np.ndarray:
     key = _splitmix64(_splitmix64(seeds) ^ np.uint64((stream << 56) | (level << 40)))
     hashed = _splitmix64(key[:, None] ^ np.arange(n, dtype=np.uint64)[None, :])
     return np.argsort(hashed, axis=1)  # distinct keys (the mix is a bijection): no ties to break
+
+
+def method_seed(episode_seed: int) -> int:
+    """The seed an optimizer gets in the episode with `episode_seed`: a salted BLAKE2b hash of it,
+    so that a method cannot recompute the episode's candidate and prior shuffles (`shuffles`)
+    from its own seed."""
+    digest = hashlib.blake2b(str(int(episode_seed)).encode(), digest_size=4, salt=METHOD_SALT[:16],
+                             person=METHOD_SALT[16:32]).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF  # 31 bits: a valid seed for every library
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,26 @@ class Prior:
 PriorPolicy = Prior | Literal["cheaper", "none"]
 
 
+def canonical_table(table: pd.DataFrame, params: list[str], objective: Objective) -> pd.DataFrame:
+    """`table` sorted by (experiment, fidelity, configuration), index 0..n-1, with a boolean
+    `diverged` column; NaN or infinite values are diverged runs and take the worst finite value
+    of their (experiment, fidelity) (see `Task`)."""
+    values = table["value"].astype(float)
+    bad = ~np.isfinite(values.to_numpy())
+    flags = table["diverged"].to_numpy(bool) if "diverged" in table else np.zeros(len(table), bool)
+    if bad.any():
+        worst = "max" if objective.direction == "minimize" else "min"
+        fill = values.where(~bad).groupby([table["experiment"], table["fidelity"]]).transform(worst)
+        empty = bad & fill.isna().to_numpy()
+        if empty.any():
+            row = table[empty].iloc[0]
+            raise BenchError(f"{row.experiment} at {row.fidelity}: no run has a finite objective; "
+                             "every run diverged, so nothing can be scored there")
+        values = values.where(~bad, fill)
+    table = table.assign(value=values.to_numpy(), diverged=flags | bad)
+    return table.sort_values(["experiment", "fidelity", *params], kind="mergesort", ignore_index=True)
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
@@ -75,7 +107,12 @@ class Task:
     """A family of problems sharing one search space, backed by a long outcome table.
 
     `table` has one row per (experiment, fidelity, configuration) with columns `experiment`,
-    `fidelity`, one per parameter of `space`, and `value` (the objective).
+    `fidelity`, one per parameter of `space`, `value` (the objective) and, optionally,
+    `diverged` (bool). On construction the table is put in its canonical order, sorted by
+    (experiment, fidelity, configuration), so that no row order of a source (often sorted by
+    outcome) survives; a run whose value is NaN or infinite is diverged, and reports the worst
+    finite value of its (experiment, fidelity) (a researcher records it as no better than any
+    run that finished). Diverged runs are outcomes: kept, scored, counted.
     """
 
     name: str
@@ -91,6 +128,11 @@ class Task:
     _pools: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> outcomes
     _arrays: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> (Pool, values)
     _priors: dict = field(default_factory=dict, init=False, repr=False)  # exp -> (runs, offsets)
+    _diverged: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> flags
+    _scorers: dict = field(default_factory=dict, init=False, repr=False)  # exp -> Scorer
+
+    def __post_init__(self):
+        self.table = canonical_table(self.table, list(self.space.keys()), self.objective)
 
     def fidelities(self) -> list[Fidelity]:
         """Every fidelity level of the task's experiments, cheapest first."""
@@ -128,6 +170,21 @@ class Task:
             configs = rows[list(self.space.keys())]
             self._arrays[key] = (Pool.of(configs, self.encoder(configs)), rows["value"].to_numpy(float))
         return self._arrays[key]
+
+    def diverged(self, experiment: str, fidelity: str) -> np.ndarray:
+        """Which runs of one (experiment, fidelity) diverged, in table order (`arrays`)."""
+        key = (experiment, fidelity)
+        if key not in self._diverged:
+            rows = (self.table.experiment == experiment) & (self.table.fidelity == fidelity)
+            self._diverged[key] = self.table.loc[rows, "diverged"].to_numpy(bool)
+        return self._diverged[key]
+
+    def scorer(self, experiment: str) -> Scorer:
+        """The scores of target outcomes of `experiment` (`bench.scores`)."""
+        if experiment not in self._scorers:
+            values = self.arrays(experiment, self.experiment(experiment).target.name)[1]
+            self._scorers[experiment] = Scorer(values, self.objective.direction)
+        return self._scorers[experiment]
 
     @functools.cached_property
     def encoder(self) -> Encoder:
@@ -175,8 +232,9 @@ class Task:
                 seed: int = 0) -> Problem:
         """What an optimizer sees of one experiment in the episode with `seed`.
 
-        Candidate pools and prior rows are shuffled with the seed: the source tables' row order
-        (often sorted by run, grid position or outcome) must carry no information.
+        Candidate pools and prior rows are shuffled with the seed (the table is in canonical
+        order already); `pools` holds the target and the fidelities the episode may use or is
+        given runs of: every fidelity on a cost budget, the prior's on a trial budget.
         """
         exp, prior = self.experiment(experiment), Prior.of(prior)
         levels, rows, counts = self.prior_rows(experiment, prior, [seed])
@@ -184,8 +242,10 @@ class Task:
         table, offsets = self._prior_table(exp.name)
         prior_df = table.iloc[offsets[levels] + rows].reset_index(drop=True)
         worth = float(np.array([f.cost for f in exp.fidelities])[levels].sum() / exp.target.cost)
+        given = exp.fidelities if budget.kind == "cost" else \
+            (*self.prior_fidelities(experiment, prior), exp.target)
         pools = {f.name: self.arrays(exp.name, f.name)[0].take(self.permutation(exp.name, f.name, seed))
-                 for f in exp.fidelities}
+                 for f in given}
         return Problem(
             task=self.name,
             experiment=exp.name,
@@ -244,35 +304,33 @@ class Oracle:
         self._levels: dict[str, tuple] = {}
 
     def _level(self, fidelity: str) -> tuple:
-        """(records in table order, episode order, encodings and outcomes in episode order, cost)."""
+        """(records in table order, episode order, encodings and outcomes in episode order, cost,
+        divergence flags in episode order)."""
         if fidelity not in self._levels:
             fid = next((f for f in self.experiment.fidelities if f.name == fidelity), None)
             if fid is None:
                 raise ValueError(f"{self.experiment.name} has no fidelity {fidelity!r}")
             pool, values = self.task.arrays(self.experiment.name, fidelity)
             order = self.task.permutation(self.experiment.name, fidelity, self.seed)
-            self._levels[fidelity] = (pool.records, order, pool.x[order], values[order], fid.cost)
+            diverged = self.task.diverged(self.experiment.name, fidelity)
+            self._levels[fidelity] = (pool.records, order, pool.x[order], values[order], fid.cost,
+                                      diverged[order])
         return self._levels[fidelity]
 
     def evaluate(self, query: Query) -> Outcome:
-        records, order, x, values, cost = self._level(query.fidelity)
+        records, order, x, values, cost, diverged = self._level(query.fidelity)
         if query.candidate is not None:
             i, dist = int(query.candidate), 0.0
             if not 0 <= i < len(order):
                 raise ValueError(f"candidate {i} is not in the pool of {len(order)} at {query.fidelity}")
         else:
             i, dist = nearest(x, self.task.encoder.one(query.config))
-        return Outcome(float(values[i]), cost, dict(records[order[i]]), query.fidelity, dist > 1e-9, dist, i)
+        return Outcome(float(values[i]), cost, dict(records[order[i]]), query.fidelity, dist > 1e-9, dist, i,
+                       bool(diverged[i]))
 
     def target_values(self) -> np.ndarray:
         return self.task.arrays(self.experiment.name, self.experiment.target.name)[1]
 
-    def optimum(self) -> float:
-        return self.task.objective.best(self.target_values())
-
-    def median(self) -> float:
-        return float(np.median(self.target_values()))
-
-    def worst(self) -> float:
-        """The worst target outcome: the score of a failed episode."""
-        return self.task.objective.worst(self.target_values())
+    @property
+    def scorer(self) -> Scorer:
+        return self.task.scorer(self.experiment.name)

@@ -26,6 +26,20 @@ a shape given H hours reaches tokens = H x 3600 / seconds_per_step x 4,194,304 (
 ran on more nodes). Fidelities H = 1, 2, 4, 8, 16, 32 hours (descriptor `hours`); cost H x nodes
 x 8 GPU-hours, the median over the shapes that reach the level; targets 8, 16, 32 hours, the
 32-hour ones `test`.
+Shared runs: all experiments of a task are readouts of the same 22 training runs. The three
+objectives read the same checkpoints (training loss, FineWeb-Edu and DCLM validation loss), and
+within an objective a level's rows are repeated in every experiment whose target is at or above
+it: the train targets C1e20 and C1e20.5 are rungs of the experiments above them (C1e20.5, and the
+test C1e21), every cheaper level present is a rung of all three; likewise 8h and 16h in
+`architecture_wallclock`.
+
+Divergence: no rule; no train run looks blown up. Per train pool (objective x level), the largest
+loss above the pool's best is 0.75 nats and the largest step between consecutive sorted losses is
+1.85 times the pool's interquartile range (0.32 nats): both at C1e19.5 on training loss, where the
+three ~2B-parameter shapes (3072x12, 1536x50, 2048x27) have seen only 2.6-2.8B tokens, early in
+their runs. `architecture_wallclock`: at most 0.84 nats above the best, steps at most 0.57 IQR.
+Losses are interpolated from checkpoints; none is missing or infinite.
+
 Not included: the Scaling-with-Vocab runs. Their decision is the vocabulary size, not width x
 depth, of other models on other data, with a unigram-normalised loss on another scale, so they fit
 neither this search space nor this objective.

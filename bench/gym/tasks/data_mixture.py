@@ -5,12 +5,27 @@ Fidelities (model size; tokens per the RegMix paper and repository README):
   60M params on 1B tokens: the same 256 test mixtures retrained; 6ND = 3.6e17 FLOPs at the 1B
       run's effective throughput (below) -> 0.9 GPU-hours.
   1B params on 25B tokens: 64 other mixtures (the target); about 2 days on 8 A100s -> 384 GPU-hours.
-Experiments: each of the 13 Pile validation losses, plus their mean. Fixed split: `pile_cc`
-(RegMix's default target), `github`, `pubmed_central` and `mean` are `test`; the other 10 `train`.
-Note: the mean involves train domains, so a learned method that saw the train domains' 1B losses
-knows part of it; it is kept because RegMix reports it.
+Experiments: each of the 13 Pile validation losses. Fixed split: `pile_cc` (RegMix's default
+target), `github` and `pubmed_central` are `test`; the other 10 `train`. RegMix's average of the
+13 losses is not an experiment: it averages the test domains too, so as a train experiment it
+would leak their target losses, and as a test one it is predictable from the train domains'
+target losses (Spearman 0.97 with their mean over the 64 target mixtures).
 Run ids restart between scales (1B files count from 0), so mixtures and losses are joined within
 one scale only.
+
+Shared runs: every experiment is a readout of the same runs. Each mixture was trained once per
+scale and its model evaluated on all 13 domains, so the 13 experiments hold the same
+configurations at every fidelity (target included) and differ only in the loss read out: a train
+domain's target runs are the test domains' target runs, read on another domain.
+
+Divergence: no rule; nothing on the train experiments looks like a blown-up run. Losses far above
+their pool's best are common (up to 4.97 nats above it, arxiv at 1M), but they form a continuous
+tail and follow the domain's own weight: per train pool (experiment x fidelity), the Spearman
+correlation of loss with the weight of the experiment's own domain is -0.76 to -0.99 (median
+-0.92), and 95 of the 100 runs that are the worst 1% of their pool give that domain no weight at
+all. The largest step between consecutive sorted losses of a pool is 2.1 times the pool's
+interquartile range (arxiv at 1B: 2.27 vs 2.00 nats, a mixture without arxiv); no pool shows a
+gap separating a group of outliers. No loss is missing or infinite.
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ from bench.gym.cache import cached_table
 from bench.gym.spec import TaskSpec, build_task
 from bench.gym.task import Task
 
-TEST = ["pile_cc", "github", "pubmed_central", "mean"]
+TEST = ["pile_cc", "github", "pubmed_central"]
 SCALES = {  # label: (params, tokens, GPU-hours per run, [(mixture file, loss file)])
     "1M": (1e6, 1e9, 20 / 60, [("train_mixture_1m", "train_pile_loss_1m"),
                                ("test_mixture_1m", "test_pile_loss_1m")]),
@@ -41,8 +56,7 @@ def _scale_rows(label: str, params: float, tokens: float, cost: float, files) ->
     wide = pd.concat(frames, ignore_index=True)
     weights = [c for c in wide.columns if c.startswith(MIX_PREFIX)]
     losses = [c for c in wide.columns if c.startswith(LOSS_PREFIX)]
-    wide["mean"] = wide[losses].mean(axis=1)
-    long = wide.melt(id_vars=weights, value_vars=[*losses, "mean"], var_name="target",
+    long = wide.melt(id_vars=weights, value_vars=losses, var_name="target",
                      value_name="loss")
     long["target"] = long["target"].str.removeprefix(LOSS_PREFIX).str.removesuffix(LOSS_SUFFIX)
     long = long.rename(columns={c: c.removeprefix(MIX_PREFIX) for c in weights})
@@ -54,7 +68,7 @@ def _table() -> pd.DataFrame:
 
 
 def load() -> Task:
-    df = cached_table("data_mixture", ["regmix"], 1, _table)
+    df = cached_table("data_mixture", ["regmix"], 2, _table)
     weights = [c for c in df.columns
                if c not in {"target", "loss", "scale", "params", "tokens", "gpu_hours"}]
     spec = TaskSpec(

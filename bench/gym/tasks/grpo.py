@@ -24,9 +24,29 @@ Pools: per (experiment, size) 256 configurations of a scrambled Sobol design (it
   size, shared by the experiments: a fresh sweep at each size; discrete levels for the integer
   parameters, 20% of the KL values at the "no KL" floor), plus, at the cheap sizes only, the
   source recipe with lr swept over 13 values (4 per decade), each with one simulated run (table
-  seed 0). The target (14B) pool has no recipe sweep: it would hold the target's optimum lr.
+  seed 0). The target (14B) pool has no recipe sweep: it would hold the target's optimum lr. Each
+  test experiment's target pool is a Sobol design of its own (TEST_DESIGN_SEED and its index in
+  TEST), not the design the train experiments hold at 14B: a method trained on the train
+  experiments' target runs has seen none of the test target candidates.
   Built in memory on load (a fraction of a second), so a change to the simulator can never be
   hidden by a stale cache.
+
+Shared runs: at the cheap sizes `<family>-gsm8k` and `<family>-math` are two readouts (GSM8K,
+  MATH) of the same simulated runs: the same configurations and training, another eval set. The
+  simulator draws each readout's seed noise and divergence on its own, so the two readouts of a
+  run near a cliff can disagree on whether it diverged (a simplification). At the target the
+  gsm8k experiments have pools of their own, so no target run is shared. The two families share
+  configurations (one design per size), not runs: they are different base models.
+Divergence: a run is diverged when its accuracy is below DIVERGED_BELOW = 2.5 points
+  (`diverged: {worse_than: 2.5}`). The simulator scores a diverged run at ACC_DIVERGED = 1% of
+  the eval set, drawn binomially: 1.0 +- 0.27 points on GSM8K (1319 problems), +- 0.14 on MATH
+  (5000); a diverged run scores 2.5 or more with probability 3e-6 on GSM8K and 2e-19 on MATH. A
+  finished run scores about its base model's accuracy or more; on the train (MATH) experiments
+  the lowest finished run scores 13.9 points. Only the 0.6B llama model on GSM8K, whose base
+  accuracy with responses cut at 256 tokens is 2.45 points, has finished runs below 2.5; they are
+  flagged, being no better than a diverged run (6 runs). Flagged: train 552 of 2664 table runs
+  (164 of 512 at the target), test 569 of 2664 (163 of 512 at the target); every run the
+  simulator diverged is flagged.
 """
 
 from __future__ import annotations
@@ -42,14 +62,18 @@ from bench.gym.task import Task
 TEST = ["qwen3-gsm8k", "llama-gsm8k"]
 DESIGN_POINTS = 256  # a power of two, as Sobol designs want
 DESIGN_SEED = 20250917
+TEST_DESIGN_SEED = 20260521  # the test experiments' target designs
 TABLE_SEED = 0
 LR_SWEEP = np.logspace(-7, -4, 13)
 KL_OFF_SHARE = 0.2
+DIVERGED_BELOW = 2.5  # accuracy points; a diverged run scores 1.0 +- 0.27 (module docstring)
 
 
-def design(size_index: int) -> pd.DataFrame:
-    """The Sobol part of the pool at one model size (deterministic)."""
-    sobol = qmc.Sobol(d=len(sim.PARAMS), scramble=True, rng=np.random.default_rng([DESIGN_SEED, size_index]))
+def design(size_index: int, stream: int = 0) -> pd.DataFrame:
+    """The Sobol part of the pool at one model size (deterministic): the design the experiments
+    share (`stream` 0) or the target design of the test experiment TEST[stream - 1]."""
+    seed = [DESIGN_SEED, size_index] if stream == 0 else [TEST_DESIGN_SEED, size_index, stream]
+    sobol = qmc.Sobol(d=len(sim.PARAMS), scramble=True, rng=np.random.default_rng(seed))
     u = sobol.random(DESIGN_POINTS)
 
     def levels(col: np.ndarray, lo: int, n: int) -> np.ndarray:  # powers of two 2^lo .. 2^(lo+n-1)
@@ -67,12 +91,14 @@ def design(size_index: int) -> pd.DataFrame:
     })
 
 
-def pool(size_index: int) -> pd.DataFrame:
+def pool(size_index: int, experiment: str | None = None) -> pd.DataFrame:
     """All configurations run at one model size: its own Sobol design, plus the recipe's lr sweep
     at the cheap sizes only (a sweep at the target would hold the target's optimum lr, and a
-    researcher does not get to run it there for free)."""
+    researcher does not get to run it there for free). A test `experiment` has a target design
+    of its own."""
     if size_index == len(sim.SIZES) - 1:
-        return design(size_index)[list(sim.PARAMS)]
+        stream = 1 + TEST.index(experiment) if experiment in TEST else 0
+        return design(size_index, stream)[list(sim.PARAMS)]
     sweep = pd.DataFrame([{**sim.REF, "lr": lr} for lr in LR_SWEEP])
     return pd.concat([design(size_index), sweep], ignore_index=True)[list(sim.PARAMS)]
 
@@ -81,9 +107,9 @@ def _table() -> pd.DataFrame:
     simulator = sim.GRPOSimulator()
     frames = []
     for i, (size, params) in enumerate(sim.SIZES.items()):
-        configs = pool(i)
         for family in sim.FAMILIES:
             for benchmark in sim.BENCHMARKS:
+                configs = pool(i, f"{family}-{benchmark}")
                 frames.append(configs.assign(
                     experiment=f"{family}-{benchmark}", size=size, params=params,
                     gpu_hours=sim.gpu_hours(size),
@@ -121,5 +147,6 @@ def load() -> Task:
         sources=["rl_qwen3"],
         simulated=True,
         notes=__doc__,
+        diverged={"worse_than": DIVERGED_BELOW},
     )
     return build_task(spec, _table())

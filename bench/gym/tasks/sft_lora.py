@@ -19,10 +19,14 @@ notes; crashed runs are left out of the file silently, so a cell can lack runs w
 diverged). Two notes need a reading (`READINGS`). Qwen3-30B-A3B (4 runs at lr 3e-3, ranks {1, 4, 64};
 only rank 1 lacks a finished run): lr 3e-3 was run twice per rank (rank 16 has two finished runs), so
 rank 1 diverged twice and ranks 4 and 64 once each beside a finished run (such a cell scores the mean
-of the two). Nemotron-3-Nano (5 runs at lr {2e-3, 4e-3}, ranks {1, 4, 16, 64}; 6 cells lack a finished
-run): all four ranks at 4e-3 and rank 1 at 2e-3, as divergence in this file rises with lr and falls
-with rank (ranks 16 and 64 finished at 2e-3); rank 4 at 2e-3 counts as not run. A note that neither
+of the two and is not diverged: half of its runs, not more, diverged). Nemotron-3-Nano (5 runs at
+lr {2e-3, 4e-3}, ranks {1, 4, 16, 64}; 6 cells lack a finished run): all four ranks at 4e-3 and
+rank 1 at 2e-3, as divergence in this file rises with lr and falls with rank (ranks 16 and 64
+finished at 2e-3); rank 4 at 2e-3 counts as not run. A note that neither
 rule accounts for, or any line of unexpected form, stops loading with the file and line.
+The runs table's `status` column ("finished"/"diverged") declares them to the task
+(`diverged: {column: status, flag: diverged}`): 58 of the 355 train table entries (21 of 140 at
+the targets) and 37 of the 170 test entries (9 of 30 at the targets) are diverged.
 
 Fidelities: model sizes, descriptors `params` (total) and `active_params` (the same for dense
 models), the nominal sizes in the model names (gpt-oss: 3.6B and 5.1B active, from its model card).
@@ -51,6 +55,11 @@ Left out: DeepSeek-V3.1 and -Base (671B-A37B) and Kimi-K2-Thinking, K2.5, K2.6 (
 per family (58 finished, 12 diverged runs); their wall times enter the cost fit.
 Split: `test` = the families with at least MIN_TEST_SIZES = 4 sizes, `llama3-base` and `qwen3.5` (a
 rule on sizes, fixed before looking at outcomes); the other nine are `train`.
+
+Shared runs: none. Each run fine-tunes one model, and each model belongs to one experiment; a level
+name (`8B`, `30B-A3B`) shared by several families labels different models in each. Experiments
+share only the learning-rate x rank grid and the wall-time cost fit (every model's times, outcomes
+not used).
 """
 
 from __future__ import annotations
@@ -267,5 +276,6 @@ def load() -> Task:
         test=TEST,
         sources=["tinker_cookbook"],
         notes=__doc__,
+        diverged={"column": "status", "flag": "diverged"},
     )
     return build_task(spec, experiment_runs())
