@@ -214,6 +214,8 @@ def run(
     if gap is not None:
         if gap < 1:
             raise BenchError(f"--gap must be at least 1 (got {gap:g})")
+        if s.gaps is not None:
+            raise BenchError(f"suite {s.name} is a ladder (gaps {s.gaps}); --gap does not apply to it")
         s = s.model_copy(update={"gap": gap, "name": f"{s.name}-gap{gap:g}"})
     if prior_budget is not None:
         if prior_budget <= 0:
@@ -241,7 +243,7 @@ def run(
             console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
                           f"-> {out}")
         t0 = time.perf_counter()
-        train_first(p, quiet=quiet)
+        train_first(p, jobs=jobs, quiet=quiet)
         writer = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
                          limit=episode_timeout or s.episode_timeout)
     failures = writer.failures
@@ -294,10 +296,12 @@ def train_cmd(
 
 @app.command("leaderboard")
 def leaderboard_cmd(out: Out = DEFAULT_OUT,
-                    suite: Annotated[str | None, typer.Option(help="Only this suite.")] = None,
+                    suite: Annotated[str | None, typer.Option(
+                        help="Only these suites (comma-separated; a ladder's name picks its gaps).")] = None,
                     metric: Metric = "pregret") -> None:
     """Aggregate completed episodes into <out>/leaderboard.csv and print it: per task, then each
-    suite's tasks weighed once (mean of per-task means and ranks)."""
+    suite's tasks weighed once (mean of per-task means and ranks), then each distance ladder's
+    headline (per task, the mean over the distances it offers)."""
     from bench.metrics import (
         across_tasks,
         check_metric,
@@ -306,15 +310,15 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
         leaderboard,
         unpaired,
     )
-    from bench.report import across_view, board_view, legend
+    from bench.report import across_view, board_view, ladder_views, legend, pick_suites
     from bench.store import Store
 
     check_metric(metric)
     ep = episodes_frame(Store(out).summaries())
-    if suite:
-        ep = ep[ep.suite == suite]
     if ep.empty:
         raise BenchError(f"no completed episodes under {out}; run `bench run` first")
+    if suite:
+        ep = ep[ep.suite.isin(pick_suites(ep, suite))]
     board = leaderboard(ep, metric)
     path = out / "leaderboard.csv"
     board.to_csv(path, index=False)
@@ -327,6 +331,9 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
             title = f"{s} / all tasks, each weighed once" + (
                 f" (incl. SIMULATED {', '.join(sim)})" if sim else "")
             console.print(_table(title, across_view(rows)))
+    for title, view, notes in ladder_views(ep, board, metric):  # distance ladders: one headline each
+        console.print(_table(title, view))
+        console.print("\n".join(notes), highlight=False)
     console.print(legend(metric) + f" {path} has every column, of both metrics.", highlight=False)
     disc = discrimination(board, metric)
     for s_name, d in disc.groupby("suite"):
@@ -349,7 +356,8 @@ def plot(out: Out = DEFAULT_OUT,
                   "near-optimum share; built-in tasks in the results are found by name.")] = None,
          metric: Metric = "pregret") -> None:
     """Render the figures (regret, rank, critical difference, near-optimum share, discrimination,
-    extrapolation, landscapes; PNG and PDF) into <out>/figures, scores and ranks on --metric."""
+    extrapolation, distance ladders, landscapes; PNG and PDF) into <out>/figures, scores and ranks
+    on --metric."""
     from bench.gym.registry import resolve_tasks
     from bench.metrics import check_metric, episodes_frame, leaderboard
     from bench.report import load_tasks, pick_suites, write_figures

@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.gym.problem import Query
-from bench.gym.task import PriorPolicy, Task, method_seed
+from bench.gym.task import Prior, PriorPolicy, Task, method_seed
 from bench.methods import MethodSpec
 from bench.optimizer import NoRecommendation
 from bench.store import EpisodeKey, Store
@@ -89,7 +89,9 @@ def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
 
     Returns the summary and the traceback of a failure (or None); `summary["failed"]` is None or
     the reason; `extrapolation` is log10(target cost / cost of the most expensive fidelity in
-    the prior). Writes nothing itself: workers send the records to the client (`bench.workers`).
+    the prior); `gap` the prior's extrapolation distance g, `fold` the cv fold the method's
+    training held the experiment out of (None: the fixed split). Writes nothing itself: workers
+    send the records to the client (`bench.workers`).
     """
     budget = key.budget_obj
     problem = task.problem(key.experiment, budget, prior, seed=key.seed)
@@ -126,6 +128,7 @@ def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
         "prior_runs": len(problem.prior), "prior_worth": prior_cost / costs[target],
         "extrapolation": float(np.log10(costs[target] / max(costs[f] for f in prior_levels)))
         if len(prior_levels) else None,
+        "gap": Prior.of(prior).gap, "fold": task.fold or None,
         "trials": state["trials"], "target_trials": len(state["curve"]), "gpu_hours": state["spent"],
         "budget_gpu_hours": problem.budget_gpu_hours(), "refused": state["refused"],
         "best": state["best"], "curve": state["curve"], "recommend": rec_config,
@@ -150,7 +153,8 @@ def failure_summary(key: EpisodeKey, task: Task, prior: PriorPolicy, reason: str
     its worker died twice): scored as a failure, like any other."""
     problem = task.problem(key.experiment, key.budget_obj, prior, seed=key.seed)
     oracle = task.oracle(key.experiment, seed=key.seed)
-    return {"prior_runs": len(problem.prior), "prior_worth": None, "extrapolation": None, "trials": 0,
+    return {"prior_runs": len(problem.prior), "prior_worth": None, "extrapolation": None,
+            "gap": Prior.of(prior).gap, "fold": task.fold or None, "trials": 0,
             "target_trials": 0, "gpu_hours": 0.0, "budget_gpu_hours": problem.budget_gpu_hours(),
             "refused": 0, "best": None, "curve": [], "recommend": None, "recommend_value": None,
             "failed": reason, "pool_size": len(problem.arrays()),

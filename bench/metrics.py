@@ -24,10 +24,14 @@ Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS
 - Across tasks (`across_tasks`): a task is weighed once: the mean of per-task means, its
   interval from the per-task bootstraps, and the mean of per-task ranks; never a pool of
   episodes (a task with many experiments, or heavy tails, must not decide it alone).
+- Distance ladders (`ladder`): per distance g the rung's leaderboard mean; the headline per (task,
+  method) is the mean over the distances the task offers, each weighed once; the distances of
+  the ladder's grid a task does not offer are listed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -43,7 +47,8 @@ METRIC = "pregret"  # the primary score
 STATS = ("mean", "sem", "lo", "hi", "iqm", "iqm_lo", "iqm_hi", "median")
 EPISODE_COLS = [*KEY_COLS, "score", "regret", "nregret", "pregret", "nregret_curve", "pregret_curve",
                 "diverged", "failed", "gpu_hours", "budget_spent", "ask_seconds", "trials", "pool_size",
-                "extrapolation", "simulated", "tokens_in", "tokens_out", "dollars", "fallbacks"]
+                "extrapolation", "gap", "fold", "simulated", "tokens_in", "tokens_out", "dollars",
+                "fallbacks"]
 LEADERBOARD_COLS = ["suite", "task", "method", "budget_kind", "budget", "metric",
                     *(f"{m}_{s}" for m in METRICS for s in STATS), "regret_mean", "diverged_rate",
                     "rank_mean", "rank_cells", "win_vs_centroid", "episodes", "experiments",
@@ -74,7 +79,8 @@ def _episode_row(s: dict) -> dict:
         "diverged": sc["diverged"], "failed": s.get("failed") is not None, "gpu_hours": s["gpu_hours"],
         "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
         "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
-        "extrapolation": s.get("extrapolation"), "simulated": s.get("simulated", False),
+        "extrapolation": s.get("extrapolation"), "gap": s.get("gap"), "fold": s.get("fold"),
+        "simulated": s.get("simulated", False),
         "tokens_in": s.get("tokens_in", np.nan), "tokens_out": s.get("tokens_out", np.nan),
         "dollars": np.nan if s.get("dollars") is None else s["dollars"], "fallbacks": s.get("fallbacks", 0),
     }
@@ -230,6 +236,70 @@ def across_tasks(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | N
             })
     out = pd.DataFrame(rows)
     return out.sort_values([*outer, "rank_mean", "mean"])[ACROSS_COLS].reset_index(drop=True)
+
+
+LADDER = re.compile(r"^(?P<base>.+)-gap(?P<g>[0-9.]+(?:e[+-]?[0-9]+)?)$")  # `ladder-gap30`: ladder, 30
+LADDER_COLS = ["ladder", "task", "budget_kind", "budget", "method", "metric", "gap", "mean", "lo", "hi",
+               "experiments", "episodes", "simulated"]
+LADDER_HEADLINE_COLS = ["ladder", "task", "budget_kind", "budget", "method", "metric", "mean", "gaps",
+                        "offered", "missing", "simulated"]
+
+
+def ladder(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score against extrapolation distance, for every distance ladder in `ep`: its rungs are the
+    suites `<ladder>-gap<g>` whose episodes carry that prior gap g (`Suite.per_gap`); a `--gap` run
+    of a suite file that declares no `gaps` (`paper-gap30`) is no rung. Returns:
+
+    - points: per (ladder, task, budget, method, gap): the leaderboard's `mean` of `metric` on that
+      rung (experiments weigh equally) with its 95% interval `lo`/`hi`, `experiments`, `episodes`;
+    - headline: per (ladder, task, budget, method): `mean`, the mean over the distances the task
+      offers (those any method ran at) of the per-distance means, each distance weighed once;
+      `gaps` how many it rests on (a method missing an offered distance is averaged over its
+      own); `offered` and `missing` (tuples of g): the ladder's grid (its suite file's `gaps` and
+      every g in the results) split into what the task offers and what it does not.
+
+    `board`: `leaderboard(ep, metric)`, when the caller has it already."""
+    check_metric(metric)
+    from bench.suites import load_suite
+
+    gaps = pd.to_numeric(ep.gap, errors="coerce")
+    rungs: dict[str, tuple[str, float]] = {}
+    grids: dict[str, set[float]] = {}
+    declared: dict[str, list[float] | None] = {}
+    for suite, g in gaps.groupby(ep.suite).unique().items():
+        m, g = LADDER.match(suite), g[~np.isnan(g)]
+        if m is None or len(g) != 1 or not np.isclose(float(m["g"]), g[0]):
+            continue
+        base = m["base"]
+        if base not in declared:
+            try:
+                declared[base] = load_suite(base).gaps
+            except BenchError:  # not a suite file here (a suite from a path): a ladder by its name
+                declared[base] = []
+        if declared[base] is None:  # a suite file without `gaps`: a `--gap` sweep, not a ladder
+            continue
+        rungs[suite] = base, float(g[0])
+        grids.setdefault(base, set(map(float, declared[base]))).add(float(g[0]))
+    if not rungs:
+        return pd.DataFrame(columns=LADDER_COLS), pd.DataFrame(columns=LADDER_HEADLINE_COLS)
+    board = leaderboard(ep[ep.suite.isin(rungs)], metric) if board is None else board
+    board = board[board.suite.isin(rungs)]
+    points = board.assign(ladder=board.suite.map(lambda s: rungs[s][0]),
+                          gap=board.suite.map(lambda s: rungs[s][1]), mean=board[f"{metric}_mean"],
+                          lo=board[f"{metric}_lo"], hi=board[f"{metric}_hi"])
+    points = points.sort_values(["ladder", "task", "budget_kind", "budget", "method", "gap"])[LADDER_COLS]
+    rows = []
+    outer = ["ladder", "task", "budget_kind", "budget"]
+    for key, group in points.groupby(outer, sort=True):
+        offered = tuple(sorted(group.gap.unique()))
+        missing = tuple(sorted(grids[key[0]] - set(offered)))
+        simulated = bool(group.simulated.any())
+        for method, g in group.groupby("method", sort=True):
+            rows.append({**dict(zip(outer, key, strict=True)), "method": method, "metric": metric,
+                         "mean": float(g["mean"].mean()), "gaps": g.gap.nunique(), "offered": offered,
+                         "missing": missing, "simulated": simulated})
+    return points.reset_index(drop=True), pd.DataFrame(rows, columns=LADDER_HEADLINE_COLS)
 
 
 def discrimination(board: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:

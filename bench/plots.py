@@ -303,6 +303,56 @@ def extrapolation_figure(ep: pd.DataFrame, metric: str = METRIC, columns: int = 
     return fig
 
 
+LADDER_BUDGETS = (1, 3)  # the ladder figure's rows: T=1, and T=3 where the ladder has it
+
+
+def ladder_figure(points: pd.DataFrame, headline: pd.DataFrame, name: str, metric: str = METRIC
+                  ) -> Figure | None:
+    """One distance ladder (`bench.metrics.ladder`: `points`, `headline`): `metric` (mean over
+    experiments with its 95% interval as error bars) against log10 g, one line per method, one
+    panel per task; a row per budget of LADDER_BUDGETS the ladder has (else its smallest); the
+    distances a task does not offer are named in its panel. None without rungs of `name`."""
+    check_metric(metric)
+    points, headline = points[points.ladder == name], headline[headline.ladder == name]
+    if points.empty:
+        return None
+    if (points.budget_kind == "trials").any():
+        points = points[points.budget_kind == "trials"]
+    have = sorted(points.budget.unique())
+    budgets = [b for b in LADDER_BUDGETS if b in have] or have[:1]
+    tasks = sorted(points.task.unique())
+    unit = "T" if points.budget_kind.iloc[0] == "trials" else "budget "
+    simulated = set(points.task[points.simulated.astype(bool)])
+    grid = sorted(set(points.gap) | {g for m in headline.missing for g in m})
+    fig, axes = plt.subplots(len(budgets), len(tasks), figsize=(4.2 * len(tasks), 3.3 * len(budgets)),
+                             squeeze=False)
+    for row, budget in zip(axes, budgets, strict=True):
+        for ax, task in zip(row, tasks, strict=True):
+            sub = points[(points.task == task) & (points.budget == budget)]
+            for method, g in sub.groupby("method", sort=True):
+                g = g.sort_values("gap")
+                x, style = np.log10(g.gap.to_numpy(float)), method_style(method)
+                ax.plot(x, g["mean"], ms=4, label=method, **style)
+                below, above = (g["mean"] - g.lo).clip(lower=0), (g.hi - g["mean"]).clip(lower=0)  # rounding
+                ax.errorbar(x, g["mean"], yerr=[below, above], fmt="none",
+                            ecolor=style["color"], elinewidth=0.8, capsize=2, alpha=0.6)
+            missing = headline[(headline.task == task) & (headline.budget == budget)].missing
+            if len(missing) and missing.iloc[0]:
+                ax.text(0.98, 0.98, "not offered: g = " + ", ".join(f"{g:g}" for g in missing.iloc[0]),
+                        transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.4")
+            ax.set_xticks(np.log10(grid), [f"{g:g}" for g in grid])
+            ax.set_xlim(np.log10(grid[0]) - 0.2, np.log10(grid[-1]) + 0.2)
+            ax.set(title=f"{_title(task, task in simulated)}, {unit}={budget:g}",
+                   xlabel="distance g (log10 axis): prior costs ≤ target / g")
+            _score_axis(ax, metric)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel(f"{metric} (mean, 95% interval)")
+    fig.suptitle(f"distance ladder {name}: {metric} against the extrapolation distance g, one line per "
+                 "method", fontsize=10)
+    _legend(fig, sorted(points.method.unique()))
+    return fig
+
+
 def landscape_figure(task: Task, panels: int = 7, columns: int = 4) -> Figure:
     """Optimum location against fidelity cost, one line per experiment (test in colour, train in
     grey): the optimum's unit-cube distance from the target's, then the best value of up to

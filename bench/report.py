@@ -8,6 +8,10 @@ Under the report directory:
   leaderboard.csv           `bench.metrics.leaderboard`, the file `bench leaderboard` writes
   leaderboard_overall.csv   each suite's tasks weighed once (`bench.metrics.across_tasks`)
   table_<suite>.tex, .md    the paper's layout: methods x tasks, the metric at T=1 and T=3, best bold
+  Distance ladder           per ladder (suites `<ladder>-gap<g>`, `bench.metrics.ladder`): the
+                            headline (methods x tasks, the mean over the distances each task
+                            offers) as table_<ladder>.tex/.md, the distances offered and not,
+                            ladder_<ladder>.csv (the metric per distance) and the ladder figure
   figures/                  `write_figures` (what `bench plot` renders), PNG and PDF
 Tables, ranks and figures use one metric (`--metric`: pregret by default, or nregret); the CSVs
 hold both. Every number comes from `bench.metrics`; this module only selects, formats and lays out.
@@ -42,6 +46,7 @@ from bench.metrics import (
     discrimination,
     episodes_frame,
     experiment_scores,
+    ladder,
     leaderboard,
     near_optimum,
     near_threshold,
@@ -79,6 +84,10 @@ CAPTIONS = {
     "extrapolation": "{metric} at T=1 against the extrapolation distance, log10(target cost / cost of "
                      "the most expensive prior fidelity): a suite and its --gap sweep (suites "
                      "<suite>-gap<g>), the same protocol with the prior's top fidelity moved.",
+    "ladder": "{metric} (mean over experiments of the mean over seeds, bars: 95% interval) against "
+              "the extrapolation distance g (the prior holds only fidelities costing at most target / g; "
+              "log10 axis), one line per method, per task at T=1 (and T=3); the distances a task does "
+              "not offer are named in its panel.",
     "landscape": "Where the optimum lies at each fidelity: its unit-cube distance from the target's "
                  "optimum and the best value of the parameters that move most, against GPU-hours per run.",
 }
@@ -129,11 +138,16 @@ def load_episodes(runs: Path) -> pd.DataFrame:
 
 
 def pick_suites(ep: pd.DataFrame, suites: str | None) -> list[str]:
-    """`--suite a,b` (default: every suite in the results), checked against the results."""
+    """`--suite a,b` (default: every suite in the results), checked against the results; a
+    ladder's name (`ladder`) not in the results picks its rungs (`ladder-gap<g>`)."""
     have = sorted(ep.suite.unique())
     if not suites:
         return have
-    picked = [s.strip() for s in suites.split(",") if s.strip()]
+    picked = []
+    for name in (s.strip() for s in suites.split(",") if s.strip()):
+        rungs = [s for s in have if s not in picked and re.fullmatch(re.escape(name) + r"-gap[0-9.e+-]+", s)]
+        rungs.sort(key=lambda s: float(s.rsplit("-gap", 1)[1]))
+        picked += [name] if name in have or not rungs else rungs
     missing = [s for s in picked if s not in have]
     if missing or not picked:
         raise BenchError(f"no episodes of suite {', '.join(missing) or repr(suites)} in the results; "
@@ -214,7 +228,8 @@ def suite_ranks(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
 def write_figures(store: Store, ep: pd.DataFrame, board: pd.DataFrame, out: Path, suites: list[str],
                   tasks: dict[str, Task], metric: str = METRIC) -> list[Drawn]:
     """Every figure of these suites on `metric` (the extrapolation figure from every trial suite in
-    `ep`, landscapes of `tasks` in them) into `out`, PNG and PDF; `board` is `leaderboard(ep, metric)`."""
+    `ep`, a ladder figure per distance ladder among them, landscapes of `tasks` in them) into `out`,
+    PNG and PDF; `board` is `leaderboard(ep, metric)`."""
     check_metric(metric)
     drawn = []
 
@@ -238,6 +253,9 @@ def write_figures(store: Store, ep: pd.DataFrame, board: pd.DataFrame, out: Path
         keep(plots.discrimination_figure(disc, suite, metric), "discrimination", f"discrimination_{suite}",
              suite=suite)
     keep(plots.extrapolation_figure(ep, metric), "extrapolation", "extrapolation")
+    points, head = ladder(ep[ep.suite.isin(suites)], metric, board)
+    for name in sorted(points.ladder.unique()):
+        keep(plots.ladder_figure(points, head, name, metric), "ladder", f"ladder_{name}", suite=name)
     for name in sorted(set(ep[ep.suite.isin(suites)].task) & set(tasks)) or sorted(tasks):
         keep(plots.landscape_figure(tasks[name]), "landscape", f"landscape_{name}", task=name)
     return drawn
@@ -429,6 +447,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
     doc.text(legend(metric))
     for suite in picked:
         written += _suite_section(doc, suite, board, overall, drawn, out, metric)
+    written += _ladder_section(doc, ep[ep.suite.isin(picked)], board, drawn, out, metric)
     for d in drawn:
         if d.suite is None and d.task is None:
             doc.heading(2, "Across suites: extrapolation distance")
@@ -480,6 +499,104 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
         doc.table(across_view(rows))
     doc.heading(3, "Figures")
     for d in drawn:
-        if d.suite == suite:
+        if d.suite == suite and d.kind != "ladder":
             doc.figure(d)
     return [tex, md]
+
+
+def ladder_table(headline: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Methods x (task, T=b) of one ladder: the headline mean (`bench.metrics.ladder`: over the
+    distances each task offers) at HEADLINE_BUDGETS (else its smallest budgets); with several
+    tasks then `all tasks`, the mean of a method's task headlines (each task weighed once), for
+    the methods that ran every task of the budget (others: NaN)."""
+    rows = headline[headline.ladder == name]
+    have = sorted(rows.budget.unique())
+    budgets = [b for b in HEADLINE_BUDGETS if b in have] or have[: len(HEADLINE_BUDGETS)]
+    rows = rows[rows.budget.isin(budgets)]
+    if rows.task.nunique() > 1:
+        across = rows.groupby(["method", "budget"], as_index=False).agg(mean=("mean", "mean"),
+                                                                        n=("task", "size"))
+        every = rows.groupby("budget").task.nunique()
+        across["mean"] = across["mean"].where(across.n == across.budget.map(every))
+        rows = pd.concat([rows, across.drop(columns="n").assign(task=ALL_TASKS)])
+    sim = rows.groupby("task").simulated.any()
+    label = {t: "all tasks" if t == ALL_TASKS else t + (" (simulated)" if sim[t] else "") for t in sim.index}
+    order = sorted(set(rows.task) - {ALL_TASKS}) + ([ALL_TASKS] if ALL_TASKS in set(rows.task) else [])
+    table = rows.pivot_table(index="method", columns=["task", "budget"], values="mean")
+    table = table.reindex(columns=[(t, b) for t in order for b in budgets if (t, b) in table.columns])
+    table.columns = pd.MultiIndex.from_tuples([(label[t], f"T={b:g}") for t, b in table.columns])
+    return table
+
+
+def ladder_notes(points: pd.DataFrame, headline: pd.DataFrame, name: str) -> list[str]:
+    """Per task of one ladder: the distances it offers (with the experiments at each) and those
+    of the grid it does not (budgets that agree share a line); then any method whose headline
+    lacks an offered distance."""
+    points, headline = points[points.ladder == name], headline[headline.ladder == name]
+    lines = []
+    for task, rows in headline.groupby("task", sort=True):
+        said: dict[str, list[str]] = {}
+        for budget, r in rows.groupby("budget", sort=True):
+            at = points[(points.task == task) & (points.budget == budget)].groupby("gap").experiments.max()
+            offered = ", ".join(f"{g:g} ({n} exp{'s' * (n != 1)})" for g, n in at.items())
+            missing = ", ".join(f"{g:g}" for g in r.missing.iloc[0]) or "none"
+            said.setdefault(f"offers g = {offered}; not offered: {missing}", []).append(f"{budget:g}")
+        lines += [f"{name} / {task} T={', '.join(b)}: {text}" for text, b in said.items()]
+    short = headline[headline.gaps < headline.offered.map(len)]
+    for r in short.itertuples(index=False):
+        lines.append(f"{name} / {r.task} T={r.budget:g}: {r.method} ran {r.gaps} of the {len(r.offered)} "
+                     "offered distances; its mean is over those")
+    return lines
+
+
+def ladder_views(ep: pd.DataFrame, board: pd.DataFrame, metric: str = METRIC
+                 ) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """Per distance ladder in `ep`, for a terminal: a title, the headline table as text
+    (`ladder_table`) and `ladder_notes`; `board` is `leaderboard(ep, metric)`."""
+    points, head = ladder(ep, metric, board)
+    out = []
+    for name in sorted(points.ladder.unique()):
+        table = ladder_table(head, name)
+        text = table.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}")
+        text.columns = [f"{t} {b}" for t, b in table.columns]
+        title = f"{name}: mean {metric} over the distances each task offers (each distance weighed once)"
+        out.append((title, text.reset_index(), ladder_notes(points, head, name)))
+    return out
+
+
+def _ladder_section(doc: _Doc, ep: pd.DataFrame, board: pd.DataFrame, drawn: list[Drawn], out: Path,
+                    metric: str = METRIC) -> list[Path]:
+    """The distance ladders among the picked suites: headline (also written as .tex and .md),
+    the distances offered, the metric per distance (a CSV), the figure."""
+    from bench.suites import load_suite
+
+    points, head = ladder(ep, metric, board)
+    written = []
+    for name in sorted(points.ladder.unique()):
+        doc.heading(2, f"Distance ladder: {name}")
+        try:
+            doc.text(load_suite(name).description.strip())
+        except BenchError:  # a ladder from a suite file elsewhere
+            pass
+        table = ladder_table(head, name)
+        budgets = sorted({b for _, b in table.columns}, key=lambda b: float(b[2:]))
+        text = (f"Ladder {name}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
+                "target trials per task: the mean over the extrapolation distances g the task offers of "
+                "the mean at each g (experiments weigh equally; each distance weighed once); all tasks: "
+                "the mean of the task headlines, for methods that ran every task; best per column in bold.")
+        tex, md, csv = out / f"table_{name}.tex", out / f"table_{name}.md", out / f"ladder_{name}.csv"
+        tex.write_text(latex_table(table, text, f"tab:{name}"))
+        md.write_text(f"{text}\n\n{markdown_table(headline_markdown(table))}\n")
+        points[points.ladder == name].to_csv(csv, index=False)
+        doc.heading(3, f"Headline: {metric} over the distances each task offers")
+        doc.text(text)
+        doc.table(headline_markdown(table))
+        doc.heading(3, "Distances offered")
+        for line in ladder_notes(points, head, name):
+            doc.text(line)
+        doc.text(f"LaTeX: `{tex.name}`; Markdown: `{md.name}`; {metric} at each distance: `{csv.name}`.")
+        for d in drawn:
+            if d.kind == "ladder" and d.suite == name:
+                doc.figure(d)
+        written += [tex, md, csv]
+    return written

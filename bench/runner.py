@@ -10,8 +10,10 @@ disk and give the same numbers.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from rich.progress import (
@@ -26,10 +28,9 @@ from rich.progress import (
 from bench.episode import failure_summary
 from bench.errors import BenchError
 from bench.gym.registry import load_task
-from bench.gym.task import Prior
 from bench.methods import method
 from bench.store import EpisodeKey, Store
-from bench.suites import Suite
+from bench.suites import Protocol, Suite
 from bench.workers import LocalWorkers, Recorder
 
 log = logging.getLogger(__name__)
@@ -38,72 +39,123 @@ MAX_BATCH = 50
 
 @dataclass
 class Plan:
-    """Episodes to run: (task reference, key) pairs; done ones are counted, not rerun."""
+    """Episodes to run: (task reference, key) pairs; done ones are counted, not rerun.
+    `protocols`: (suite name, task name) -> how those episodes are set up."""
 
     todo: list[tuple[str, EpisodeKey]] = field(default_factory=list)
     done: int = 0
     skipped: list[str] = field(default_factory=list)  # what the protocol leaves out, and why
+    protocols: dict[tuple[str, str], Protocol] = field(default_factory=dict)
 
 
 def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
          retry_failed: bool = False) -> Plan:
-    """Every episode of the suite for these tasks and methods; completed ones are counted, not
-    rerun (failed ones too, unless `retry_failed`). Unknown experiment names are an error."""
+    """Every episode of the suite (of each of its distances, for a ladder) for these tasks and
+    methods; completed ones are counted, not rerun (failed ones too, unless `retry_failed`).
+    Unknown experiment names are an error."""
     p = Plan()
     families = {m: method(m).family for m in method_names}
     seen: set[str] = set()
     for ref in tasks:
         task = load_task(ref)
-        prior = suite.prior_for(task.name)
-        experiments = suite.pick_experiments(task.split(suite.split))
+        available = list(task.experiments) if suite.cv else task.split(suite.split)
+        experiments = suite.pick_experiments(available)
         seen.update(experiments)
-        for exp in experiments:
-            if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
-                p.skipped.append(f"{task.name}/{exp}: no prior fidelity costs at most 1/{prior.gap:g} "
-                                 "of the target")
-                continue
-            budgets = suite.budget_objects()
-            pool = len(task.outcomes(exp, task.experiment(exp).target.name))
-            if suite.budget == "trials":
-                too_big = [b for b in budgets if b.amount > pool / 2]
-                if too_big:
-                    listed = ", ".join(f"{b.amount:g}" for b in too_big)
-                    p.skipped.append(f"{task.name}/{exp}: budgets {listed} exceed half the target pool "
-                                     f"({pool} candidates)")
-                budgets = [b for b in budgets if b not in too_big]
-            for name in method_names:
-                for b in budgets:
-                    for seed in suite.seeds_for(families[name]):
-                        key = EpisodeKey(suite.name, task.name, name, exp, b.kind, b.amount, seed)
-                        if store.is_done(key) and not (retry_failed and store.is_failed(key)):
-                            p.done += 1
-                        else:
-                            p.todo.append((ref, key))
+        names = method_names
+        if suite.cv and len(task.groups()) < 2:
+            learned = [m for m in method_names if method(m).needs_training]
+            if learned:
+                p.skipped.append(f"{task.name}: one experiment group, so no fold leaves anything to train "
+                                 f"on: {', '.join(learned)} not run (non-learned methods only)")
+                names = [m for m in method_names if m not in learned]
+        for run in suite.per_gap():
+            p.protocols[run.name, task.name] = run.protocol(task.name)
+            _plan_task(p, run, ref, task, experiments, names, families, store, retry_failed)
     if isinstance(suite.experiments, list) and (unknown := [e for e in suite.experiments if e not in seen]):
-        known = sorted({e for ref in tasks for e in load_task(ref).split(suite.split)})
-        raise BenchError(f"no {suite.split} experiment named {', '.join(map(repr, unknown))} in "
+        known = sorted({e for ref in tasks for e in (list(load_task(ref).experiments) if suite.cv
+                                                     else load_task(ref).split(suite.split))})
+        what = "experiment" if suite.cv else f"{suite.split} experiment"
+        raise BenchError(f"no {what} named {', '.join(map(repr, unknown))} in "
                          f"{', '.join(load_task(r).name for r in tasks)}; known: {', '.join(known)}")
     return p
 
 
+def _plan_task(p: Plan, suite: Suite, ref: str, task, experiments: list[str], method_names: list[str],
+               families: dict[str, str], store: Store, retry_failed: bool) -> None:
+    prior = suite.prior_for(task.name)
+    for exp in experiments:
+        if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
+            why = f"no prior fidelity costs at most 1/{prior.gap:g} of the target" if prior.gap \
+                else "it has no cheaper fidelity"
+            p.skipped.append(f"{suite.name} {task.name}/{exp}: {why}")
+            continue
+        budgets = suite.budget_objects()
+        pool = len(task.outcomes(exp, task.experiment(exp).target.name))
+        if suite.budget == "trials":
+            too_big = [b for b in budgets if b.amount > pool / 2]
+            if too_big:
+                listed = ", ".join(f"{b.amount:g}" for b in too_big)
+                p.skipped.append(f"{suite.name} {task.name}/{exp}: budgets {listed} exceed half the "
+                                 f"target pool ({pool} candidates)")
+            budgets = [b for b in budgets if b not in too_big]
+        for name in method_names:
+            for b in budgets:
+                for seed in suite.seeds_for(families[name]):
+                    key = EpisodeKey(suite.name, task.name, name, exp, b.kind, b.amount, seed)
+                    if store.is_done(key) and not (retry_failed and store.is_failed(key)):
+                        p.done += 1
+                    else:
+                        p.todo.append((ref, key))
+
+
 def batches(todo: list[tuple[str, EpisodeKey]], jobs: int, most: int = MAX_BATCH
             ) -> list[tuple[str, list[EpisodeKey]]]:
-    """Episodes grouped per (task, method), in chunks small enough that `jobs` workers get about
+    """Episodes grouped per (task, suite, method), in chunks small enough that `jobs` workers get about
     eight each (load balance) and at most `most` episodes (progress)."""
     size = max(1, min(most, len(todo) // (8 * jobs)))
-    groups: dict[tuple[str, str], list[EpisodeKey]] = {}
+    groups: dict[tuple[str, str, str], list[EpisodeKey]] = {}
     for ref, key in todo:
-        groups.setdefault((ref, key.method), []).append(key)
-    return [(ref, keys[i:i + size]) for (ref, _), keys in groups.items() for i in range(0, len(keys), size)]
+        groups.setdefault((ref, key.suite, key.method), []).append(key)
+    return [(ref, keys[i:i + size]) for (ref, *_), keys in groups.items() for i in range(0, len(keys), size)]
 
 
-def train_first(p: Plan, quiet: bool = False) -> None:
-    """Meta-train every learned method of the plan on its tasks before any episode runs (once,
-    here, rather than in every worker); existing checkpoints are reused."""
-    pairs = dict.fromkeys((ref, key.method) for ref, key in p.todo if method(key.method).needs_training)
-    for ref, name in pairs:
-        _, path = train_with_progress(method(name), ref, quiet=quiet)
-        log.info("checkpoint %s", path)
+def trainings(p: Plan) -> list[tuple[str, str, int | None]]:
+    """(learned method, task reference, cv fold index or None) of every checkpoint the plan's
+    episodes use: one per task, or one per (task, fold) under cross-validation."""
+    out: dict[tuple[str, str, int | None], None] = {}
+    for ref, key in p.todo:
+        if not method(key.method).needs_training:
+            continue
+        fold = None
+        if p.protocols[key.suite, key.task].cv:
+            folds = load_task(ref).cv_folds()
+            fold = next(k for k, f in enumerate(folds) if f.experiments[key.experiment].split == "test")
+        out[key.method, ref, fold] = None
+    return list(out)
+
+
+def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
+    """Meta-train every checkpoint the plan needs (`trainings`) before any episode runs, in `jobs`
+    worker processes; existing checkpoints are reused."""
+    todo = trainings(p)
+    if not todo:
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    context = multiprocessing.get_context("spawn")  # no forked torch or thread state
+    with Progress(*columns, disable=quiet) as bar, \
+            ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+        bar_id = bar.add_task(f"training {len(todo)} checkpoint(s)", total=len(todo))
+        for done in as_completed([pool.submit(train_one, *job) for job in todo]):
+            log.info("checkpoint %s", done.result())
+            bar.advance(bar_id)
+
+
+def train_one(name: str, ref: str, fold: int | None = None) -> str:
+    """Train (or find) one checkpoint of method `name` on task `ref`, or on its cv fold `fold`."""
+    from bench.training import train
+
+    task = load_task(ref)
+    return str(train(method(name), task if fold is None else task.cv_folds()[fold])[1])
 
 
 def train_with_progress(spec, ref: str, seed: int = 0, force: bool = False, quiet: bool = False):
@@ -150,11 +202,12 @@ class StoreWriter:
         self.store.error_file(key).write_text(tb)
         self._finish(key, reason)
 
-    def lost(self, key: EpisodeKey, ref: str, prior: Prior, reason: str) -> None:
+    def lost(self, key: EpisodeKey, ref: str, protocol: Protocol, reason: str) -> None:
         """Stopped at its time limit, or its worker died twice: a scored failure, no trials."""
         self._close(key)
         self.store.open_log(key).close()  # empty: the marker says no trial completed
-        self.store.complete(key, failure_summary(key, load_task(ref), prior, reason))
+        task = protocol.task_for(load_task(ref), key.experiment)
+        self.store.complete(key, failure_summary(key, task, protocol.prior, reason))
         self._finish(key, reason)
 
     def _close(self, key: EpisodeKey) -> None:
@@ -181,7 +234,7 @@ def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str |
     with Progress(*columns, disable=quiet) as bar:
         bar_id = bar.add_task(f"suite {suite.name}", total=len(p.todo))
         writer = StoreWriter(store, lambda: bar.advance(bar_id))
-        work = [(ref, keys, suite.prior_for(keys[0].task)) for ref, keys in batches(p.todo, jobs)]
+        work = [(ref, keys, p.protocols[keys[0].suite, keys[0].task]) for ref, keys in batches(p.todo, jobs)]
         if not work:
             return writer
         if executor == "local" and not scheduler:

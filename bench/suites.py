@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -10,8 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
-from bench.gym.task import Prior
+from bench.gym.task import Prior, Task
 from bench.paths import configs_dir
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a suite sets up one task's episodes: the `prior`, and whether an episode sees the task
+    through the cross-validation fold that tests its experiment (`cv`)."""
+
+    prior: Prior
+    cv: bool = False
+
+    def task_for(self, task: Task, experiment: str) -> Task:
+        """The task an episode of `experiment` runs on: its cv fold, or the task itself."""
+        return task.cv_fold(experiment) if self.cv else task
 
 
 class Suite(BaseModel):
@@ -30,6 +44,12 @@ class Suite(BaseModel):
     prior_budget: float | dict[str, float] | None = None  # k target-run equivalents of GPU-hours
     gap: float | dict[str, float] | None = None  # prior fidelities cost at most target cost / g
     episode_timeout: float | None = Field(default=1800, gt=0)  # seconds; past it: failure `timeout`
+    # Grouped cross-validation: every experiment of the task (whatever its split) is tested in the
+    # fold that holds its group out (`Task.folds`); learned methods train on the fold's other groups.
+    cv: bool = False
+    # A distance ladder: the suite runs once per g, as suite `<name>-gap<g>`, its prior every run
+    # at fidelities costing at most target / g (`gap` then stays unset).
+    gaps: list[float] | None = None
 
     @model_validator(mode="after")
     def _whole_trials(self):
@@ -39,6 +59,8 @@ class Suite(BaseModel):
                 raise ValueError(f"trial budgets are whole numbers of trials >= 1 (got {bad})")
         elif any(b <= 0 for b in self.budgets):
             raise ValueError("cost budgets must be positive")
+        if self.gaps is not None and (self.gap is not None or not self.gaps or min(self.gaps) < 1):
+            raise ValueError("gaps: a non-empty list of distances >= 1, without gap")
         for name in ("gap", "prior_budget"):
             value = getattr(self, name)
             values = value.values() if isinstance(value, dict) else [value]
@@ -52,6 +74,17 @@ class Suite(BaseModel):
         def pick(value):
             return value.get(task, value.get("default")) if isinstance(value, dict) else value
         return Prior(self.prior, gap=pick(self.gap), budget=pick(self.prior_budget))
+
+    def per_gap(self) -> list[Suite]:
+        """The suite as it runs: one suite `<name>-gap<g>` per distance of a ladder, else itself."""
+        if self.gaps is None:
+            return [self]
+        return [self.model_copy(update={"name": f"{self.name}-gap{g:g}", "gap": g, "gaps": None})
+                for g in self.gaps]
+
+    def protocol(self, task: str) -> Protocol:
+        """How this suite's episodes of `task` are set up."""
+        return Protocol(self.prior_for(task), self.cv)
 
     def budget_objects(self) -> list[Budget]:
         return [Budget(self.budget, b) for b in self.budgets]

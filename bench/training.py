@@ -147,10 +147,11 @@ Data = TrainingData | tuple[TrainingData, ...]
 
 def training_data(spec, task: Task, seed: int = 0) -> Data:
     """What `spec` learns from: `task`'s train experiments, or every built-in task's."""
-    if spec.trains_on == "builtin":
+    if spec.trains_on == "builtin":  # a cv fold of a built-in task stands for that task
         from bench.gym.registry import load_task, task_names
 
-        return tuple(TrainingData.of(load_task(name), seed) for name in task_names())
+        return tuple(TrainingData.of(task if name == task.name else load_task(name), seed)
+                     for name in task_names())
     return TrainingData.of(task, seed)
 
 
@@ -159,7 +160,11 @@ def _each(data: Data) -> tuple[TrainingData, ...]:
 
 
 def _scope(data: Data) -> str:
-    return "builtin" if isinstance(data, tuple) else data.task.name
+    """Where a checkpoint is filed: `builtin`, or the task, with its cv fold if any."""
+    folds = [f"{d.task.name}-{d.task.fold}" for d in _each(data) if d.task.fold]
+    if isinstance(data, tuple):
+        return "-".join(["builtin", *folds])
+    return folds[0] if folds else data.task.name
 
 
 def checkpoint_path(spec, data: Data, seed: int) -> Path:
@@ -219,13 +224,13 @@ def load(path: Path) -> Checkpoint:
                          "run `bench train` again") from exc
 
 
-_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task) or 0, seed) -> checkpoint
+_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task), seed) -> checkpoint
 
 
 def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
     """The checkpoint an episode of `spec` on `task` uses; trained here if it does not exist
     (`bench run` trains before it dispatches episodes); kept in memory per process."""
-    key = (spec.name, 0 if spec.trains_on == "builtin" else id(task), seed)
+    key = (spec.name, id(task), seed)  # a cv fold is a task of its own
     if key not in _IN_USE:
         _IN_USE[key] = train(spec, task, seed)[0]
     return _IN_USE[key]

@@ -75,7 +75,7 @@ class Sink(Protocol):
     def trial(self, key: EpisodeKey, record: dict) -> None: ...
     def done(self, key: EpisodeKey, summary: dict, error: str | None, warnings: list[str]) -> None: ...
     def broken(self, key: EpisodeKey, tb: str, reason: str) -> None: ...
-    def lost(self, key: EpisodeKey, ref: str, prior, reason: str) -> None: ...
+    def lost(self, key: EpisodeKey, ref: str, protocol, reason: str) -> None: ...
 
 
 class Recorder:
@@ -99,7 +99,7 @@ class _Worker:
     proc: subprocess.Popen
     batch: deque = field(default_factory=deque)  # keys of the current batch not finished yet
     ref: str = ""
-    prior: object = None
+    protocol: object = None  # the batch's `bench.suites.Protocol`
     current: EpisodeKey | None = None
     since: float = 0.0
 
@@ -131,9 +131,9 @@ class LocalWorkers:
             while pending or any(w.busy for w in workers):
                 for w in workers:
                     if not w.busy and pending:
-                        ref, keys, prior = pending.popleft()
-                        w.batch, w.ref, w.prior = deque(keys), ref, prior
-                        send(w.proc.stdin, (ref, list(keys), prior))
+                        ref, keys, protocol = pending.popleft()
+                        w.batch, w.ref, w.protocol = deque(keys), ref, protocol
+                        send(w.proc.stdin, (ref, list(keys), protocol))
                 for sel_key, _ in selector.select(timeout=0.2):
                     w = sel_key.data
                     message = receive(w.proc.stdout)
@@ -178,9 +178,9 @@ class LocalWorkers:
                 rest.insert(0, key)  # rerun it from the start: the client truncates its log
             else:
                 reason = "worker died twice" if died else f"timeout after {self.limit:g} s"
-                self.sink.lost(key, w.ref, w.prior, reason)
+                self.sink.lost(key, w.ref, w.protocol, reason)
         if rest:
-            pending.appendleft((w.ref, rest, w.prior))
+            pending.appendleft((w.ref, rest, w.protocol))
         fresh = self._spawn()
         workers[workers.index(w)] = fresh
         selector.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
@@ -213,7 +213,7 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)
 
 
-def _run_batch(out, ref: str, keys: list[EpisodeKey], prior) -> None:
+def _run_batch(out, ref: str, keys: list[EpisodeKey], protocol) -> None:
     from bench.episode import play_episode
     from bench.gym.registry import load_task
     from bench.methods import method
@@ -221,10 +221,11 @@ def _run_batch(out, ref: str, keys: list[EpisodeKey], prior) -> None:
     for key in keys:
         try:
             task, spec = load_task(ref), method(key.method)  # once per process (cached), not timed
+            task = protocol.task_for(task, key.experiment)  # its cv fold (cached), or itself
             send(out, ("start", key))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                summary, error = play_episode(key, task, spec, _PipeLog(out, key), prior)
+                summary, error = play_episode(key, task, spec, _PipeLog(out, key), protocol.prior)
             lines = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
             send(out, ("done", key, summary, error, lines))
         except BenchError as exc:

@@ -183,3 +183,25 @@ def drift_family(members: int = 12, test: int = 3, runs: int = 30, seed: int = 0
                     cost={"column": "gpu_hours"}, experiment="member",
                     test=[f"m{m}" for m in range(members - test, members)])
     return build_task(spec, pd.DataFrame(rows))
+
+
+def with_presets(tmp_path, monkeypatch, **presets):
+    """A generator for a fixture: the project's configs plus `presets` ({name: preset}) in
+    `tmp_path/configs`, used through $BENCH_CONFIGS (worker processes too); yields that folder."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from bench.methods import methods
+    from bench.paths import configs_dir
+
+    target = tmp_path / "configs"
+    shutil.copytree(configs_dir(), target)
+    merged = yaml.safe_load((target / "methods.yaml").read_text()) | presets
+    (target / "methods.yaml").write_text(yaml.safe_dump(merged))
+    monkeypatch.setenv("BENCH_CONFIGS", str(target))
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    methods.cache_clear()
+    yield target
+    methods.cache_clear()

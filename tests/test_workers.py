@@ -2,7 +2,6 @@
 episodes are bounded, workers die with their parent, runs survive SIGKILL, `--out` is locked."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,14 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from bench.errors import BenchError
 from bench.metrics import episodes_frame
-from bench.paths import configs_dir
 from bench.runner import execute, plan
 from bench.store import Store
 from bench.suites import load_suite
+from tests.helpers import with_presets
 
 ROOT = Path(__file__).parents[1]
 TIMING = ["ask_seconds"]
@@ -45,19 +43,9 @@ def _trial_logs(out: Path) -> dict[str, list[str]]:
 @pytest.fixture
 def configs(tmp_path, monkeypatch):
     """The project's configs plus a `stalling` preset (tests.helpers.Stalling)."""
-    target = tmp_path / "configs"
-    shutil.copytree(configs_dir(), target)
-    presets = yaml.safe_load((target / "methods.yaml").read_text())
-    presets["stalling"] = {"target": "tests.helpers:Stalling", "family": "test", "in_all": False,
-                           "params": {"seconds": 60.0, "stall_seed": 1}}
-    (target / "methods.yaml").write_text(yaml.safe_dump(presets))
-    monkeypatch.setenv("BENCH_CONFIGS", str(target))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    from bench.methods import methods
-
-    methods.cache_clear()
-    yield target
-    methods.cache_clear()
+    yield from with_presets(tmp_path, monkeypatch, stalling={
+        "target": "tests.helpers:Stalling", "family": "test", "in_all": False,
+        "params": {"seconds": 60.0, "stall_seed": 1}})
 
 
 def _run(suite, methods_, out, **kw):

@@ -16,6 +16,7 @@ with no finite value stops with a `BenchError` naming the problem.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -36,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import BenchError
 from bench.gym.problem import Fidelity, Objective
 from bench.gym.space import infer_hyperparameter
-from bench.gym.task import Experiment, Task
+from bench.gym.task import Experiment, Task, merge_groups, shared_runs
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class TaskSpec(_Strict):
     simulated: bool = False
     notes: str = ""
     diverged: DivergedSpec | None = None
+    # Experiment groups (experiments that share runs or rungs): {group: [experiments]}; an
+    # experiment not listed is a group of its own. Sharing found in the table merges groups too.
+    groups: dict[str, list[str]] | None = None
     # Candidates at an expensive fidelity not in the table (`bench suggest`): {param: [values]},
     # their cartesian product; every parameter but constants, values inside the space.
     target_grid: dict[str, list[Any]] | None = None
@@ -317,6 +321,7 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         present = long.loc[long.experiment == name, "fidelity"].unique()
         fids = sorted((by_name[f] for f in present), key=lambda f: (f.cost, f.name))
         experiments[name] = Experiment(name, "test" if name in test else "train", tuple(fids))
+    experiments = _grouped(spec, experiments, long, names)
     try:
         return Task(
             name=spec.name,
@@ -331,6 +336,30 @@ def build_task(spec: TaskSpec, df: pd.DataFrame) -> Task:
         )
     except BenchError as exc:  # e.g. a pool with no finite value
         raise BenchError(f"task {spec.name}: {exc}") from None
+
+
+def _grouped(spec: TaskSpec, experiments: dict[str, Experiment], long: pd.DataFrame,
+             names: list[str]) -> dict[str, Experiment]:
+    """The spec's `groups:`, merged where the table shows shared runs (`shared_runs`: one
+    experiment's target runs are rows of another), with a warning naming what was merged."""
+    declared: dict[str, str] = {}
+    for group, members in (spec.groups or {}).items():
+        for e in members:
+            if e not in experiments:
+                raise BenchError(f"task {spec.name}: group {group!r} names {e!r}, which is not an "
+                                 f"experiment of the table; known: {sorted(experiments)}")
+            if e in declared:
+                raise BenchError(f"task {spec.name}: experiment {e!r} is in groups {declared[e]!r} "
+                                 f"and {group!r}; an experiment belongs to one group")
+            declared[e] = group
+    experiments = {n: dataclasses.replace(e, group=declared.get(n, n)) for n, e in experiments.items()}
+    links = [(a, b) for a, b in shared_runs(long, names, experiments)
+             if experiments[a].group != experiments[b].group]
+    if links:
+        shown = ", ".join(f"{a} in {b}" for a, b in links[:5]) + (" ..." if len(links) > 5 else "")
+        log.warning("task %s: experiments share runs across groups (%s); merged into one group each",
+                    spec.name, shown)
+    return merge_groups(experiments, links)
 
 
 def load_spec(path: str | Path) -> Task:

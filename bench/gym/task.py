@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from bench.scores import Scorer
 
 PRIOR_STREAM, POOL_STREAM = 1, 2  # independent random streams of an episode seed
 METHOD_SALT = b"llmconfig-bench/method-seed/v1"
+CV_FOLDS = 5  # grouped cross-validation: at most this many folds (leave-one-group-out below)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -93,13 +95,56 @@ def canonical_table(table: pd.DataFrame, params: list[str], objective: Objective
 
 @dataclass(frozen=True)
 class Experiment:
+    """One problem of a task. `group`: experiments that share runs or rungs are one group (default:
+    the experiment alone); no split, fold or training set divides a group."""
+
     name: str
     split: Literal["train", "test"]
     fidelities: tuple[Fidelity, ...]  # cheapest first; the last one is the target
+    group: str = ""
+
+    def __post_init__(self):
+        if not self.group:
+            object.__setattr__(self, "group", self.name)
 
     @property
     def target(self) -> Fidelity:
         return self.fidelities[-1]
+
+
+SHARED = 0.5  # experiments A, B share runs when this share of A's target runs are rows of B
+
+
+def shared_runs(table: pd.DataFrame, params: list[str], experiments: dict[str, Experiment]
+                ) -> list[tuple[str, str]]:
+    """Pairs (a, b) where at least `SHARED` of a's finished target runs (fidelity, configuration
+    and value) are rows of b: b holds a's target outcomes (a's target is b's rung, or both read
+    the same runs), so a and b must be one group. Diverged runs are left out: their placeholder
+    values (a threshold, the pool's worst) coincide between unrelated experiments."""
+    keys = pd.util.hash_pandas_object(table[["fidelity", *params, "value"]], index=False).to_numpy()
+    finished = ~table["diverged"].to_numpy(bool)
+    names = table["experiment"].to_numpy()
+    rows = {e: set(keys[names == e]) for e in experiments}
+    targets = {e: set(keys[(names == e) & (table["fidelity"].to_numpy() == x.target.name) & finished])
+               for e, x in experiments.items()}
+    return [(a, b) for a in experiments for b in experiments
+            if a != b and targets[a] and len(targets[a] & rows[b]) >= SHARED * len(targets[a])]
+
+
+def merge_groups(experiments: dict[str, Experiment], links: list[tuple[str, str]]) -> dict[str, Experiment]:
+    """`experiments` with the groups of each linked pair merged (union-find; a merged group is
+    named after its alphabetically first group)."""
+    parent = {e.group: e.group for e in experiments.values()}
+
+    def root(g: str) -> str:
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    for a, b in links:
+        ra, rb = sorted((root(experiments[a].group), root(experiments[b].group)))
+        parent[rb] = ra
+    return {n: dataclasses.replace(e, group=root(e.group)) for n, e in experiments.items()}
 
 
 @dataclass
@@ -124,12 +169,14 @@ class Task:
     sources: tuple[str, ...] = ()
     simulated: bool = False
     notes: str = ""
+    fold: str = ""  # the cross-validation fold whose split this copy carries ("": the fixed split)
     # Caches, built on first use (`dataclasses.replace(task, table=...)` starts them afresh):
     _pools: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> outcomes
     _arrays: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> (Pool, values)
     _priors: dict = field(default_factory=dict, init=False, repr=False)  # exp -> (runs, offsets)
     _diverged: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> flags
     _scorers: dict = field(default_factory=dict, init=False, repr=False)  # exp -> Scorer
+    _folds: dict = field(default_factory=dict, init=False, repr=False)  # most -> fold tasks
 
     def __post_init__(self):
         self.table = canonical_table(self.table, list(self.space.keys()), self.objective)
@@ -141,6 +188,46 @@ class Task:
 
     def split(self, split: str) -> list[str]:
         return [e.name for e in self.experiments.values() if e.split == split]
+
+    def groups(self) -> dict[str, list[str]]:
+        """Experiment groups (experiments that share runs or rungs): group -> its experiments."""
+        out: dict[str, list[str]] = {}
+        for e in self.experiments.values():
+            out.setdefault(e.group, []).append(e.name)
+        return dict(sorted(out.items()))
+
+    def folds(self, most: int = CV_FOLDS) -> list[list[str]]:
+        """Grouped cross-validation: the test experiments of each fold, every group in exactly one
+        fold. Leave-one-group-out up to `most` groups; beyond, `most` folds, groups dealt largest
+        first to the fold with the fewest experiments (ties: the lower fold, then group names)."""
+        groups = sorted(self.groups().items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        folds: list[list[str]] = [[] for _ in range(min(most, len(groups)))]
+        for _, members in groups:
+            min(folds, key=len).extend(members)
+        return [sorted(f) for f in folds]
+
+    def with_test(self, experiments: list[str], fold: str) -> Task:
+        """This task with `experiments` as its test split and every other one train (a fold named
+        `fold`); it shares this task's table and caches."""
+        chosen = set(experiments)
+        relabelled = {n: dataclasses.replace(e, split="test" if n in chosen else "train")
+                      for n, e in self.experiments.items()}
+        view = dataclasses.replace(self, experiments=relabelled, fold=fold)
+        for cache in ("_pools", "_arrays", "_priors", "_diverged", "_scorers"):
+            setattr(view, cache, getattr(self, cache))
+        return view
+
+    def cv_folds(self, most: int = CV_FOLDS) -> list[Task]:
+        """The cross-validation folds (`folds`) as tasks, fold k named `cv<k>of<K>`; built once."""
+        if most not in self._folds:
+            folds = self.folds(most)
+            self._folds[most] = [self.with_test(f, f"cv{k + 1}of{len(folds)}") for k, f in enumerate(folds)]
+        return self._folds[most]
+
+    def cv_fold(self, experiment: str, most: int = CV_FOLDS) -> Task:
+        """The cross-validation fold in which `experiment` is tested; its train split is every
+        other group."""
+        return next(f for f in self.cv_folds(most) if f.experiments[experiment].split == "test")
 
     def experiment(self, name: str) -> Experiment:
         try:

@@ -47,6 +47,14 @@ Divergence: a run is diverged when its accuracy is below DIVERGED_BELOW = 2.5 po
   flagged, being no better than a diverged run (6 runs). Flagged: train 552 of 2664 table runs
   (164 of 512 at the target), test 569 of 2664 (163 of 512 at the target); every run the
   simulator diverged is flagged.
+
+Groups: each experiment is a group of its own, 4 groups, so 4 cross-validation folds (leave one
+experiment out). The `*-gsm8k` and `*-math` readouts of a family share configurations and
+training but not outcomes (another eval set), and no target run is shared. Under `cv` the folds
+of the `*-math` experiments train on the other family's math experiment, whose target candidates
+are the same 256 configurations (one design per size) with another base model's outcomes
+(Spearman 0.72 at 14B): the fixed split's rule that no test target candidate is trained on holds
+for the `*-gsm8k` folds only.
 """
 
 from __future__ import annotations

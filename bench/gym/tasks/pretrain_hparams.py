@@ -42,6 +42,18 @@ seven train experiments (N268M-D14.2B, N537M-D10B, N268M-D25B, N429M-D22.7B, N53
 N429M-D40B, N429M-D50B) are rungs of the test experiments `dense-N1.07B-D56.9B` and
 `dense-N537M-D50B` (the first two also of `dense-N1.07B-D20B`); no test target is a rung of a train
 experiment. The four MoE experiments share no runs (one variant each).
+
+Groups (`dense_groups`, declared in the spec; the table's sharing gives the same): dense experiments
+whose targets are rungs of one another, transitively, are one group, named after its most expensive
+experiment. The 11 nested dense experiments (all but `dense-N215M-D100B`) are group
+`dense-N1.07B-D56.9B`. `dense-N215M-D100B` is a group of its own: no other experiment's target is
+one of its cells and its target is no other experiment's cell; it shares with the group only the
+rungs N215M-D4B, -D11.4B and -D20B, never a target run. Under `cv` an episode of a group experiment
+is given those rungs as its prior anyway; a ladder distance g >= 3 withholds some of them from some
+group experiments' priors (3 experiments at g = 3, all 11 at g = 30) while the fold that tests the
+group trains on them. Each MoE experiment is a group. 6 groups, so 5 cross-validation folds: cv1of5
+tests the 11 nested dense experiments (learned methods train on `dense-N215M-D100B` and the four
+MoE), cv2of5 `dense-N215M-D100B` and `moe-3in8-D20B`, cv3of5 to cv5of5 one MoE each.
 """
 
 from __future__ import annotations
@@ -79,6 +91,21 @@ def dense_targets(cells: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return sorted(targets, key=lambda c: -c[0] * c[1])
 
 
+def dense_groups(cells: list[tuple[int, int]]) -> dict[str, list[str]]:
+    """Dense experiments whose targets are rungs of one another, transitively, are one group,
+    named after its most expensive experiment."""
+    targets = dense_targets(cells)  # most expensive first
+    root = {t: t for t in targets}
+    for t in targets:
+        for rung in cheaper_cells(targets, t):
+            old, new = root[rung], root[t]
+            root = {u: new if r == old else r for u, r in root.items()}
+    members: dict[tuple[int, int], list[str]] = {}
+    for t in targets:
+        members.setdefault(root[t], []).append(f"dense-{cell_name(*t)}")
+    return {names[0]: names for names in members.values()}
+
+
 def _dense() -> pd.DataFrame:
     raw = pd.read_csv(path_of("steplaw", DENSE_FILE))
     raw = raw.rename(columns={"N": "params", "D": "tokens", OBJECTIVE: "smooth_loss"})
@@ -108,6 +135,8 @@ def _table() -> pd.DataFrame:
 def load() -> Task:
     df = cached_table("pretrain_hparams", ["steplaw"], 1, _table)
     dense = [e for e in dict.fromkeys(df.experiment) if e.startswith("dense-")]
+    rows = df[df.experiment.str.startswith("dense-")]
+    cells = sorted(set(zip(rows.params, rows.tokens, strict=True)))
     spec = TaskSpec(
         name="pretrain_hparams",
         description=(
@@ -126,5 +155,6 @@ def load() -> Task:
         sources=["steplaw"],
         notes=__doc__,
         diverged={"worse_than_best_by": DIVERGED_GAP},
+        groups=dense_groups(cells),
     )
     return build_task(spec, df)

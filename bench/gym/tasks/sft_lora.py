@@ -60,6 +60,9 @@ Shared runs: none. Each run fine-tunes one model, and each model belongs to one 
 name (`8B`, `30B-A3B`) shared by several families labels different models in each. Experiments
 share only the learning-rate x rank grid and the wall-time cost fit (every model's times, outcomes
 not used).
+
+Groups: each family is a group of its own (no shared runs), 11 groups, so 5 cross-validation
+folds of 2 or 3 families (cv1of5: `gpt-oss`, `qwen3-base`, `qwen3.6`).
 """
 
 from __future__ import annotations
