@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from typing import Any, Literal
 
 import yaml
@@ -42,6 +43,20 @@ class MethodSpec(BaseModel):
         except (ImportError, AttributeError) as exc:
             return [f"import failed: {exc}"]
         return cls.unavailable(**self.params)
+
+    def check_params(self) -> None:
+        """A BenchError naming any preset parameter the class does not take (a misspelled key
+        would otherwise fail every episode as a method failure)."""
+        signature = inspect.signature(self.load_class().__init__)
+        taken = signature.parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in taken.values()):
+            return
+        unknown = sorted(set(self.params) - set(taken) | set(self.params) & {"self", "problem", "seed"})
+        if unknown:
+            known = [n for n, p in taken.items() if n not in ("self", "problem", "seed", "checkpoint")
+                     and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+            raise BenchError(f"method {self.name}: unknown parameter(s) {unknown} for {self.target}; "
+                             f"it takes: {', '.join(known) or 'none'}")
 
     def make(self, problem: Problem, seed: int, task=None) -> Optimizer:
         """The optimizer for one episode; a learned method gets its checkpoint for `task`
@@ -96,7 +111,10 @@ def resolve_methods(arg: str) -> list[str]:
             if missing:
                 raise BenchError(f"method {item} cannot run here: {'; '.join(missing)}")
             out.append(item)
-    return list(dict.fromkeys(out))
+    out = list(dict.fromkeys(out))
+    for name in out:
+        method(name).check_params()
+    return out
 
 
 def skipped_by_all() -> dict[str, list[str]]:
