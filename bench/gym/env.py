@@ -55,11 +55,10 @@ class Episodes:
         self.costs = np.array([f.cost for f in self.fids])
         self.sign = task.objective.sign
         self.prior_levels = task.prior_fidelities(experiment, prior)  # a prefix of the fidelities
-        # the levels the episode is given (`Problem.pools`): every one on a cost budget, else the
-        # prior's and the target; a withheld level has no candidates (mask 0, zeros; ids refused)
-        given = range(len(self.fids)) if budget.kind == "cost" else \
-            [*range(len(self.prior_levels)), len(self.fids) - 1]
-        self.given = np.isin(np.arange(len(self.fids)), list(given))
+        # the levels the episode is given (`Task.given_fidelities`, as `Problem.pools`); a withheld
+        # level has no candidates (mask 0, zeros; ids refused)
+        given = {f.name for f in task.given_fidelities(experiment, budget, prior)}
+        self.given = np.array([f.name in given for f in self.fids])
         self.levels = [task.arrays(experiment, f.name) if ok else None
                        for f, ok in zip(self.fids, self.given, strict=True)]
         self.x32 = [None if lv is None else lv[0].x.astype(np.float32) for lv in self.levels]

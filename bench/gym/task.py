@@ -174,7 +174,7 @@ class Task:
     _pools: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> outcomes
     _arrays: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> (Pool, values)
     _priors: dict = field(default_factory=dict, init=False, repr=False)  # exp -> (runs, offsets)
-    _diverged: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> flags
+    _diverged: dict = field(default_factory=dict, init=False, repr=False)  # (exp, fid) -> flags, with _pools
     _scorers: dict = field(default_factory=dict, init=False, repr=False)  # exp -> Scorer
     _folds: dict = field(default_factory=dict, init=False, repr=False)  # most -> fold tasks
 
@@ -243,6 +243,7 @@ class Task:
             columns = [*self.space.keys(), "value"]
             for key, rows in self.table.groupby(["experiment", "fidelity"], sort=False):
                 self._pools[key] = rows[columns].reset_index(drop=True)
+                self._diverged[key] = rows["diverged"].to_numpy(bool)
         key = (experiment, fidelity)
         if key not in self._pools:
             return pd.DataFrame(columns=[*self.space.keys(), "value"])
@@ -260,11 +261,8 @@ class Task:
 
     def diverged(self, experiment: str, fidelity: str) -> np.ndarray:
         """Which runs of one (experiment, fidelity) diverged, in table order (`arrays`)."""
-        key = (experiment, fidelity)
-        if key not in self._diverged:
-            rows = (self.table.experiment == experiment) & (self.table.fidelity == fidelity)
-            self._diverged[key] = self.table.loc[rows, "diverged"].to_numpy(bool)
-        return self._diverged[key]
+        self.outcomes(experiment, fidelity)  # fills the flags with the pools, from one pass
+        return self._diverged.get((experiment, fidelity), np.zeros(0, bool))
 
     def scorer(self, experiment: str) -> Scorer:
         """The scores of target outcomes of `experiment` (`bench.scores`)."""
@@ -293,6 +291,16 @@ class Task:
             return []
         limit = exp.target.cost / prior.gap if prior.gap else np.inf
         return [f for f in exp.fidelities[:-1] if f.cost <= limit * (1 + 1e-9)]
+
+    def given_fidelities(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper"
+                         ) -> list[Fidelity]:
+        """The fidelities an episode is given candidates at (`Problem.pools`), cheapest first:
+        every one on a cost budget; the prior's and the target on a trial budget (a rung withheld
+        by a gap is not given)."""
+        exp = self.experiment(experiment)
+        if budget.kind == "cost":
+            return list(exp.fidelities)
+        return [*self.prior_fidelities(experiment, prior), exp.target]
 
     def prior_rows(self, experiment: str, prior: PriorPolicy, seeds
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -329,10 +337,8 @@ class Task:
         table, offsets = self._prior_table(exp.name)
         prior_df = table.iloc[offsets[levels] + rows].reset_index(drop=True)
         worth = float(np.array([f.cost for f in exp.fidelities])[levels].sum() / exp.target.cost)
-        given = exp.fidelities if budget.kind == "cost" else \
-            (*self.prior_fidelities(experiment, prior), exp.target)
         pools = {f.name: self.arrays(exp.name, f.name)[0].take(self.permutation(exp.name, f.name, seed))
-                 for f in given}
+                 for f in self.given_fidelities(experiment, budget, prior)}
         return Problem(
             task=self.name,
             experiment=exp.name,

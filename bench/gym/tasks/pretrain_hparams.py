@@ -63,7 +63,7 @@ import pandas as pd
 from bench.data import path_of
 from bench.gym.cache import cached_table
 from bench.gym.spec import TaskSpec, build_task, si_format
-from bench.gym.task import Task
+from bench.gym.task import Experiment, Task, merge_groups
 
 DENSE_FILE = "data/dense_lr_bs_loss.csv"
 MOE_FILE = "data/moe_lr_bs_loss.csv"
@@ -95,14 +95,12 @@ def dense_groups(cells: list[tuple[int, int]]) -> dict[str, list[str]]:
     """Dense experiments whose targets are rungs of one another, transitively, are one group,
     named after its most expensive experiment."""
     targets = dense_targets(cells)  # most expensive first
-    root = {t: t for t in targets}
+    name = {t: f"dense-{cell_name(*t)}" for t in targets}
+    links = [(name[rung], name[t]) for t in targets for rung in cheaper_cells(targets, t)]
+    merged = merge_groups({n: Experiment(n, "train", ()) for n in name.values()}, links)
+    members: dict[str, list[str]] = {}
     for t in targets:
-        for rung in cheaper_cells(targets, t):
-            old, new = root[rung], root[t]
-            root = {u: new if r == old else r for u, r in root.items()}
-    members: dict[tuple[int, int], list[str]] = {}
-    for t in targets:
-        members.setdefault(root[t], []).append(f"dense-{cell_name(*t)}")
+        members.setdefault(merged[name[t]].group, []).append(name[t])
     return {names[0]: names for names in members.values()}
 
 
