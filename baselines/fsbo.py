@@ -61,7 +61,7 @@ from scipy.stats import spearmanr
 
 from bench.gym.problem import Budget, Problem, Query
 from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
-from bench.optimizer import Optimizer
+from bench.optimizer import LearnedOptimizer
 
 DTYPE = torch.float64
 LOSS_POINTS = 20  # the training-loss curve kept in the checkpoint: means over this many spans
@@ -238,22 +238,22 @@ def experiment_tables(data, experiment: str) -> ExperimentTables:
 
 def protocol_prior(tables: ExperimentTables, target: int, prior, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(level, row) pairs of the prior a protocol gives when `target` is the target fidelity:
-    the cheaper fidelities within its gap (all cheaper ones if none is), a random subset worth at
-    most its budget of target runs (as `Task.prior_rows`)."""
-    if prior.kind == "none":
+    """(level, row) pairs of the prior a protocol gives when `target` is the target fidelity, by
+    the protocol's rules (`Prior.levels`, `Prior.runs`, as `Task.prior_rows`): every run of the
+    cheaper fidelities within its gap (all cheaper ones if none is), in a random order cut where
+    its budget of target runs is spent."""
+    levels = prior.levels(tables.cost[:target], tables.cost[target])
+    if not len(levels) and prior.kind == "cheaper":
+        levels = np.arange(target)
+    if not len(levels):
         return np.zeros(0, int), np.zeros(0, int)
-    cheaper = np.arange(target)
-    levels = cheaper
-    if prior.gap:
-        levels = cheaper[tables.cost[cheaper] <= tables.cost[target] / prior.gap * (1 + 1e-9)]
-        levels = levels if len(levels) else cheaper
     level = np.concatenate([np.full(len(tables.y[lv]), lv) for lv in levels])
     row = np.concatenate([np.arange(len(tables.y[lv])) for lv in levels])
     if prior.budget is not None:
         order = rng.permutation(len(level))
-        fits = np.cumsum(tables.cost[level[order]]) <= prior.budget * tables.cost[target] * (1 + 1e-9)
-        level, row = level[order][fits], row[order][fits]
+        level, row = level[order], row[order]
+        n = int(prior.runs(tables.cost[level], tables.cost[target]))
+        level, row = level[:n], row[:n]
     return level, row
 
 
@@ -367,7 +367,7 @@ def holdout_split(n: int, share: float, rng: np.random.Generator) -> np.ndarray:
 
 
 # The optimizer -----------------------------------------------------------------------------------
-class FSBO(Optimizer):
+class FSBO(LearnedOptimizer):
     """Few-shot BO: the meta-trained deep-kernel GP, fine-tuned per ask, EI over the target pool."""
 
     VERSION = 4
@@ -410,7 +410,7 @@ class FSBO(Optimizer):
                 "loss_curve": [float(s.mean()) for s in spans if len(s)]}
 
     def __init__(self, problem: Problem, seed: int, *, checkpoint, **params):
-        super().__init__(problem, seed)
+        super().__init__(problem, seed, checkpoint=checkpoint)
         self.settings = Settings(**params)
         state = checkpoint.state
         self.centre, self.scale = state["centre"].numpy(), state["scale"].numpy()

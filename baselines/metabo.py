@@ -16,7 +16,7 @@ scores of ranks), so nothing depends on the absolute values of an experiment. Th
 exact numpy GP with fixed or grid-chosen hyperparameters; MetaBO learns only the AF.
 
 Training (`meta_train`): PPO with the clipped objective, a value baseline and GAE, on batches of
-episodes stepped in lockstep through `bench.gym.env.Episodes` over the fit experiments. Each
+episodes stepped in lockstep through `bench.gym.env.EpisodeBatch` over the fit experiments. Each
 iteration draws `groups` (experiment, protocol, budget) triples as `TrainingData.episodes` does
 and `envs` episode seeds for each; actions are sampled from the softmax over untried target
 candidates. The reward is the per-step improvement of the normalised regret (the env's `info`,
@@ -46,7 +46,7 @@ from torch import nn
 
 from bench.gym.problem import Budget, Problem, Query
 from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
-from bench.optimizer import Optimizer
+from bench.optimizer import LearnedOptimizer
 from bench.training import TrainingData
 
 MIN_PRIOR_RUNS = 3  # a prior fidelity with fewer runs gets no prior model
@@ -317,7 +317,7 @@ def ppo_update(batch: Batch, policy: nn.Module, value: nn.Module, optimizer: tor
 
 
 def train_ppo(data: TrainingData, seed: int, progress: Callable[[float], None], s: Settings) -> dict:
-    from bench.gym.env import Episodes
+    from bench.gym.env import EpisodeBatch
 
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     with seeded_torch(seed):
@@ -331,7 +331,7 @@ def train_ppo(data: TrainingData, seed: int, progress: Callable[[float], None], 
             exp, prior, horizon = data.draw(rng)
             key = (exp, prior, horizon)
             if key not in cache:
-                cache[key] = Episodes(data.task, exp, Budget("trials", horizon), prior, s.envs)
+                cache[key] = EpisodeBatch(data.task, exp, Budget("trials", horizon), prior, s.envs)
             groups.append(play_group(cache[key], rng.integers(2**31, size=s.envs), policy, value, s, gen))
         finals.append(float(np.mean([g["final"] for g in groups])))
         losses.append(ppo_update(merge(groups), policy, value, optimizer, s, gen))
@@ -341,7 +341,7 @@ def train_ppo(data: TrainingData, seed: int, progress: Callable[[float], None], 
 
 
 # The optimizer -----------------------------------------------------------------------------------
-class MetaBO(Optimizer):
+class MetaBO(LearnedOptimizer):
     """Greedy over untried target candidates by the meta-trained neural AF."""
 
     VERSION = 1
@@ -355,7 +355,7 @@ class MetaBO(Optimizer):
         return state
 
     def __init__(self, problem: Problem, seed: int, *, checkpoint, **params):
-        super().__init__(problem, seed)
+        super().__init__(problem, seed, checkpoint=checkpoint)
         self.settings = s = Settings(**params)
         self.policy, _ = build_networks(problem.encoder.width, s)
         self.policy.load_state_dict(checkpoint.state["policy"])

@@ -13,10 +13,10 @@ the history and its own features. Per candidate two heads give (a) the acquisiti
 policy over the untried candidates, and (b) a predicted value (mean and log-variance of the
 candidate's normal score in the target pool).
 
-Meta-training is end to end on the `fit` experiments through `bench.gym.env.Episodes` (batches
+Meta-training is end to end on the `fit` experiments through `bench.gym.env.EpisodeBatch` (batches
 of episodes of one experiment in lockstep): REINFORCE with a leave-one-out baseline (the paper
 uses PPO; one on-policy pass per batch is what fits the CPU budget) on the improvement of the
-normalised regret (the experiment's `Scorer`, `Episodes.scores`; clipped at `reward_clip`, so one
+normalised regret (the experiment's `Scorer`, `EpisodeBatch.scores`; clipped at `reward_clip`, so one
 diverged run does not dominate a batch; before any target run the worst candidate's), plus the
 paper's auxiliary loss: the Gaussian NLL of the predicted values against the candidates' true
 normal scores. An ask is the argmax of the acquisition over the untried candidates; no randomness.
@@ -33,10 +33,10 @@ from scipy.special import ndtri
 from scipy.stats import rankdata
 from torch import nn
 
-from bench.gym.env import Episodes
+from bench.gym.env import EpisodeBatch
 from bench.gym.problem import Budget, Query
 from bench.numerics import normal_scores_by_level, seeded_torch, torch_threads
-from bench.optimizer import Optimizer
+from bench.optimizer import LearnedOptimizer
 from bench.training import TrainingData
 
 EXTRA = 5  # score, observed, at target, budget left, trials left / 10
@@ -183,7 +183,7 @@ class NAPNet(nn.Module):
         self.blocks = nn.ModuleList(MaskedBlock(s.d_model, s.heads, s.ff) for _ in range(s.layers))
         self.norm = nn.LayerNorm(s.d_model)
         self.policy = nn.Sequential(nn.Linear(s.d_model, s.d_model), nn.ReLU(), nn.Linear(s.d_model, 1))
-        self.predict = nn.Sequential(nn.Linear(s.d_model, s.d_model), nn.ReLU(), nn.Linear(s.d_model, 2))
+        self.value_head = nn.Sequential(nn.Linear(s.d_model, s.d_model), nn.ReLU(), nn.Linear(s.d_model, 2))
 
     def forward(self, hist: torch.Tensor, valid: torch.Tensor, cand: torch.Tensor):
         """hist (B, H, w) with `valid` (B, H) bool, cand (B, N, w) -> three (B, N) tensors."""
@@ -193,7 +193,7 @@ class NAPNet(nn.Module):
         for block in self.blocks:
             h, c = block(h, c, valid, dist_hh, dist_ch)
         c = self.norm(c)
-        mean, log_var = self.predict(c).unbind(-1)
+        mean, log_var = self.value_head(c).unbind(-1)
         return self.policy(c).squeeze(-1), mean, log_var.clamp(-6, 4)
 
 
@@ -213,7 +213,8 @@ def _padded(rows: list[np.ndarray], width: int) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(out), torch.from_numpy(valid)
 
 
-def rollout_loss(net: NAPNet, episodes: Episodes, s: Settings, generator: torch.Generator) -> torch.Tensor:
+def rollout_loss(net: NAPNet, episodes: EpisodeBatch, s: Settings,
+                 generator: torch.Generator) -> torch.Tensor:
     """Play the (freshly reset) episodes to the end with the sampled policy; the REINFORCE loss
     with a leave-one-out baseline, minus an entropy bonus, plus the auxiliary NLL."""
     o, num, horizon = episodes.obs, episodes.num, episodes.horizon
@@ -252,10 +253,10 @@ def rollout_loss(net: NAPNet, episodes: Episodes, s: Settings, generator: torch.
     return policy - s.entropy * torch.stack(entropies).mean() + s.aux_weight * torch.stack(nll).mean()
 
 
-class NAP(Optimizer):
+class NAP(LearnedOptimizer):
     """NAP over the target pool: argmax of the learned acquisition among the untried candidates."""
 
-    VERSION = 1
+    VERSION = 2
 
     @classmethod
     def meta_train(cls, data: TrainingData, seed: int, progress, **params) -> dict:
@@ -266,12 +267,12 @@ class NAP(Optimizer):
         with torch_threads(1), seeded_torch(seed):
             net = NAPNet(width, data.task.encoder.width, s)
             optimizer = torch.optim.Adam(net.parameters(), lr=s.lr)
-            cache: dict[tuple, Episodes] = {}
+            cache: dict[tuple, EpisodeBatch] = {}
             for step in range(s.train_steps):
                 exp, prior, horizon = data.draw(rng)
                 key = (exp, prior, horizon)
                 if key not in cache:
-                    cache[key] = Episodes(data.task, exp, Budget("trials", horizon), prior, s.batch)
+                    cache[key] = EpisodeBatch(data.task, exp, Budget("trials", horizon), prior, s.batch)
                 episodes = cache[key]
                 episodes.reset(np.arange(s.batch), rng.integers(2**31, size=s.batch))
                 loss = rollout_loss(net, episodes, s, generator)
@@ -284,7 +285,7 @@ class NAP(Optimizer):
                 "weights": {k: v.detach().clone() for k, v in net.state_dict().items()}}
 
     def __init__(self, problem, seed, *, checkpoint, **params):
-        super().__init__(problem, seed)
+        super().__init__(problem, seed, checkpoint=checkpoint)
         Settings(**params)  # an unknown parameter is an error; the architecture is the checkpoint's
         state = checkpoint.state
         self.settings = Settings(**state["settings"])

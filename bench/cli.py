@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,21 +13,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.policy.lm_cli import app as lm_app
+from bench import plugins
 from bench.errors import BenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LLMConfig-Bench: configure expensive LLM experiments from cheap ones.")
 data_app = typer.Typer(no_args_is_help=True, help="Declared data sources.")
 app.add_typer(data_app, name="data")
-app.add_typer(lm_app, name="lm")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Out = Annotated[Path, typer.Option(
-    "--out", help="Results directory (default ./runs; the published results/ is written only when "
-                  "named explicitly).")]
+    "--out", help="Results directory to write (default ./runs; the published results/ is written only "
+                  "when named explicitly).")]
 DEFAULT_OUT = Path("runs")
+Runs = Annotated[Path | None, typer.Option("--runs", help="Results directory to read (default ./runs).")]
+# `--out` for the results a command reads: the spelling before --runs, kept for one release.
+OldOut = Annotated[Path | None, typer.Option("--out", hidden=True, help="Deprecated: use --runs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 Metric = Annotated[str, typer.Option(
     "--metric", metavar="[pregret|nregret]",
@@ -144,7 +145,7 @@ def list_methods() -> None:
     for c in ["method", "family", "needs", "available", "description"]:
         t.add_column(c)
     for name, spec in methods().items():
-        needs = [*spec.needs, *(["training"] if spec.needs_training else [])]
+        needs = [*spec.needs, *(["training"] if spec.learned else [])]
         missing = spec.missing()
         t.add_row(name, spec.family, ", ".join(needs) or "-",
                   "yes" if not missing else f"no ({'; '.join(missing)})", spec.description)
@@ -190,10 +191,10 @@ def run(
 ) -> None:
     """Run episodes of a suite; completed episodes are skipped (resume)."""
     from bench.gym.registry import resolve_tasks
+    from bench.gym.suites import load_suite
     from bench.methods import resolve_methods, skipped_by_all
     from bench.runner import execute, plan, train_first
     from bench.store import Store
-    from bench.suites import load_suite
 
     s = load_suite(suite)
     if budget is not None:
@@ -221,12 +222,7 @@ def run(
         if prior_budget <= 0:
             raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
         s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
-    if llm_cache is not None:
-        from agents.llm.cache import MODES as LLM_CACHE_MODES
-
-        if llm_cache not in LLM_CACHE_MODES:
-            raise BenchError(f"--llm-cache must be one of {', '.join(LLM_CACHE_MODES)} (got {llm_cache!r})")
-        os.environ["BENCH_LLM_CACHE"] = llm_cache  # read by the agents, in every spawned worker
+    plugins.configure_run({"llm_cache": llm_cache})  # checked and exported by the agents' plugin
     task_refs, method_names = resolve_tasks(task), resolve_methods(method)
     if not quiet and "all" in [m.strip() for m in method.split(",")]:
         for name, why in skipped_by_all().items():
@@ -278,7 +274,7 @@ def train_cmd(
     if not task:
         raise BenchError("--task is required (a name, a comma list, `all` or a spec .yaml)")
     specs = [method_spec(m.strip()) for m in method.split(",") if m.strip()]
-    if not specs or (untrained := [s.name for s in specs if not s.needs_training]):
+    if not specs or (untrained := [s.name for s in specs if not s.learned]):
         raise BenchError(f"--method needs learned methods; {', '.join(untrained or ['none'])} "
                          "do not train (see `bench methods`)")
     for ref in resolve_tasks(task):
@@ -294,12 +290,23 @@ def train_cmd(
                 console.print(f"  {key}: {value}", highlight=False)
 
 
+def _runs_dir(runs: Path | None, old_out: Path | None) -> Path:
+    """The results directory a command reads: --runs, or the deprecated --out (one warning line)."""
+    if old_out is not None:
+        if runs is not None and runs.resolve() != old_out.resolve():
+            raise BenchError(f"--runs {runs} and --out {old_out} name different results directories; "
+                             "give --runs only (--out is deprecated for reading results)")
+        err.print("--out is deprecated for reading results; use --runs", highlight=False, markup=False)
+    return runs or old_out or DEFAULT_OUT
+
+
 @app.command("leaderboard")
-def leaderboard_cmd(out: Out = DEFAULT_OUT,
+def leaderboard_cmd(runs: Runs = None,
                     suite: Annotated[str | None, typer.Option(
                         help="Only these suites (comma-separated; a ladder's name picks its gaps).")] = None,
-                    metric: Metric = "pregret") -> None:
-    """Aggregate completed episodes into <out>/leaderboard.csv and print it: per task, then each
+                    metric: Metric = "pregret",
+                    old_out: OldOut = None) -> None:
+    """Aggregate completed episodes into <runs>/leaderboard.csv and print it: per task, then each
     suite's tasks weighed once (mean of per-task means and ranks), then each distance ladder's
     headline (per task, the mean over the distances it offers)."""
     from bench.metrics import (
@@ -313,6 +320,7 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
     from bench.report import across_view, board_view, ladder_views, legend, pick_suites
     from bench.store import Store
 
+    out = _runs_dir(runs, old_out)
     check_metric(metric)
     ep = episodes_frame(Store(out).summaries())
     if ep.empty:
@@ -349,20 +357,22 @@ def leaderboard_cmd(out: Out = DEFAULT_OUT,
 
 
 @app.command()
-def plot(out: Out = DEFAULT_OUT,
+def plot(runs: Runs = None,
          suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
          task: Annotated[str | None, typer.Option(
              help="Tasks that are not built in (spec .yaml, comma-separated), for their landscape and "
                   "near-optimum share; built-in tasks in the results are found by name.")] = None,
-         metric: Metric = "pregret") -> None:
+         metric: Metric = "pregret",
+         old_out: OldOut = None) -> None:
     """Render the figures (regret, rank, critical difference, near-optimum share, discrimination,
-    extrapolation, distance ladders, landscapes; PNG and PDF) into <out>/figures, scores and ranks
+    extrapolation, distance ladders, landscapes; PNG and PDF) into <runs>/figures, scores and ranks
     on --metric."""
     from bench.gym.registry import resolve_tasks
     from bench.metrics import check_metric, episodes_frame, leaderboard
     from bench.report import load_tasks, pick_suites, write_figures
     from bench.store import Store
 
+    out = _runs_dir(runs, old_out)
     check_metric(metric)
     store = Store(out)
     ep = episodes_frame(store.summaries())
@@ -379,7 +389,7 @@ def plot(out: Out = DEFAULT_OUT,
 @app.command()
 def report(
     out: Annotated[Path, typer.Option("--out", help="Report directory (created).")],
-    runs: Annotated[Path, typer.Option("--runs", help="Results directory to read.")] = DEFAULT_OUT,
+    runs: Runs = None,
     suite: Annotated[str | None, typer.Option(help="Only these suites (comma-separated).")] = None,
     task: Annotated[str | None, typer.Option(
         help="Tasks that are not built in (spec .yaml, comma-separated).")] = None,
@@ -392,7 +402,7 @@ def report(
     from bench.report import write_report
 
     check_metric(metric)
-    paths = write_report(runs, out, suite, resolve_tasks(task) if task else [],
+    paths = write_report(runs or DEFAULT_OUT, out, suite, resolve_tasks(task) if task else [],
                          say=functools.partial(console.print, highlight=False), metric=metric)
     console.print(f"wrote {len(paths)} files to {out}: {out / 'report.html'} (self-contained), "
                   f"{out / 'report.md'}", highlight=False)
@@ -426,11 +436,16 @@ def suggest(
     quiet: Quiet = False,
 ) -> None:
     """Suggest the next configurations to run at an expensive fidelity from your cheaper runs."""
-    from bench import suggest as sg
     from bench.gym.registry import load_task
     from bench.methods import method as method_spec
     from bench.methods import resolve_methods, skipped_by_all
     from bench.runner import train_with_progress
+    from bench.suggest.advice import cannot_advise
+    from bench.suggest.advice import suggest as advice_for
+    from bench.suggest.backtest import backtest as run_backtest
+    from bench.suggest.output import advice_table, backtest_summary, write_backtest, write_suggestions
+    from bench.suggest.pool import prepare, read_observed
+    from bench.suggest.target import parse_target, pick_experiment, spec_grid
 
     if n < 1 or (budget is not None and budget < 1) or seeds < 1:
         raise BenchError("-n, --budget and --seeds must be at least 1")
@@ -446,10 +461,10 @@ def suggest(
     specs = []
     for name in names:
         spec = method_spec(name)
-        if (why := sg.cannot_advise(spec, t)) is not None:
+        if (why := cannot_advise(spec, t)) is not None:
             skipped[name] = why
             continue
-        if spec.needs_training:
+        if spec.learned:
             train_with_progress(spec, task, quiet=quiet)
         specs.append(spec)
     failed: dict[str, str] = {}
@@ -461,20 +476,20 @@ def suggest(
         for spec in specs:
             for exp in exps:
                 for s in range(seeds):
-                    rows.append(sg.backtest(spec, t, exp, s, budget or n, n))
+                    rows.append(run_backtest(spec, t, exp, s, budget or n, n))
                     if rows[-1]["failed"]:
                         failed[f"{spec.name} {exp} seed {s}"] = rows[-1]["failed"]
             if out:
-                sg.write_backtest(out, rows)
+                write_backtest(out, rows)
         if rows:
             console.print(_table(f"backtest on {t.name} ({', '.join(exps)}): nregret after {budget or n} "
                                  f"suggestions run one at a time (= bench run, budget {budget or n}); "
-                                 f"at once: the first {n} run together", sg.backtest_summary(rows)))
+                                 f"at once: the first {n} run together", backtest_summary(rows)))
     else:
-        exp = sg.pick_experiment(t, experiment)
-        descriptors = sg.parse_target(target, t)
-        runs = sg.read_observed(observed, t, descriptors) if observed else None
-        setup = sg.prepare(t, exp, descriptors, sg.spec_grid(task), runs, n, budget, seed, target_cost)
+        exp = pick_experiment(t, experiment)
+        descriptors = parse_target(target, t)
+        runs = read_observed(observed, t, descriptors) if observed else None
+        setup = prepare(t, exp, descriptors, spec_grid(task), runs, n, budget, seed, target_cost)
         target_fid = setup.problem.fidelities[-1]
         console.print(f"{t.name}/{exp} at {target_fid.name}: {setup.cost_note}\ntarget pool: "
                       f"{setup.pool_note}\nmethods see {len(setup.problem.prior)} runs of {exp} and "
@@ -482,15 +497,15 @@ def suggest(
         advices = []
         for spec in specs:
             try:
-                advices.append(sg.suggest(spec, setup, seed, t, n))
+                advices.append(advice_for(spec, setup, seed, t, n))
             except BenchError:
                 raise
             except Exception as exc:  # one method's failure leaves the others' advice
                 failed[spec.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            console.print(sg.advice_table(advices[-1], t.objective))
+            console.print(advice_table(advices[-1], t.objective))
             if out:
-                sg.write_suggestions(out, setup, advices, {**skipped, **failed})
+                write_suggestions(out, setup, advices, {**skipped, **failed})
     for name, why in skipped.items():
         console.print(f"skipped {name}: {why}", highlight=False)
     for name, why in failed.items():
@@ -501,9 +516,17 @@ def suggest(
         raise typer.Exit(1)
 
 
+@functools.cache
+def _add_plugin_commands() -> None:
+    """The commands of the installed plugins (`bench.plugins`, e.g. the agents' `bench lm`); here
+    rather than at import, so that a plugin that fails to load ends as one line and exit code 2."""
+    plugins.add_commands(app)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _add_plugin_commands()
         app(standalone_mode=False)
     except BenchError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)

@@ -1,6 +1,8 @@
 """Method registry: presets in `configs/methods.yaml` (a class plus its parameters).
 
-The harness creates optimizers only through this module, never by importing them directly.
+The harness creates optimizers only through this module, never by importing them directly. A
+learned method (a `LearnedOptimizer`) is built from a checkpoint its caller resolves
+(`bench.training.checkpoint_for`); nothing here trains.
 """
 
 from __future__ import annotations
@@ -11,30 +13,35 @@ import inspect
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench import plugins
 from bench.errors import BenchError
 from bench.gym.problem import Problem
-from bench.optimizer import Optimizer
+from bench.optimizer import Checkpoint, LearnedOptimizer, Optimizer
 from bench.paths import configs_dir
 
 
 class MethodSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str
-    target: str  # "module:Class"
+    cls: str = Field(alias="class")  # "module:Class"
     family: str
     description: str = ""
     params: dict[str, Any] = {}
     needs: list[str] = []  # what it needs to run, for `bench methods` (e.g. an API key)
-    needs_training: bool = False
     trains_on: Literal["task", "builtin"] = "task"  # learned: the run's task, or every built-in task
     in_all: bool = True  # included in `--method all`
 
     def load_class(self) -> type[Optimizer]:
-        module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        module, _, name = self.cls.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def learned(self) -> bool:
+        """Is it a `LearnedOptimizer` (trained before its episodes)?"""
+        return issubclass(self.load_class(), LearnedOptimizer)
 
     def missing(self) -> list[str]:
         """What stops this method from running here (empty if it can run)."""
@@ -55,19 +62,17 @@ class MethodSpec(BaseModel):
         if unknown:
             known = [n for n, p in taken.items() if n not in ("self", "problem", "seed", "checkpoint")
                      and p.kind is not inspect.Parameter.VAR_POSITIONAL]
-            raise BenchError(f"method {self.name}: unknown parameter(s) {unknown} for {self.target}; "
+            raise BenchError(f"method {self.name}: unknown parameter(s) {unknown} for {self.cls}; "
                              f"it takes: {', '.join(known) or 'none'}")
 
-    def make(self, problem: Problem, seed: int, task=None) -> Optimizer:
-        """The optimizer for one episode; a learned method gets its checkpoint for `task`
-        (trained on that task's train experiments on first use, `bench.training`)."""
-        if not self.needs_training:
+    def make(self, problem: Problem, seed: int, checkpoint: Checkpoint | None = None) -> Optimizer:
+        """The optimizer for one episode; a learned method needs its `checkpoint`."""
+        if not self.learned:
             return self.load_class()(problem, seed, **self.params)
-        from bench.training import checkpoint_for
-
-        if task is None:
-            raise ValueError(f"{self.name} is learned: make() needs the task it was trained on")
-        return self.load_class()(problem, seed, checkpoint=checkpoint_for(self, task), **self.params)
+        if checkpoint is None:
+            raise ValueError(f"{self.name} is learned: make() needs its checkpoint "
+                             "(bench.training.checkpoint_for)")
+        return self.load_class()(problem, seed, checkpoint=checkpoint, **self.params)
 
 
 @functools.cache
@@ -80,21 +85,19 @@ def methods() -> dict[str, MethodSpec]:
         raise BenchError(f"method presets {path} are unreadable: {exc}") from exc
 
 
-LLM_PROVIDERS = ("openai", "gemini")  # `PROVIDER:MODEL` names a prompted LLM agent
-
-
 def method(name: str) -> MethodSpec:
-    """A preset by name, or `openai:MODEL` / `gemini:MODEL` (an LLM agent with default settings)."""
+    """A preset by name, or a method a plugin (`bench.plugins`) names, e.g. the agents'
+    `openai:MODEL` / `gemini:MODEL` (an LLM agent with default settings)."""
     known = methods()
     if name in known:
         return known[name]
-    provider, _, model = name.partition(":")
-    if provider in LLM_PROVIDERS and model:
-        return MethodSpec(name=name, target="agents.llm.agent:LLMAgent", family="llm",
-                          description=f"{model} prompted as a researcher, through {provider}",
-                          params={"provider": provider, "model": model}, in_all=False)
-    llm = " or PROVIDER:MODEL (" + ", ".join(f"{p}:MODEL" for p in LLM_PROVIDERS) + ")"
-    raise BenchError(f"unknown method {name!r}; known: {', '.join(known)}{llm}")
+    body = plugins.method(name)
+    if body is not None:
+        try:
+            return MethodSpec(name=name, **body)
+        except (ValidationError, TypeError) as exc:
+            raise BenchError(f"method {name!r}: a plugin gave an invalid preset: {exc}") from exc
+    raise BenchError(f"unknown method {name!r}; known: {', '.join([*known, *plugins.method_names()])}")
 
 
 def resolve_methods(arg: str) -> list[str]:

@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 from scipy.stats import trim_mean
 
 from bench.errors import BenchError
+from bench.loop import USAGE
+from bench.store import EpisodeKey
+from bench.summary import EpisodeSummary
 
 KEY_COLS = ["suite", "task", "method", "experiment", "budget_kind", "budget", "seed"]
 GROUP = ["suite", "task", "budget_kind", "budget"]
@@ -67,28 +71,23 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def _episode_row(s: dict) -> dict:
-    key = s["key"]
-    if "scores" not in s:
-        raise BenchError(f"episode {key} was written by an older version of the benchmark (it has no "
-                         "pregret); rerun it into a new --out directory")
-    sc = s["scores"]
+def _episode_row(key: EpisodeKey, s: EpisodeSummary) -> dict:
+    sc, usage = s.scores, s.usage
     return {
-        **key, "score": sc["value"], "regret": sc["regret"], "nregret": sc["nregret"],
+        **asdict(key), "score": sc["value"], "regret": sc["regret"], "nregret": sc["nregret"],
         "pregret": sc["pregret"], "nregret_curve": sc["nregret_curve"], "pregret_curve": sc["pregret_curve"],
-        "diverged": sc["diverged"], "failed": s.get("failed") is not None, "gpu_hours": s["gpu_hours"],
-        "budget_spent": s["gpu_hours"] / s["budget_gpu_hours"] if s["budget_gpu_hours"] else np.nan,
-        "ask_seconds": s["ask_seconds"], "trials": s["trials"], "pool_size": s["pool_size"],
-        "extrapolation": s.get("extrapolation"), "gap": s.get("gap"), "fold": s.get("fold"),
-        "simulated": s.get("simulated", False),
-        "tokens_in": s.get("tokens_in", np.nan), "tokens_out": s.get("tokens_out", np.nan),
-        "dollars": np.nan if s.get("dollars") is None else s["dollars"], "fallbacks": s.get("fallbacks", 0),
+        "diverged": sc["diverged"], "failed": s.failed is not None, "gpu_hours": s.gpu_hours,
+        "budget_spent": s.gpu_hours / s.budget_gpu_hours if s.budget_gpu_hours else np.nan,
+        "ask_seconds": s.ask_seconds, "trials": s.trials, "pool_size": s.pool_size,
+        "extrapolation": s.extrapolation, "gap": s.gap, "fold": s.fold, "simulated": s.simulated,
+        **{k: np.nan if usage.get(k) is None else usage[k] for k in USAGE},
+        "fallbacks": usage.get("fallbacks", 0),
     }
 
 
-def episodes_frame(summaries: Iterable[dict]) -> pd.DataFrame:
-    """One row per completed episode with its scores and failure flag."""
-    return pd.DataFrame([_episode_row(s) for s in summaries], columns=EPISODE_COLS)
+def episodes_frame(episodes: Iterable[tuple[EpisodeKey, EpisodeSummary]]) -> pd.DataFrame:
+    """One row per completed episode (`Store.summaries()`) with its scores and failure flag."""
+    return pd.DataFrame([_episode_row(key, s) for key, s in episodes], columns=EPISODE_COLS)
 
 
 def hierarchical_bootstrap(by_experiment: list[np.ndarray], n: int = BOOTSTRAP, seed: int = 0
@@ -261,7 +260,7 @@ def ladder(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = 
 
     `board`: `leaderboard(ep, metric)`, when the caller has it already."""
     check_metric(metric)
-    from bench.suites import load_suite
+    from bench.gym.suites import load_suite
 
     gaps = pd.to_numeric(ep.gap, errors="coerce")
     rungs: dict[str, tuple[str, float]] = {}

@@ -1,13 +1,16 @@
-"""The `Optimizer` contract: ask/tell/recommend; the loop lives in the harness (`bench.episode`)."""
+"""The `Optimizer` contract: ask/tell/recommend; the loop that drives it is `bench.loop`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from bench.gym import rules
 from bench.gym.problem import Outcome, Problem, Query
 from bench.gym.space import nearest
 
@@ -76,7 +79,7 @@ class Optimizer(ABC):
 
     def affordable(self) -> list[str]:
         """Fidelities the next query may use, cheapest first; the harness refuses any other."""
-        return self.problem.affordable(self.spent(), len(self.history))
+        return rules.affordable(self.problem, self.spent(), len(self.history))
 
     # Helpers for pool-based methods --------------------------------------------------------
     def observations(self, fidelity: str | None = None) -> pd.DataFrame:
@@ -122,3 +125,36 @@ class Optimizer(ABC):
         """A query naming candidate id `candidate` at `fidelity` (default: the target): no snapping."""
         fidelity = fidelity or self.problem.target
         return Query(dict(self.problem.arrays(fidelity).records[candidate]), fidelity, int(candidate))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A learned method's trained state (tensors and plain values) and what it was trained on."""
+
+    state: dict
+    meta: dict
+
+
+class LearnedOptimizer(Optimizer):
+    """An optimizer meta-trained before its episodes (`bench.training` trains it and files its
+    checkpoint; the harness hands the checkpoint to every episode).
+
+    Subclasses provide
+        VERSION      bump when training changes: older checkpoints are not reused
+        meta_train   the trained state from `data` (`bench.training.TrainingData`: one task's train
+                     experiments, or a tuple of them for a preset with `trains_on: builtin`), as
+                     tensors and plain values (`torch.save`-able with `weights_only=True`); it calls
+                     `progress(fraction)` as it goes; an optional "report" entry (plain values) is
+                     copied to the checkpoint's meta and printed by `bench train`
+    and are built as `cls(problem, seed, checkpoint=..., **params)`.
+    """
+
+    VERSION: ClassVar[int] = 0
+
+    def __init__(self, problem: Problem, seed: int, *, checkpoint: Checkpoint):
+        super().__init__(problem, seed)
+        self.checkpoint = checkpoint
+
+    @classmethod
+    @abstractmethod
+    def meta_train(cls, data, seed: int, progress: Callable[[float], None], **params) -> dict: ...

@@ -469,7 +469,7 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
                    drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
     """One suite: headline table (also written as .tex and .md), the leaderboard per task, then
     every task weighed once, the figures."""
-    from bench.suites import load_suite
+    from bench.gym.suites import load_suite
 
     doc.heading(2, f"Suite {suite}")
     try:
@@ -568,7 +568,7 @@ def _ladder_section(doc: _Doc, ep: pd.DataFrame, board: pd.DataFrame, drawn: lis
                     metric: str = METRIC) -> list[Path]:
     """The distance ladders among the picked suites: headline (also written as .tex and .md),
     the distances offered, the metric per distance (a CSV), the figure."""
-    from bench.suites import load_suite
+    from bench.gym.suites import load_suite
 
     points, head = ladder(ep, metric, board)
     written = []

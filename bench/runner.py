@@ -28,9 +28,10 @@ from rich.progress import (
 from bench.episode import failure_summary
 from bench.errors import BenchError
 from bench.gym.registry import load_task
+from bench.gym.suites import Protocol, Suite
 from bench.methods import method
 from bench.store import EpisodeKey, Store
-from bench.suites import Protocol, Suite
+from bench.summary import EpisodeSummary
 from bench.workers import LocalWorkers, Recorder
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
         seen.update(experiments)
         names = method_names
         if suite.cv and len(task.groups()) < 2:
-            learned = [m for m in method_names if method(m).needs_training]
+            learned = [m for m in method_names if method(m).learned]
             if learned:
                 p.skipped.append(f"{task.name}: one experiment group, so no fold leaves anything to train "
                                  f"on: {', '.join(learned)} not run (non-learned methods only)")
@@ -84,7 +85,7 @@ def _plan_task(p: Plan, suite: Suite, ref: str, task, experiments: list[str], me
                families: dict[str, str], store: Store, retry_failed: bool) -> None:
     prior = suite.prior_for(task.name)
     for exp in experiments:
-        if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
+        if not task.offers(exp, prior):
             why = f"no prior fidelity costs at most 1/{prior.gap:g} of the target" if prior.gap \
                 else "it has no cheaper fidelity"
             p.skipped.append(f"{suite.name} {task.name}/{exp}: {why}")
@@ -124,7 +125,7 @@ def trainings(p: Plan) -> list[tuple[str, str, int | None]]:
     episodes use: one per task, or one per (task, fold) under cross-validation."""
     out: dict[tuple[str, str, int | None], None] = {}
     for ref, key in p.todo:
-        if not method(key.method).needs_training:
+        if not method(key.method).learned:
             continue
         fold = None
         if p.protocols[key.suite, key.task].cv:
@@ -187,14 +188,14 @@ class StoreWriter:
     def trial(self, key: EpisodeKey, record: dict) -> None:
         self.logs[key].append(record)
 
-    def done(self, key: EpisodeKey, summary: dict, error: str | None, warned: list[str]) -> None:
+    def done(self, key: EpisodeKey, summary: EpisodeSummary, error: str | None, warned: list[str]) -> None:
         self._close(key)
         if error:
             self.store.error_file(key).write_text(error)
         if warned:  # library warnings (e.g. GP numerics) go beside the trial log, not the console
             (key.folder(self.store.out) / f"{key.stem()}.warnings.txt").write_text("\n".join(warned) + "\n")
         self.store.complete(key, summary)
-        self._finish(key, summary["failed"])
+        self._finish(key, summary.failed)
 
     def broken(self, key: EpisodeKey, tb: str, reason: str) -> None:
         """The harness broke: the traceback is kept, no marker (a rerun tries again)."""

@@ -23,6 +23,7 @@ import orjson
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
+from bench.summary import EpisodeSummary
 
 
 @dataclass(frozen=True)
@@ -126,21 +127,27 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         return TrialLog(path)
 
-    def complete(self, key: EpisodeKey, summary: dict) -> None:
+    def complete(self, key: EpisodeKey, summary: EpisodeSummary) -> None:
         """Write the marker atomically: it exists only once the whole episode is on disk."""
         path = self.marker(key)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(dumps({"key": asdict(key), **summary}))
+        tmp.write_text(dumps({"key": asdict(key), **summary.to_json()}))
         os.replace(tmp, path)
 
-    def summaries(self) -> Iterator[dict]:
+    def summaries(self) -> Iterator[tuple[EpisodeKey, EpisodeSummary]]:
+        """Every completed episode's key and summary."""
         root = self.out / "episodes"
         for path in sorted(root.glob("*/*/*/*/*.done.json")):
             try:
-                yield json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
+                record = json.loads(path.read_text())
+                key = EpisodeKey(**record.pop("key"))
+            except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise BenchError(f"result marker {path} is corrupt ({exc}); delete it and rerun "
                                  "`bench run` to recompute that episode") from exc
+            try:
+                yield key, EpisodeSummary.from_json(record)
+            except BenchError as exc:
+                raise BenchError(f"{path}: {exc}") from None
 
 
 class TrialLog:

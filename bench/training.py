@@ -1,13 +1,5 @@
-"""Meta-training of learned methods on a task's `train` experiments, and their checkpoints.
-
-A learned method is an `Optimizer` with `needs_training: true` in its preset that provides
-    VERSION: int                       bump when training changes; older checkpoints are not reused
-    meta_train(cls, data: TrainingData, seed: int, progress: Callable[[float], None], **params)
-        -> dict                        its state: tensors and plain values (`torch.save`-able with
-                                       `weights_only=True`); `progress(fraction)` as it goes; an
-                                       optional "report" entry (plain values) is copied to the
-                                       checkpoint's meta and printed by `bench train`
-    __init__(self, problem, seed, *, checkpoint: Checkpoint, **params)
+"""Meta-training of learned methods (`bench.optimizer.LearnedOptimizer`) on a task's `train`
+experiments, and their checkpoints.
 
 `TrainingData` holds a copy of the task restricted to its train experiments: the test experiments
 are not in it, so no training can read their outcomes (a test trains on a copy whose test-
@@ -45,7 +37,10 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Problem
+from bench.gym.suites import load_suite
 from bench.gym.task import Oracle, Prior, Task
+from bench.loop import play
+from bench.optimizer import Checkpoint
 from bench.paths import cache_dir
 
 VALIDATION_SHARE = 0.2  # of the train experiments, held out to validate (at least one when >= 2)
@@ -53,12 +48,6 @@ VALIDATION_BUDGET = 5  # target trials per validation episode
 VALIDATION_SEEDS = 3
 PROTOCOL_SUITES = ("paper", "far")  # episodes for training are drawn with these suites' priors
 BUDGETS = (1, 3, 5, 10)  # trial budgets of the paper's protocol
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    state: dict
-    meta: dict
 
 
 @dataclass
@@ -72,8 +61,6 @@ class TrainingData:
 
     @classmethod
     def of(cls, task: Task, seed: int = 0) -> TrainingData:
-        from bench.suites import load_suite
-
         train = task.split("train")
         if not train:
             raise BenchError(f"task {task.name} has no train experiments to learn from")
@@ -96,7 +83,7 @@ class TrainingData:
         experiments = experiments or self.fit
         exp = experiments[int(rng.integers(len(experiments)))]
         prior = self.priors[int(rng.integers(len(self.priors)))]
-        if prior.kind == "cheaper" and not self.task.prior_fidelities(exp, prior):
+        if not self.task.offers(exp, prior):
             prior = Prior("cheaper")  # a gap no fidelity of this experiment meets
         pool = len(self.task.arrays(exp, self.task.experiment(exp).target.name)[0])
         fits = [b for b in budgets if b <= pool / 2] or [1]
@@ -169,7 +156,7 @@ def _scope(data: Data) -> str:
 
 def checkpoint_path(spec, data: Data, seed: int) -> Path:
     cls = spec.load_class()
-    identity = {"target": spec.target, "params": spec.params, "version": getattr(cls, "VERSION", 0),
+    identity = {"class": spec.cls, "params": spec.params, "version": cls.VERSION,
                 "task": _scope(data), "data": [d.fingerprint() for d in _each(data)], "seed": seed}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     folder = cache_dir() / "checkpoints" / quote(_scope(data), safe="")
@@ -195,8 +182,8 @@ def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | N
         state = cls.meta_train(data, seed, progress or (lambda _: None), **spec.params)
         seconds = time.perf_counter() - t0
         trained = Checkpoint(state, {
-            "method": spec.name, "target": spec.target, "params": spec.params,
-            "version": getattr(cls, "VERSION", 0), "task": _scope(data),
+            "method": spec.name, "class": spec.cls, "params": spec.params,
+            "version": cls.VERSION, "task": _scope(data),
             "fit": [e for d in _each(data) for e in d.fit],
             "validation": [e for d in _each(data) for e in d.validation],
             "data": [d.fingerprint() for d in _each(data)], "seed": seed,
@@ -228,8 +215,9 @@ _IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task), seed)
 
 
 def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
-    """The checkpoint an episode of `spec` on `task` uses; trained here if it does not exist
-    (`bench run` trains before it dispatches episodes); kept in memory per process."""
+    """The checkpoint an episode of `spec` on `task` uses (`MethodSpec.make` takes it); trained
+    here if it does not exist (`bench run` trains before it dispatches episodes); kept in memory
+    per process."""
     key = (spec.name, id(task), seed)  # a cv fold is a task of its own
     if key not in _IN_USE:
         _IN_USE[key] = train(spec, task, seed)[0]
@@ -240,18 +228,16 @@ def validate(spec, checkpoint: Checkpoint, data: TrainingData, seed: int) -> flo
     """Mean pregret (`Task.scorer`) of the trained method over episodes of the validation
     experiments (`VALIDATION_SEEDS` per experiment, `VALIDATION_BUDGET` target trials, each
     protocol); an episode without a target value scores as a failure (pregret 1)."""
-    from bench.episode import play
-
     scores = []
     for exp in data.validation:
         scorer = data.task.scorer(exp)
         budget = Budget("trials", min(VALIDATION_BUDGET, max(1, len(scorer.values) // 2)))
         for prior in data.priors:
-            if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
+            if not data.task.offers(exp, prior):
                 continue
             for s in range(VALIDATION_SEEDS):
                 problem = data.task.problem(exp, budget, prior, seed=10_000 + s)
-                optimizer = spec.load_class()(problem, s, checkpoint=checkpoint, **spec.params)
+                optimizer = spec.make(problem, s, checkpoint)
                 best = play(optimizer, data.task.oracle(exp, seed=10_000 + s), problem)
                 episode = scorer.episode(best, [] if best is None else [best], failed=best is None)
                 scores.append(episode["pregret"])

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from bench.errors import BenchError
 from bench.store import EpisodeKey
+from bench.summary import EpisodeSummary
 
 HEADER = struct.Struct("<Q")
 WATCH_SECONDS = 1.0  # how often a worker checks that its parent is alive
@@ -73,7 +74,8 @@ class Sink(Protocol):
 
     def start(self, key: EpisodeKey) -> None: ...
     def trial(self, key: EpisodeKey, record: dict) -> None: ...
-    def done(self, key: EpisodeKey, summary: dict, error: str | None, warnings: list[str]) -> None: ...
+    def done(self, key: EpisodeKey, summary: EpisodeSummary, error: str | None,
+             warnings: list[str]) -> None: ...
     def broken(self, key: EpisodeKey, tb: str, reason: str) -> None: ...
     def lost(self, key: EpisodeKey, ref: str, protocol, reason: str) -> None: ...
 
@@ -99,7 +101,7 @@ class _Worker:
     proc: subprocess.Popen
     batch: deque = field(default_factory=deque)  # keys of the current batch not finished yet
     ref: str = ""
-    protocol: object = None  # the batch's `bench.suites.Protocol`
+    protocol: object = None  # the batch's `bench.gym.suites.Protocol`
     current: EpisodeKey | None = None
     since: float = 0.0
 

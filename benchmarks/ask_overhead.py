@@ -25,11 +25,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bench.episode import seed_everything
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Outcome, Query
 from bench.gym.registry import load_task
 from bench.gym.space import encode
+from bench.loop import seed_everything
 from bench.methods import methods, resolve_methods
 
 TASK = "data_mixture"
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = [m for m in names if not methods()[m].needs_training]
+    names = [m for m in names if not methods()[m].learned]
     counts = sorted(set(args.counts))
     table = Table()
     for col in ["method", "family", *(f"after {n}" for n in counts)]:

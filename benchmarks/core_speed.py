@@ -61,9 +61,9 @@ def _episodes(method: MethodSpec, budget: int, n: int = 40) -> tuple[float, floa
             key = EpisodeKey("bench", task.name, method.name, "pile_cc", "trials", budget, seed)
             t0 = time.perf_counter()
             s = run_episode(key, task, method, store)
-            walls.append(time.perf_counter() - t0 - s["ask_seconds"])
-            ask += s["ask_seconds"]
-            trials += s["trials"]
+            walls.append(time.perf_counter() - t0 - s.ask_seconds)
+            ask += s.ask_seconds
+            trials += s.trials
     return float(np.median(walls)), ask / trials
 
 
@@ -84,7 +84,7 @@ def _optuna_random(n: int = 400) -> float:
 
 def trial_section() -> None:
     load_task("data_mixture")
-    preset = MethodSpec(name="preset", target="core_speed:Preset", family="test")
+    preset = MethodSpec(name="preset", cls="core_speed:Preset", family="test")
     short, _ = _episodes(preset, 10)
     long, _ = _episodes(preset, 410)
     per_trial = (long - short) / 400  # the marginal cost of a trial; the rest is per episode

@@ -38,7 +38,7 @@ def anchor_scores(task, prior: Prior) -> list[dict]:
     """Episode summaries (in `bench.metrics` form) of the anchors at T = 1 and T = 3."""
     rows = []
     for exp in task.split("train"):
-        if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
+        if not task.offers(exp, prior):
             continue
         scorer = task.scorer(exp)
         pool = len(scorer.values)
@@ -81,7 +81,7 @@ def separated_pairs(board: pd.DataFrame, metric: str = METRIC) -> int:
 
 
 def main(tasks: list[str]) -> None:
-    from bench.episode import seed_everything
+    from bench.loop import seed_everything
 
     pd.set_option("display.width", 200)
     for name in tasks:

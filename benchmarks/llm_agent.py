@@ -50,7 +50,7 @@ def main(show: bool) -> None:
                 key = EpisodeKey(run, task.name, spec.name, exp, "trials", 5, 0)
                 out = Path(tmp) / run
                 s = run_episode(key, task, spec, Store(out))
-                timings.append(1e3 * s["ask_seconds"] / s["trials"])
+                timings.append(1e3 * s.ask_seconds / s.trials)
                 if run == "live":
                     live = list(prompts)
                     first, last = tokens(prompts[0]), tokens(prompts[-1])

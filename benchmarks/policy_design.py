@@ -17,9 +17,9 @@ import numpy as np
 
 from agents.policy import features
 from agents.policy.teachers import TrendExpert
-from bench.episode import play
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task, task_names
+from bench.loop import play
 from bench.training import TrainingData
 
 
@@ -30,7 +30,7 @@ def first_pick(task, data: TrainingData, seeds=range(4)) -> float:
         sign, optimum = task.objective.sign, task.objective.best(values)
         scale = abs(float(np.median(values)) - optimum) or 1.0
         for prior in data.priors:
-            if prior.kind == "cheaper" and not task.prior_fidelities(exp, prior):
+            if not task.offers(exp, prior):
                 continue
             for s in seeds:
                 problem = task.problem(exp, Budget("trials", 1), prior, seed=s)

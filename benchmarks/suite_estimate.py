@@ -19,18 +19,18 @@ from pathlib import Path
 import pandas as pd
 
 from bench.gym.registry import load_task, task_names
+from bench.gym.suites import load_suite
 from bench.methods import methods
 from bench.runner import plan
 from bench.store import Store
-from bench.suites import load_suite
 
 HARNESS_SECONDS = 0.0017
 
 
 def per_episode_seconds(out: Path) -> pd.Series:
-    rows = [{"method": s["key"]["method"], "task": s["key"]["task"],
-             "seconds": s["ask_seconds"] + s.get("setup_seconds", 0.0) + HARNESS_SECONDS}
-            for s in Store(out).summaries()]
+    rows = [{"method": key.method, "task": key.task,
+             "seconds": s.ask_seconds + s.setup_seconds + HARNESS_SECONDS}
+            for key, s in Store(out).summaries()]
     return pd.DataFrame(rows).groupby(["method", "task"])["seconds"].mean()
 
 

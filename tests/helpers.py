@@ -7,7 +7,7 @@ from bench.gym.problem import Query
 from bench.gym.space import config_at, encode
 from bench.gym.spec import TaskSpec, build_task
 from bench.gym.task import method_seed
-from bench.optimizer import Optimizer
+from bench.optimizer import LearnedOptimizer, Optimizer
 
 
 class Scripted(Optimizer):
@@ -88,9 +88,9 @@ def check_quick_suite(task, out) -> None:
     import math
 
     from bench.episode import run_episode
+    from bench.gym.suites import load_suite
     from bench.methods import methods
     from bench.store import EpisodeKey, Store
-    from bench.suites import load_suite
 
     suite, store = load_suite("quick"), Store(out)
     for method in ("random", "best-prior"):
@@ -98,12 +98,12 @@ def check_quick_suite(task, out) -> None:
             for b in suite.budget_objects():
                 key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, 0)
                 s = run_episode(key, task, methods()[method], store)
-                assert s["target_trials"] == b.amount
-                assert math.isfinite(s["best"]) and 0 <= s["scores"]["pregret"] <= 1
-                assert task.objective.sign * (s["best"] - task.scorer(exp).optimum) >= 0
+                assert s.target_trials == b.amount
+                assert math.isfinite(s.best) and 0 <= s.scores["pregret"] <= 1
+                assert task.objective.sign * (s.best - task.scorer(exp).optimum) >= 0
 
 
-class LearnedCentre(Optimizer):
+class LearnedCentre(LearnedOptimizer):
     """A toy learned method: meta-trains the mean unit-cube location of the best target run over
     the fit experiments, then asks the untried target candidates nearest it."""
 
@@ -121,7 +121,7 @@ class LearnedCentre(Optimizer):
         return {"centre": torch.tensor(np.mean(best, axis=0) + shift)}
 
     def __init__(self, problem, seed, *, checkpoint, shift: float = 0.0):
-        super().__init__(problem, seed)
+        super().__init__(problem, seed, checkpoint=checkpoint)
         self.centre = checkpoint.state["centre"].numpy()
 
     def ask(self) -> Query:

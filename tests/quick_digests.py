@@ -23,9 +23,9 @@ def digests(method: str) -> dict[str, str]:
     """episode stem -> sha256 of its trial log and summary (timings removed)."""
     from bench.episode import run_episode
     from bench.gym.registry import load_task
+    from bench.gym.suites import load_suite
     from bench.methods import methods
     from bench.store import EpisodeKey, Store
-    from bench.suites import load_suite
 
     suite, task = load_suite("quick"), load_task("data_mixture")
     out = {}
@@ -38,7 +38,7 @@ def digests(method: str) -> dict[str, str]:
                     summary = run_episode(key, task, methods()[method], store, suite.prior_for(task.name))
                     trials = [{k: v for k, v in json.loads(line).items() if k not in TIMING}
                               for line in store.trial_log(key).read_text().splitlines()]
-                    kept = {k: v for k, v in summary.items() if k not in TIMING}
+                    kept = {k: v for k, v in summary.to_json().items() if k not in TIMING}
                     record = {"trials": trials, "summary": kept}
                     out[f"{exp}/{key.stem()}"] = hashlib.sha256(_canonical(record).encode()).hexdigest()
     return out

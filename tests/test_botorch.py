@@ -52,7 +52,7 @@ def nregret_of(task, config: dict) -> float:
 
 
 def run(task, method: str, budget: Budget, tmp_path, seed: int = 0, prior: str = "cheaper", **params):
-    spec = MethodSpec(name=method, target=f"baselines.botorch_gp:{method}", family="bo",
+    spec = MethodSpec(name=method, cls=f"baselines.botorch_gp:{method}", family="bo",
                       params={**params})
     key = EpisodeKey("test", task.name, method, "synthetic", budget.kind, budget.amount, seed)
     store = Store(tmp_path)
@@ -127,7 +127,7 @@ def test_same_seed_same_trials(tmp_path, method, budget):
     runs = [run(task, method, budget, tmp_path / str(i), prior=prior, **params) for i in range(2)]
     (s1, t1), (s2, t2) = runs
     assert [(t["fidelity"], t["config"]) for t in t1] == [(t["fidelity"], t["config"]) for t in t2]
-    assert s1["recommend"] == s2["recommend"]
+    assert s1.recommend == s2.recommend
     if method == "BoTorchEI" or budget.kind == "cost":  # seeded initial designs: the seed matters
         other = run(task, method, budget, tmp_path / "other", seed=5, prior=prior, **params)[1]
         assert [t["config"] for t in other] != [t["config"] for t in t1]
@@ -154,14 +154,14 @@ def test_cost_budget_episode_chooses_fidelities_and_recommends(tmp_path):
     task = synthetic_task()
     summary, trials = run(task, "BoTorchMF", Budget("cost", 2), tmp_path, prior="none", **SMALL)
     target_cost = task.experiments["synthetic"].target.cost
-    assert summary["gpu_hours"] <= 2 * target_cost * (1 + 1e-9)
-    assert summary["gpu_hours"] >= target_cost  # it stops only when a target run no longer fits
-    assert summary["refused"] == 0  # it asks only affordable queries
+    assert summary.gpu_hours <= 2 * target_cost * (1 + 1e-9)
+    assert summary.gpu_hours >= target_cost  # it stops only when a target run no longer fits
+    assert summary.refused == 0  # it asks only affordable queries
     assert len({t["fidelity"] for t in trials}) >= 2  # cheap levels as well as the target
     spent = [t["gpu_hours"] for t in trials]
     assert spent == sorted(spent)
-    assert summary["recommend"] is not None
-    assert nregret_of(task, summary["recommend"]) < 0.5
+    assert summary.recommend is not None
+    assert nregret_of(task, summary.recommend) < 0.5
 
 
 def test_cost_budget_that_buys_almost_nothing_still_ends_with_a_pick(tmp_path):
@@ -173,8 +173,8 @@ def test_cost_budget_that_buys_almost_nothing_still_ends_with_a_pick(tmp_path):
     task = build_task(spec, pd.DataFrame(rows))
     summary, trials = run(task, "BoTorchMF", Budget("cost", 1), tmp_path, prior="none", **SMALL)
     assert [t["fidelity"] for t in trials] == ["n=1"]
-    assert summary["refused"] == 0
-    assert summary["recommend"] == {"x1": trials[0]["config"]["x1"], "x2": 0.5}  # nearest the one run
+    assert summary.refused == 0
+    assert summary.recommend == {"x1": trials[0]["config"]["x1"], "x2": 0.5}  # nearest the one run
 
 
 def test_cost_recommendation_may_be_untried():

@@ -29,7 +29,8 @@ def bench(*args, **kw):
     (["report", "--metric", "regret"], "unknown metric 'regret'; known: pregret, nregret"),
 ])
 def test_bad_input_one_line_exit_2(args, message, tmp_path):
-    r = bench(*args, "--out", str(tmp_path / "out"))
+    results = "--runs" if args[0] in ("leaderboard", "plot") else "--out"  # read, or created
+    r = bench(*args, results, str(tmp_path / "out"))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -61,7 +62,7 @@ def test_run_leaderboard_plot_and_nothing_lost(tmp_path):
     r = bench("run", "--task", "data_mixture", "--method", "nope", "--out", str(out))
     assert r.returncode == 2
     assert {p: p.read_text() for p in sorted(out.rglob("*.done.json"))} == before
-    r = bench("leaderboard", "--out", str(out))
+    r = bench("leaderboard", "--runs", str(out))
     assert r.returncode == 0 and (out / "leaderboard.csv").is_file()
     header = (out / "leaderboard.csv").read_text().splitlines()[0].split(",")
     assert {"task", "method", "budget", "metric", "pregret_mean", "pregret_lo", "pregret_hi", "nregret_mean",
@@ -73,7 +74,7 @@ def test_run_leaderboard_plot_and_nothing_lost(tmp_path):
     key = ["suite", "task", "budget_kind", "budget", "method"]
     board = pd.read_csv(out / "leaderboard.csv").set_index(key).sort_index()
     assert set(board.metric) == {"pregret"}
-    r = bench("leaderboard", "--out", str(out), "--metric", "nregret")
+    r = bench("leaderboard", "--runs", str(out), "--metric", "nregret")
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "nregret mean [interval]" in text and "nregret: the gap" in text
@@ -81,7 +82,7 @@ def test_run_leaderboard_plot_and_nothing_lost(tmp_path):
     assert set(by_nregret.metric) == {"nregret"}  # ranks on nregret; every statistic as before
     ranked = ["metric", "rank_mean", "win_vs_centroid"]
     pd.testing.assert_frame_equal(by_nregret.drop(columns=ranked), board.drop(columns=ranked))
-    r = bench("plot", "--out", str(out))
+    r = bench("plot", "--runs", str(out))
     assert r.returncode == 0
     assert (out / "figures" / "regret_quick.png").stat().st_size > 10_000
     assert (out / "figures" / "regret_quick.pdf").is_file()
@@ -93,5 +94,24 @@ def test_corrupt_marker_is_reported(tmp_path):
           "--out", str(out), "--quiet")
     marker = next(out.rglob("*.done.json"))
     marker.write_text("{not json")
-    r = bench("leaderboard", "--out", str(out))
+    r = bench("leaderboard", "--runs", str(out))
     assert r.returncode == 2 and "is corrupt" in r.stderr and marker.name in r.stderr
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "plot"])
+def test_runs_names_the_results_read_and_out_is_its_deprecated_spelling(command, tmp_path):
+    empty = tmp_path / "empty"
+    r = bench(command, "--runs", str(empty))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: no completed episodes under {empty}; run `bench run` first"
+        + (" (or give --task)" if command == "plot" else "")]
+    old = bench(command, "--out", str(empty))  # the spelling before --runs, for one release
+    assert old.returncode == 2 and old.stderr.strip().splitlines() == [
+        "--out is deprecated for reading results; use --runs", *r.stderr.strip().splitlines()]
+    same = bench(command, "--runs", str(empty), "--out", str(empty))
+    assert same.returncode == 2 and same.stderr == old.stderr
+    both = bench(command, "--runs", str(empty), "--out", str(tmp_path / "other"))
+    assert both.returncode == 2 and "name different results directories" in both.stderr
+    assert len(both.stderr.strip().splitlines()) == 1
+    shown = bench(command, "--help").stdout
+    assert "--runs" in shown and "--out" not in shown

@@ -3,6 +3,7 @@ episodes end on the first query that does not fit, and the leaderboard scores re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,14 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.episode import MAX_QUERIES_PER_TRIAL, run_episode
+from bench.episode import run_episode
 from bench.gym.problem import Budget, Query
+from bench.gym.rules import MAX_QUERIES_PER_TRIAL
 from bench.gym.spec import TaskSpec, build_task
+from bench.gym.suites import load_suite
 from bench.methods import MethodSpec
 from bench.metrics import episodes_frame
 from bench.optimizer import Optimizer
 from bench.store import EpisodeKey, Store
-from bench.suites import load_suite
 
 BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
 
@@ -49,8 +51,8 @@ class CheapestOnly(Optimizer):
         return Query(pool.iloc[int(self.rng.integers(len(pool)))].to_dict(), cheapest)
 
 
-def episode(task, target: str, budget: Budget, tmp_path, prior: str = "none"):
-    spec = MethodSpec(name=target.rsplit(":", 1)[-1], target=target, family="baseline")
+def episode(task, cls: str, budget: Budget, tmp_path, prior: str = "none"):
+    spec = MethodSpec(name=cls.rsplit(":", 1)[-1], cls=cls, family="baseline")
     key = EpisodeKey("cost", task.name, spec.name, "sweep", budget.kind, budget.amount, 0)
     summary = run_episode(key, task, spec, Store(tmp_path), prior)
     log = [json.loads(line) for line in (key.folder(tmp_path) / f"{key.stem()}.jsonl").open()]
@@ -70,20 +72,20 @@ def test_many_cheap_queries_end_on_the_budget_not_on_the_query_guard(task, tmp_p
     cheap, target = exp.fidelities[0].cost, exp.target.cost
     assert len(log) > MAX_QUERIES_PER_TRIAL  # the trial-count guard would have stopped it
     assert len(log) == int(target / cheap + 1e-9)  # every cheap run that fits, then the end
-    assert summary["gpu_hours"] <= target * (1 + 1e-9)
-    assert summary["recommend"] is None and summary["target_trials"] == 0
+    assert summary.gpu_hours <= target * (1 + 1e-9)
+    assert summary.recommend is None and summary.target_trials == 0
 
 
 def test_random_spends_target_runs_and_is_scored_by_its_recommendation(task, tmp_path):
     key, summary, log = episode(task, "baselines.random_search:RandomSearch", Budget("cost", 2), tmp_path)
     assert [t["fidelity"] for t in log] == [task.experiments["sweep"].target.name] * 2
-    assert summary["recommend_value"] == min(t["value"] for t in log)
+    assert summary.recommend_value == min(t["value"] for t in log)
     scorer = task.scorer("sweep")
-    assert summary["scores"]["value"] == summary["recommend_value"]
-    assert summary["scores"]["pregret"] == pytest.approx(scorer.pregret(summary["recommend_value"]))
-    tampered = dict(summary, best=scorer.optimum, key=key.__dict__)  # the score ignores `best`
-    row = episodes_frame([tampered]).iloc[0]
-    assert row.score == summary["recommend_value"] and row.pregret == summary["scores"]["pregret"]
+    assert summary.scores["value"] == summary.recommend_value
+    assert summary.scores["pregret"] == pytest.approx(scorer.pregret(summary.recommend_value))
+    tampered = dataclasses.replace(summary, best=scorer.optimum)  # the score ignores `best`
+    row = episodes_frame([(key, tampered)]).iloc[0]
+    assert row.score == summary.recommend_value and row.pregret == summary.scores["pregret"]
 
 
 @pytest.mark.slow
@@ -97,7 +99,7 @@ def test_cli_cost_suite_with_random_and_botorch_mf(task, tmp_path):
                           "--method", "random,botorch-mf", "--seeds", "1", "--out", str(out), "--quiet"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    board = subprocess.run([*BENCH, "leaderboard", "--out", str(out)], capture_output=True, text=True,
+    board = subprocess.run([*BENCH, "leaderboard", "--runs", str(out)], capture_output=True, text=True,
                            timeout=120)
     assert board.returncode == 0, board.stderr
     rows = pd.read_csv(out / "leaderboard.csv")
@@ -130,18 +132,18 @@ class AlwaysTarget(Optimizer):
 def test_unaffordable_query_is_refused_and_the_method_goes_on(task, tmp_path):
     _, summary, log = episode(task, "tests.test_cost_suite:TargetFirst", Budget("cost", 0.5), tmp_path)
     exp = task.experiments["sweep"]
-    assert summary["refused"] == 1  # the target run costs twice the budget
+    assert summary.refused == 1  # the target run costs twice the budget
     assert log and {t["fidelity"] for t in log} == {exp.fidelities[0].name}
-    assert summary["gpu_hours"] > 0.9 * 0.5 * exp.target.cost  # it spent the budget on cheap runs
-    assert summary["budget_gpu_hours"] == pytest.approx(0.5 * exp.target.cost)
+    assert summary.gpu_hours > 0.9 * 0.5 * exp.target.cost  # it spent the budget on cheap runs
+    assert summary.budget_gpu_hours == pytest.approx(0.5 * exp.target.cost)
 
 
 def test_repeated_refusals_end_the_episode_as_a_failure(task, tmp_path):
-    from bench.episode import MAX_REFUSALS
+    from bench.gym.rules import MAX_REFUSALS
 
     key, summary, log = episode(task, "tests.test_cost_suite:AlwaysTarget", Budget("cost", 0.5), tmp_path)
-    assert summary["refused"] == MAX_REFUSALS and log == []
-    assert summary["failed"] == "no recommendation"
-    row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]
+    assert summary.refused == MAX_REFUSALS and log == []
+    assert summary.failed == "no recommendation"
+    row = episodes_frame([(key, summary)]).iloc[0]
     assert row.failed and row.score == task.scorer("sweep").worst and row.budget_spent == 0
     assert row.pregret == 1.0

@@ -19,19 +19,18 @@ from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import BUILTIN, load_task, task_names
 from bench.gym.spec import TaskSpec, build_task
+from bench.gym.suites import load_suite
 from bench.gym.task import merge_groups, shared_runs
 from bench.methods import MethodSpec
 from bench.runner import plan, trainings
 from bench.store import Store
-from bench.suites import load_suite
 from bench.training import TrainingData, train
 from tests.helpers import with_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
-SPEC = MethodSpec(name="learned-centre", target="tests.helpers:LearnedCentre", family="learned-bo",
-                  needs_training=True)
-LEARNED = {"target": "tests.helpers:LearnedCentre", "family": "learned-bo", "needs_training": True,
+SPEC = MethodSpec(name="learned-centre", cls="tests.helpers:LearnedCentre", family="learned-bo")
+LEARNED = {"class": "tests.helpers:LearnedCentre", "family": "learned-bo",
            "in_all": False}
 # Groups and folds of the built-in tasks, as their task cards state them.
 BUILTIN_GROUPS = {"data_mixture": 13, "pretrain_hparams": 6, "architecture": 1,

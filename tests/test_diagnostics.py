@@ -104,7 +104,7 @@ def test_card_for_a_spec_and_a_builtin_task():
 
 
 def test_landscape_figure_for_a_spec_without_results(tmp_path):
-    r = subprocess.run([*BENCH, "plot", "--out", str(tmp_path), "--task", str(EXAMPLE)],
+    r = subprocess.run([*BENCH, "plot", "--runs", str(tmp_path), "--task", str(EXAMPLE)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "figures" / "landscape_my_sweep.png").stat().st_size > 10_000

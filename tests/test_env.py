@@ -55,11 +55,11 @@ def test_vector_env_and_harness_agree_on_rewards_and_regrets(tmp_path, name, exp
         nregrets.append(info["nregret"].copy())
         assert obs["history_mask"][:, t].all() and done.all() == (t == budget - 1)
     for i in range(num):
-        spec = MethodSpec(name="ids", target="tests.test_env:Ids", family="test",
+        spec = MethodSpec(name="ids", cls="tests.test_env:Ids", family="test",
                           params={"ids": actions[:, i].tolist()})
         key = EpisodeKey("quick", task.name, "ids", experiment, "trials", budget, seed + i)
         summary = run_episode(key, task, spec, Store(tmp_path), "cheaper")
-        row = episodes_frame([{**summary, "key": key.__dict__}]).iloc[0]
+        row = episodes_frame([(key, summary)]).iloc[0]
         np.testing.assert_allclose([r[i] for r in pregrets], row.pregret_curve, rtol=1e-9)
         np.testing.assert_allclose([r[i] for r in nregrets], row.nregret_curve, rtol=1e-9)
         assert 1 - sum(r[i] for r in rewards) == pytest.approx(row.pregret)  # the return
@@ -99,10 +99,10 @@ def test_reward_is_the_improvement_of_pregret_by_hand():
                                            (Budget("cost", 3), Prior("cheaper", gap=3))])
 def test_observation_shows_only_the_pools_the_episode_is_given(budget, prior):
     """Candidates of a rung the suite withholds are masked and zero, as `Problem.pools` leaves them out."""
-    from bench.gym.env import Episodes
+    from bench.gym.env import EpisodeBatch
 
     task, exp = load_task("pretrain_hparams"), "moe-3in8-D20B"
-    episodes = Episodes(task, exp, budget, prior, 2)
+    episodes = EpisodeBatch(task, exp, budget, prior, 2)
     episodes.reset([0, 1], [5, 6])
     problem = task.problem(exp, budget, prior, seed=5)
     names = [f.name for f in problem.fidelities]

@@ -27,8 +27,9 @@ from bench.episode import run_episode
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.methods import methods
+from bench.optimizer import Checkpoint
 from bench.store import EpisodeKey, Store
-from bench.training import Checkpoint, TrainingData, train
+from bench.training import TrainingData, train
 from tests.helpers import noisy_test_experiments
 
 TINY = {"kernel_steps": 10, "train_steps": 20, "eval_every": 10, "holdout_draws": 1, "max_prior": 60,
@@ -69,7 +70,7 @@ def test_episode_on_a_test_experiment_asks_only_untried_candidates(cache, tmp_pa
     exp = task.split("test")[0]
     key = EpisodeKey("t", task.name, "fsbo", exp, "trials", 5, 0)
     summary = run_episode(key, task, tiny_spec(), Store(tmp_path / "out"))
-    assert summary["failed"] is None and summary["trials"] == summary["target_trials"] == 5
+    assert summary.failed is None and summary.trials == summary.target_trials == 5
     trials = [json.loads(line) for line in (key.folder(tmp_path / "out") / f"{key.stem()}.jsonl").open()]
     configs = {json.dumps(t["config"], sort_keys=True) for t in trials}
     assert len(configs) == 5 and not any(t["snapped"] for t in trials)

@@ -2,7 +2,6 @@
 headline per (task, method) against hand computations, the figure, the report section and the
 leaderboard's headline table, from hand-built summaries scored by `Scorer.episode`."""
 
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -11,11 +10,12 @@ from typer.testing import CliRunner
 
 from bench import plots
 from bench.cli import app
+from bench.gym.suites import load_suite
 from bench.metrics import episodes_frame, ladder, leaderboard
 from bench.report import ladder_table, write_report
 from bench.scores import Scorer
 from bench.store import EpisodeKey, Store
-from bench.suites import load_suite
+from bench.summary import EpisodeSummary
 
 POOL = [float(v) for v in range(10)]  # minimize: a best value v has v better candidates, pregret v / 10
 
@@ -39,15 +39,14 @@ HEADLINE = {("t", "a"): (0.35 + 0.3 + 0.8) / 3, ("t", "b"): (0.0 + 0.1 + 0.9) / 
 
 
 def summary(suite: str, task: str, method: str, exp: str, budget: int, seed: int, best: float,
-            gap: float | None) -> dict:
-    """A summary as `bench.episode` writes it (without its key, which `Store.complete` adds)."""
-    return {"best": best, "recommend_value": best, "curve": [best], "failed": None,
-            "direction": "minimize", "gpu_hours": 1.0, "budget_gpu_hours": 1.0, "ask_seconds": 0.0,
-            "trials": 1, "pool_size": len(POOL), "extrapolation": None, "gap": gap, "fold": "fold0",
-            "scores": Scorer(POOL, "minimize").episode(best, [best], length=budget)}
+            gap: float | None) -> EpisodeSummary:
+    """A summary as `bench.episode` writes it."""
+    return EpisodeSummary(best=best, recommend_value=best, curve=[best], gpu_hours=1.0, budget_gpu_hours=1.0,
+                          trials=1, pool_size=len(POOL), gap=gap, fold="fold0",
+                          scores=Scorer(POOL, "minimize").episode(best, [best], length=budget))
 
 
-def episodes() -> list[tuple[EpisodeKey, dict]]:
+def episodes() -> list[tuple[EpisodeKey, EpisodeSummary]]:
     """RUNS as ladder `toy` at T=1 and T=3 (the same values), plus suites that are no ladder:
     `quick-gap1000` (a `--gap` run of a suite file without `gaps`) and `cv` (no gap); and one rung
     of the real `ladder` suite (its grid comes from configs/suites/ladder.yaml)."""
@@ -65,7 +64,7 @@ def episodes() -> list[tuple[EpisodeKey, dict]]:
 
 
 def frame() -> pd.DataFrame:
-    return episodes_frame([{"key": asdict(key), **s} for key, s in episodes()])
+    return episodes_frame(episodes())
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def test_report_has_a_distance_ladder_section(runs, tmp_path):
 
 
 def test_leaderboard_prints_the_ladder_headline(runs):
-    result = CliRunner().invoke(app, ["leaderboard", "--out", str(runs)])
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(runs)])
     assert result.exit_code == 0, result.output
     text = result.output
     assert "toy: mean pregret over the distances each task offers" in text

@@ -26,7 +26,7 @@ from bench.store import EpisodeKey, Store
 
 # Learned methods and LLM agents are checked by their own tests (tiny training; a fake server).
 RUNNABLE = [m for m, spec in methods().items()
-            if not spec.missing() and not spec.needs_training and spec.family != "llm"]
+            if not spec.missing() and not spec.learned and spec.family != "llm"]
 
 
 def _visible(problem):
@@ -104,11 +104,11 @@ def test_table_order_carries_no_information(tmp_path):
     sorted_task = dataclasses.replace(task, table=table.reset_index(drop=True))
     target = task.experiment(exp).target.name
     assert table[(table.experiment == exp) & (table.fidelity == target)]["value"].is_monotonic_increasing
-    spec = MethodSpec(name="first-row", target="tests.test_leakage:FirstRow", family="test")
+    spec = MethodSpec(name="first-row", cls="tests.test_leakage:FirstRow", family="test")
     scores = []
     for seed in range(40):
         key = EpisodeKey("s", task.name, "first-row", exp, "trials", 1, seed)
-        scores.append(run_episode(key, sorted_task, spec, Store(tmp_path))["best"])
+        scores.append(run_episode(key, sorted_task, spec, Store(tmp_path)).best)
     values = sorted_task.oracle(exp).target_values()
     optimum = values.min()
     assert np.mean(np.isclose(scores, optimum)) < 0.2  # it would be 1.0 if order leaked
@@ -133,7 +133,7 @@ def asks_before_target(task, experiment, spec, budget, seed, prior="cheaper"):
     told), given the seed the harness gives it."""
     problem = task.problem(experiment, budget, prior, seed=seed)
     oracle = task.oracle(experiment, seed=seed)
-    opt = spec.make(problem, method_seed(seed), task)
+    opt = spec.make(problem, method_seed(seed))
     asked = []
     while opt.affordable() and len(asked) < 50:
         q = opt.ask()
@@ -405,7 +405,7 @@ def test_method_seed_is_a_salted_hash_independent_of_the_shuffles(tiny_task):
         assert not np.array_equal(task.prior_rows(exp, "cheaper", [method_seed(s)])[1], rows)
 
     # What the harness hands the optimizer, and how it seeds the global generators.
-    spec = MethodSpec(name="seed-spy", target="tests.test_leakage:SeedSpy", family="test")
+    spec = MethodSpec(name="seed-spy", cls="tests.test_leakage:SeedSpy", family="test")
     SeedSpy.seen.clear()
     for s in (0, 1, 7):
         key = EpisodeKey("s", tiny_task.name, "seed-spy", "b", "trials", 1, s)

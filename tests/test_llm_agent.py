@@ -102,7 +102,7 @@ def test_cli_episode_then_replay_from_cache_with_no_network(tmp_path):
     reasons = {"the best cheap run transfers", "the first listed candidate"}
     assert {r["info"]["rationale"] for r in a} <= reasons
     assert all(r["info"]["tokens_in"] > 100 and r["info"]["fallback"] is None for r in a)
-    board = _bench(["leaderboard", "--out", str(tmp_path / "a")], env)
+    board = _bench(["leaderboard", "--runs", str(tmp_path / "a")], env)
     assert board.returncode == 0, board.stderr
     lb = pd.read_csv(tmp_path / "a" / "leaderboard.csv")
     assert (lb.tokens_in_mean > 0).all() and (lb.fallbacks == 0).all()
@@ -123,7 +123,7 @@ def test_malformed_then_repaired_answer(pretrain, monkeypatch, tmp_path):
 
     problem = task.problem(exp, Budget("trials", 3))
     summary, trials, _ = _run_agent(problem, task, exp, 0, flaky, monkeypatch, tmp_path)
-    assert summary["failed"] is None and summary["fallbacks"] == 0 and len(trials) == 3
+    assert summary.failed is None and summary.usage["fallbacks"] == 0 and len(trials) == 3
     retry = calls[1]["messages"]
     assert retry[1] == ("assistant", "I think the learning rate should be around 3e-3 {not json")
     assert "no JSON object found" in retry[2][1]
@@ -145,7 +145,7 @@ def test_out_of_space_values_are_asked_again_with_the_error(monkeypatch, tmp_pat
     problem = task.problem(exp, Budget("trials", 1))
     summary, trials, _ = _run_agent(problem, task, exp, 0, wild, monkeypatch, tmp_path,
                                     pool_limit=0)  # the pool is not listed: the agent answers a config
-    assert summary["failed"] is None and summary["fallbacks"] == 0
+    assert summary.failed is None and summary.usage["fallbacks"] == 0
     assert "=7.0 is outside [0, " in seen[1]["messages"][2][1]
     assert trials[0]["snapped"]  # a configuration, snapped to the nearest candidate
 
@@ -155,7 +155,7 @@ def test_never_valid_falls_back_to_a_logged_random_candidate(pretrain, monkeypat
     problem = task.problem(exp, Budget("trials", 3))
     summary, trials, requests = _run_agent(problem, task, exp, 0, lambda r: '{"candidate": -1}',
                                            monkeypatch, tmp_path)
-    assert summary["failed"] is None and summary["fallbacks"] == 3 and summary["trials"] == 3
+    assert summary.failed is None and summary.usage["fallbacks"] == 3 and summary.trials == 3
     assert len(requests) == 9  # 1 + 2 re-asks per trial
     assert all("not one of the listed" in t["info"]["fallback"] for t in trials)
     assert len({t["config"]["lr"] for t in trials}) >= 2  # random untried candidates
@@ -166,7 +166,7 @@ def test_gemini_protocol_episode(pretrain, monkeypatch, tmp_path):
     problem = task.problem(exp, Budget("trials", 2))
     summary, trials, requests = _run_agent(problem, task, exp, 1, researcher, monkeypatch, tmp_path,
                                            method_name="gemini:fake-gemini")
-    assert summary["failed"] is None and len(trials) == 2
+    assert summary.failed is None and len(trials) == 2
     assert {r["protocol"] for r in requests} == {"gemini"}
     assert requests[0]["schema"]["required"] == ["reasoning", "candidate"]
 
@@ -258,7 +258,7 @@ def test_fake_answer_status_is_honoured_by_the_agent(pretrain, monkeypatch, tmp_
 
     problem = task.problem(exp, Budget("trials", 1))
     summary, trials, requests = _run_agent(problem, task, exp, 0, limited, monkeypatch, tmp_path)
-    assert summary["failed"] is None and len(requests) == 2 and trials[0]["info"]["requests"] == 1
+    assert summary.failed is None and len(requests) == 2 and trials[0]["info"]["requests"] == 1
 
 
 def test_model_names_with_slashes_stay_one_folder(pretrain, monkeypatch, tmp_path):
@@ -269,6 +269,6 @@ def test_model_names_with_slashes_stay_one_folder(pretrain, monkeypatch, tmp_pat
     problem = task.problem(exp, Budget("trials", 1))
     summary, trials, _ = _run_agent(problem, task, exp, 0, researcher, monkeypatch, tmp_path,
                                     method_name="openai:Qwen/Qwen3-8B")
-    assert summary["failed"] is None and len(trials) == 1
+    assert summary.failed is None and len(trials) == 1
     frame = episodes_frame(Store(tmp_path / "out").summaries())
     assert list(frame.method) == ["openai:Qwen/Qwen3-8B"]

@@ -16,15 +16,17 @@ from baselines.metabo import (
     play_group,
     step_features,
 )
-from bench.episode import play, run_episode
-from bench.gym.env import Episodes
+from bench.episode import run_episode
+from bench.gym.env import EpisodeBatch
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.spec import TaskSpec, build_task
 from bench.gym.task import Prior
+from bench.loop import play
 from bench.methods import methods
+from bench.optimizer import Checkpoint
 from bench.store import EpisodeKey, Store
-from bench.training import Checkpoint, TrainingData, train
+from bench.training import TrainingData, checkpoint_for, train
 from tests.helpers import drive, noisy_test_experiments
 
 TINY = {"train_steps": 2, "groups": 2, "envs": 2, "epochs": 1, "minibatch": 16, "hidden": 16}
@@ -52,8 +54,8 @@ def test_episode_completes_and_asks_only_untried_candidates(cache, tmp_path):
     exp = task.split("test")[0]
     key = EpisodeKey("t", task.name, spec.name, exp, "trials", 5, 0)
     summary = run_episode(key, task, spec, Store(tmp_path / "out"))
-    assert summary["failed"] is None and summary["target_trials"] == 5
-    optimizer = spec.make(task.problem(exp, Budget("trials", 5), seed=3), 3, task)
+    assert summary.failed is None and summary.target_trials == 5
+    optimizer = spec.make(task.problem(exp, Budget("trials", 5), seed=3), 3, checkpoint_for(spec, task))
     for _ in range(5):
         untried = set(optimizer.untried_ids().tolist())
         query = optimizer.ask()
@@ -68,7 +70,7 @@ def test_env_and_problem_give_the_same_features():
     s = Settings()
     exp = max(data.fit, key=lambda e: len(task.experiment(e).fidelities))
     for prior in data.priors:
-        episodes = Episodes(data.task, exp, Budget("trials", 3), prior, 1)
+        episodes = EpisodeBatch(data.task, exp, Budget("trials", 3), prior, 1)
         episodes.reset([0], [7])
         n = int(episodes.sizes[-1])
         from_env = env_context(episodes.obs, 0, n, s)
@@ -96,7 +98,7 @@ def test_rollouts_sample_only_untried_candidates():
     s = Settings(envs=6)
     policy, value = build_networks(task.encoder.width, s)
     exp = data.fit[0]
-    episodes = Episodes(data.task, exp, Budget("trials", 5), Prior("cheaper"), s.envs)
+    episodes = EpisodeBatch(data.task, exp, Budget("trials", 5), Prior("cheaper"), s.envs)
     out = play_group(episodes, np.arange(s.envs), policy, value, s, torch.Generator().manual_seed(0))
     assert (episodes.obs["tried"][:, -1].sum(axis=1) == 5).all()  # five distinct candidates each
     assert out["features"].shape[0] == 5 * s.envs and np.all(out["final"] >= 0)
@@ -160,6 +162,6 @@ def test_drive_on_cost_budget_asks_at_target(cache):
     spec = _spec()
     exp = task.split("test")[0]
     problem = task.problem(exp, Budget("cost", 2), "none", seed=1)
-    outcomes = drive(problem, task.oracle(exp, seed=1), spec.make(problem, 1, task), 2)
+    outcomes = drive(problem, task.oracle(exp, seed=1), spec.make(problem, 1, checkpoint_for(spec, task)), 2)
     assert {o.fidelity for o in outcomes} == {problem.target}
     assert len({o.candidate for o in outcomes}) == 2

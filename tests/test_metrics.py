@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -17,10 +18,11 @@ from bench.metrics import (
 )
 from bench.scores import Scorer
 from bench.store import EpisodeKey, Store
+from bench.summary import EpisodeSummary
 
 
 def scripted(lrs):
-    return MethodSpec(name="scripted", target="tests.helpers:Scripted", family="test", params={"lrs": lrs})
+    return MethodSpec(name="scripted", cls="tests.helpers:Scripted", family="test", params={"lrs": lrs})
 
 
 def test_scores_on_hand_made_table(tiny_task, tmp_path):
@@ -30,7 +32,7 @@ def test_scores_on_hand_made_table(tiny_task, tmp_path):
     summary = run_episode(key, tiny_task, scripted([3e-3, 2.9e-4, 3e-3]), store)
     scorer = tiny_task.scorer("b")
     assert scorer.optimum == pytest.approx(3.0) and scorer.median == pytest.approx(3.25)
-    assert summary["curve"] == pytest.approx([3.6, 3.1, 3.1])  # best so far; re-ask costs a trial
+    assert summary.curve == pytest.approx([3.6, 3.1, 3.1])  # best so far; re-ask costs a trial
     trials = [json.loads(line) for line in store.trial_log(key).read_text().splitlines()]
     assert [t["snapped"] for t in trials] == [False, True, False]
     assert trials[1]["config"]["lr"] == pytest.approx(3e-4) and trials[1]["asked"]["lr"] == 2.9e-4
@@ -70,12 +72,11 @@ POOL = [0.0, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 3.5, 4.0]
 def _summary(method, exp, seed, best, budget=5, failed=None, diverged=False, task="t"):
     """A summary as `bench.episode` writes it: its scores from `Scorer.episode` on POOL."""
     curve = [best] if best is not None else []
-    return {"key": {"suite": "s", "task": task, "method": method, "experiment": exp,
-                    "budget_kind": "trials", "budget": budget, "seed": seed},
-            "best": best, "recommend_value": best, "curve": curve, "failed": failed,
-            "direction": "minimize", "gpu_hours": 10.0, "budget_gpu_hours": 20.0, "ask_seconds": 0.1,
-            "trials": budget, "pool_size": 9,
-            "scores": Scorer(POOL, "minimize").episode(best, curve, failed is not None, diverged, budget)}
+    key = EpisodeKey("s", task, method, exp, "trials", budget, seed)
+    return key, EpisodeSummary(
+        best=best, recommend_value=best, curve=curve, failed=failed, gpu_hours=10.0, budget_gpu_hours=20.0,
+        ask_seconds=0.1, trials=budget, pool_size=9,
+        scores=Scorer(POOL, "minimize").episode(best, curve, failed is not None, diverged, budget))
 
 
 def test_leaderboard_mean_interval_and_rank():
@@ -112,9 +113,9 @@ def test_unknown_metric_and_old_summaries_are_user_errors():
     for call in (leaderboard, across_tasks):
         with pytest.raises(BenchError, match="unknown metric 'regret'; known: pregret, nregret"):
             call(ep, "regret")
-    old = {k: v for k, v in _summary("a", "e1", 0, 0.2).items() if k != "scores"}
+    old = {k: v for k, v in _summary("a", "e1", 0, 0.2)[1].to_json().items() if k != "scores"}
     with pytest.raises(BenchError, match="older version of the benchmark"):
-        episodes_frame([old])
+        EpisodeSummary.from_json(old)
 
 
 def test_ranks_use_only_cells_every_method_has():
@@ -225,8 +226,8 @@ def test_regret_figures_for_trial_and_cost_suites(tmp_path):
     from bench.plots import regret_figure, save
 
     rows = [_summary(m, "e1", s, v) for m, s, v in (("a", 0, 0.2), ("a", 1, 0.4), ("b", 0, 0.1))]
-    cost = [{**r, "key": {**r["key"], "suite": "c", "budget_kind": "cost", "budget": b}}
-            for r in rows for b in (1, 2)]
+    cost = [(dataclasses.replace(key, suite="c", budget_kind="cost", budget=b), s)
+            for key, s in rows for b in (1, 2)]
     ep = episodes_frame(rows + cost)
     for suite in ("s", "c"):
         for metric in ("pregret", "nregret"):

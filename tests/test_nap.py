@@ -5,14 +5,16 @@ import numpy as np
 import torch
 
 from baselines.nap import NAP, NAPNet, Settings, normal_scores, prior_tokens, select_prior
-from bench.episode import play, run_episode
-from bench.gym.env import Episodes
+from bench.episode import run_episode
+from bench.gym.env import EpisodeBatch
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.task import Prior
+from bench.loop import play
 from bench.methods import methods
+from bench.optimizer import Checkpoint
 from bench.store import EpisodeKey, Store
-from bench.training import Checkpoint, TrainingData, train
+from bench.training import TrainingData, train
 from tests.helpers import noisy_test_experiments
 
 TINY = {"train_steps": 3, "batch": 4, "d_model": 8, "heads": 2, "layers": 1, "ff": 16, "prior_cap": 32}
@@ -48,7 +50,7 @@ def test_episode_completes_and_asks_only_untried_candidates(cache, tmp_path, mon
     monkeypatch.setattr(NAP, "ask", checked_ask)
     key = EpisodeKey("t", task.name, "nap", task.split("test")[0], "trials", 5, 0)
     summary = run_episode(key, task, _spec(), Store(tmp_path / "out"), prior=Prior("cheaper", 3.0, 3.0))
-    assert summary["failed"] is None and summary["target_trials"] == 5
+    assert summary.failed is None and summary.target_trials == 5
     assert len(set(asked)) == 5
 
 
@@ -119,7 +121,7 @@ def test_asking_sees_the_features_training_sees():
     state = NAP.meta_train(data, 0, lambda _: None, **{**TINY, "train_steps": 0})
     exp, seed = data.fit[0], 123
     for prior in data.priors:
-        episodes = Episodes(data.task, exp, Budget("trials", 3), prior, 1)
+        episodes = EpisodeBatch(data.task, exp, Budget("trials", 3), prior, 1)
         episodes.reset([0], [seed])
         o = episodes.obs
         m = o["prior_mask"][0].astype(bool)

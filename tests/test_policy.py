@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.policy import curation, distill, rl, teachers
-from agents.policy.episodes import Episode, draw
+from agents.policy.episodes import TrainingEpisode, draw
 from agents.policy.features import CANDIDATE_COLUMNS, CROSS_FIDELITY, FIDELITY_WIDTH, EpisodeView
 from agents.policy.model import PolicyNet
 from agents.policy.policy import AutoLLMResearch
@@ -116,7 +116,7 @@ def test_rl_improves_the_distilled_policy_on_held_out_members(family):
     distill.distill(net, {e.key: e for e in episodes}, kept, 1, 2e-3, 0.5, np.random.default_rng(0))
     held_out = TrainingData(task, task.split("test"), task.split("test"), data.priors)
     probe = [
-        Episode.of(held_out, exp, prior, b, 500 + s)
+        TrainingEpisode.of(held_out, exp, prior, b, 500 + s)
         for exp in task.split("test")
         for prior in data.priors
         for b in (1, 3, 5)
@@ -166,7 +166,7 @@ def test_episode_logs_a_rationale_and_asks_only_untried_candidates(cache, tmp_pa
     store = Store(tmp_path / "out")
     key = EpisodeKey("t", task.name, "autollmresearch", task.split("test")[0], "trials", 5, 0)
     summary = run_episode(key, task, _spec(), store, prior=Prior("cheaper"))
-    assert summary["failed"] is None and summary["target_trials"] == 5
+    assert summary.failed is None and summary.target_trials == 5
     trials = [json.loads(line) for line in store.trial_log(key).read_text().splitlines()]
     assert len({json.dumps(t["config"], sort_keys=True) for t in trials}) == 5
     info = trials[0]["info"]
@@ -206,5 +206,5 @@ def test_cross_family_policy_trains_once_and_runs_on_a_user_spec(cache, tmp_path
     assert train(spec, load_task("architecture"))[1] == path  # the same checkpoint serves every task
     key = EpisodeKey("t", user.name, spec.name, user.split("test")[0], "trials", 3, 0)
     summary = run_episode(key, user, spec, Store(tmp_path / "out"))
-    assert summary["failed"] is None and summary["target_trials"] == 3
+    assert summary.failed is None and summary.target_trials == 3
     assert isinstance(AutoLLMResearch, type)

@@ -240,7 +240,7 @@ def test_export_sft_grpo_serve_and_run_an_episode(tiny_task, train_task, traject
         store = Store(tmp_path / "runs")
         key = EpisodeKey("t", tiny_task.name, "openai:tiny-lm", "b", "trials", BUDGET, 0)
         summary = run_episode(key, tiny_task, method("openai:tiny-lm"), store)
-    assert summary["failed"] is None and summary["target_trials"] == BUDGET
+    assert summary.failed is None and summary.target_trials == BUDGET
     logs = (tmp_path / "runs").rglob("*.jsonl")
     trials = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
     assert len(trials) == BUDGET

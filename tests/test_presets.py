@@ -18,7 +18,7 @@ from tests.helpers import with_presets
 SLOW = {"smac-bb"}  # seconds per ask on 17 dimensions
 PRESETS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m
            for m, spec in methods().items()
-           if not spec.missing() and not spec.needs_training and spec.family != "llm"]
+           if not spec.missing() and not spec.learned and spec.family != "llm"]
 
 
 @pytest.mark.parametrize("method", PRESETS)
@@ -27,10 +27,10 @@ def test_preset_runs_a_short_episode(tmp_path, method):
     key = EpisodeKey("s", task.name, method, "pile_cc", "trials", 3, 0)
     store = Store(tmp_path)
     summary = run_episode(key, task, methods()[method], store)
-    assert summary["trials"] == 3 and summary["target_trials"] == 3, summary["failed"]
-    scores = summary["scores"]
-    assert summary["recommend_value"] is not None and summary["best"] == scores["value"]
-    assert summary["best"] >= task.scorer("pile_cc").optimum and 0 <= scores["pregret"] < 1
+    assert summary.trials == 3 and summary.target_trials == 3, summary.failed
+    scores = summary.scores
+    assert summary.recommend_value is not None and summary.best == scores["value"]
+    assert summary.best >= task.scorer("pile_cc").optimum and 0 <= scores["pregret"] < 1
     pool = task.problem("pile_cc", Budget("trials", 3)).candidates()
     for line in store.trial_log(key).read_text().splitlines():
         row = json.loads(line)
@@ -42,7 +42,7 @@ def test_preset_runs_a_short_episode(tmp_path, method):
 def misspelled(tmp_path, monkeypatch):
     """The project's configs plus a preset whose parameter is misspelled (`top-k` for `top_k`)."""
     yield from with_presets(tmp_path, monkeypatch, typo={
-        "target": "baselines.extrapolate:Extrapolate", "family": "heuristic", "in_all": False,
+        "class": "baselines.extrapolate:Extrapolate", "family": "heuristic", "in_all": False,
         "params": {"top-k": 3}})
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
+from bench.gym.suites import load_suite
 from bench.gym.task import Prior
 from bench.runner import plan
 from bench.store import Store
-from bench.suites import load_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my_sweep" / "spec.yaml"
 BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -90,6 +90,6 @@ def test_a_spec_file_with_a_gap_and_a_prior_budget_runs(tmp_path):
     assert len(markers) == 3 * 2 * 2
     for m in markers:
         assert m["prior_worth"] <= 1 + 1e-9 and m["extrapolation"] >= np.log10(4) - 1e-9
-    r = subprocess.run([*BENCH, "leaderboard", "--out", str(out)], capture_output=True, text=True,
+    r = subprocess.run([*BENCH, "leaderboard", "--runs", str(out)], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "separated" in r.stdout

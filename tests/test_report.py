@@ -16,6 +16,7 @@ from bench.cli import app
 from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.registry import load_task
+from bench.gym.suites import load_suite
 from bench.methods import method, methods
 from bench.metrics import (
     ALL_TASKS,
@@ -32,8 +33,8 @@ from bench.metrics import (
 from bench.report import board_view, cd_results, suite_ranks, target_proposals, write_report
 from bench.runner import plan
 from bench.scores import Scorer
-from bench.store import Store
-from bench.suites import load_suite
+from bench.store import EpisodeKey, Store
+from bench.summary import EpisodeSummary
 
 TASKS = ["data_mixture", "grpo", "sft_lora"]  # grpo is simulated
 METHODS = ["random", "centroid", "best-prior"]
@@ -64,10 +65,10 @@ def summary(key: dict, best: float, pool=(0.0, 0.5, 1.0, 2.0, 4.0), budget_gpu_h
     """A summary as `bench.episode` writes it, scored by `Scorer.episode` on `pool` (optimum 0,
     median 1, worst 4: nregret = the value)."""
     length = int(key["budget"]) if key["budget_kind"] == "trials" else None
-    return {"key": key, "best": best, "recommend_value": best, "curve": [best], "failed": None,
-            "direction": "minimize", "gpu_hours": gpu_hours, "budget_gpu_hours": budget_gpu_hours,
-            "ask_seconds": 0.0, "trials": 1, "pool_size": len(pool),
-            "scores": Scorer(list(pool), "minimize").episode(best, [best], length=length)}
+    return EpisodeKey(**key), EpisodeSummary(
+        best=best, recommend_value=best, curve=[best], gpu_hours=gpu_hours,
+        budget_gpu_hours=budget_gpu_hours, trials=1, pool_size=len(pool),
+        scores=Scorer(list(pool), "minimize").episode(best, [best], length=length))
 
 
 def lines(ax):
@@ -230,7 +231,7 @@ def _numbers(cell: str) -> list[float]:
 
 def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
     cli = CliRunner()
-    result = cli.invoke(app, ["leaderboard", "--out", str(runs)])
+    result = cli.invoke(app, ["leaderboard", "--runs", str(runs)])
     assert result.exit_code == 0, result.output
     rep = tmp_path / "report"
     result = cli.invoke(app, ["report", "--runs", str(runs), "--out", str(rep), "--suite", "quick"])

@@ -3,10 +3,10 @@
 import pytest
 
 from bench.gym.registry import load_task
+from bench.gym.suites import load_suite
 from bench.metrics import episodes_frame
 from bench.runner import execute, plan
 from bench.store import Store
-from bench.suites import load_suite
 
 
 def _scores(out):

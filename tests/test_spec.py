@@ -14,9 +14,9 @@ from bench.errors import BenchError
 from bench.gym.problem import Budget, Query
 from bench.gym.registry import load_task, resolve_tasks, task_names
 from bench.gym.spec import TaskSpec, build_task, load_spec
+from bench.gym.suites import load_suite
 from bench.runner import plan
 from bench.store import Store
-from bench.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_sweep"

@@ -13,21 +13,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import suggest as sg
-from bench.episode import _NoLog, play_episode
+from bench.episode import play_episode
 from bench.errors import BenchError
 from bench.gym.problem import Fidelity
 from bench.gym.registry import load_task
 from bench.gym.spec import flops_gpu_hours, outside_space
+from bench.gym.suites import load_suite
 from bench.methods import MethodSpec, method
 from bench.store import EpisodeKey
-from bench.suites import load_suite
+from bench.suggest.advice import cannot_advise, run_outcome, suggest
+from bench.suggest.backtest import BACKTEST_SUITE, backtest
+from bench.suggest.output import backtest_summary
+from bench.suggest.pool import SOBOL_POOL, prepare, read_observed
+from bench.suggest.target import fit_cost, parse_target, spec_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = str(ROOT / "examples" / "my_sweep" / "spec.yaml")
 TARGET = "params=1.61e9,tokens=6.44e10"  # h2048 at 32 layers, 40 tokens per parameter: not in runs.csv
 BENCH = [sys.executable, "-c", "from bench.cli import main; main()"]
-REGMIX_SMALL = MethodSpec(name="regmix", target="baselines.regmix:RegMix", family="regression",
+REGMIX_SMALL = MethodSpec(name="regmix", cls="baselines.regmix:RegMix", family="regression",
                           params={"n_estimators": 100})  # RegMix with fewer trees: seconds, not minutes
 
 
@@ -42,9 +46,9 @@ def task():
 
 
 def setup_for(task, observed=None, grid=True, seed=0, n=3):
-    descriptors = sg.parse_target(TARGET, task)
-    grid = sg.spec_grid(SPEC) if grid else None
-    return sg.prepare(task, "h2048", descriptors, grid, observed, n, None, seed)
+    descriptors = parse_target(TARGET, task)
+    grid = spec_grid(SPEC) if grid else None
+    return prepare(task, "h2048", descriptors, grid, observed, n, None, seed)
 
 
 def test_suggestion_at_a_fidelity_absent_from_the_table(task):
@@ -57,7 +61,7 @@ def test_suggestion_at_a_fidelity_absent_from_the_table(task):
     runs = task.table[task.table.experiment == "h2048"]
     assert len(problem.prior) == len(runs) and set(problem.prior.fidelity) == set(runs.fidelity)
     assert "value" not in problem.candidates().columns and len(problem.arrays()) == 7 * 5
-    advice = sg.suggest(method("extrapolate"), setup, 0, task, 3)
+    advice = suggest(method("extrapolate"), setup, 0, task, 3)
     ids = [s.candidate for s in advice.suggestions]
     assert len(set(ids)) == 3 and not advice.note
     # Step Law (the example's generator): the optimal learning rate falls with scale, so the
@@ -69,7 +73,7 @@ def test_suggestion_at_a_fidelity_absent_from_the_table(task):
 def test_sobol_pool_without_a_grid_is_seeded_and_inside_the_space(task):
     a, b = setup_for(task, grid=False, seed=4), setup_for(task, grid=False, seed=4)
     pool = a.problem.candidates()
-    assert pool.equals(b.problem.candidates()) and 200 < len(pool) <= sg.SOBOL_POOL
+    assert pool.equals(b.problem.candidates()) and 200 < len(pool) <= SOBOL_POOL
     assert not pool.equals(setup_for(task, grid=False, seed=5).problem.candidates())
     assert all(outside_space(task.space[c], v) is None for c in pool.columns for v in pool[c])
     assert pool.batch_size.map(type).eq(int).all()
@@ -79,22 +83,22 @@ def test_target_cost_from_a_power_law_or_asked_for(tiny_task):
     cells = [(1e6, 1e9), (1e7, 1e9), (1e7, 1e10), (1e8, 4e10)]
     levels = [Fidelity(f"l{i}", {"params": n, "tokens": d}, flops_gpu_hours(n, d))
               for i, (n, d) in enumerate(cells)]
-    cost, note = sg.fit_cost(levels, {"params": 1e10, "tokens": 2e11})  # the default 6ND model: exact
+    cost, note = fit_cost(levels, {"params": 1e10, "tokens": 2e11})  # the default 6ND model: exact
     assert cost == pytest.approx(flops_gpu_hours(1e10, 2e11), rel=1e-9) and "largest error there 0%" in note
     with pytest.raises(BenchError, match="2 fidelity levels are too few .* give --target-cost"):
-        sg.fit_cost(tiny_task.fidelities(), {"params": 1e10, "tokens": 2e11})
-    setup = sg.prepare(tiny_task, "b", {"params": 1e10, "tokens": 2e11}, {"lr": [1e-3, 1e-2]}, None, 1,
-                       None, 0, cost=500.0)
+        fit_cost(tiny_task.fidelities(), {"params": 1e10, "tokens": 2e11})
+    setup = prepare(tiny_task, "b", {"params": 1e10, "tokens": 2e11}, {"lr": [1e-3, 1e-2]}, None, 1,
+                    None, 0, cost=500.0)
     assert setup.problem.fidelities[-1].cost == 500.0 and len(setup.problem.arrays()) == 2
 
 
 def test_observed_runs_change_the_next_suggestion(task):
-    before = sg.suggest(REGMIX_SMALL, setup_for(task), 0, task, 3)
+    before = suggest(REGMIX_SMALL, setup_for(task), 0, task, 3)
     first = before.suggestions[0].config
     bad = pd.DataFrame([{**first, "value": 9.0}])
     good = pd.DataFrame([{**first, "value": 2.0}])
-    after_bad = sg.suggest(REGMIX_SMALL, setup_for(task, bad), 0, task, 3)
-    after_good = sg.suggest(REGMIX_SMALL, setup_for(task, good), 0, task, 3)
+    after_bad = suggest(REGMIX_SMALL, setup_for(task, bad), 0, task, 3)
+    after_good = suggest(REGMIX_SMALL, setup_for(task, good), 0, task, 3)
     for after in (after_bad, after_good):  # the run done is not suggested again
         assert first not in [s.config for s in after.suggestions]
     assert [s.config for s in after_bad.suggestions] != [s.config for s in after_good.suggestions]
@@ -119,23 +123,23 @@ def test_gp_prediction_reproduces_what_it_was_told(task):
     optimizer = method("botorch-ei").make(setup.problem, 0)
     for k in range(3):
         query = optimizer.ask()
-        optimizer.tell(query, sg.run_outcome(setup.problem, query, *setup.observed[k]))
+        optimizer.tell(query, run_outcome(setup.problem, query, *setup.observed[k]))
     mean, std = optimizer.predict(np.array([cid for cid, _ in setup.observed]))
     assert mean == pytest.approx(told.value.to_numpy(), abs=0.02) and (std > 0).all()
 
 
 @pytest.mark.parametrize("spec", [method("extrapolate"), method("optuna-tpe"), method("botorch-ei"),
-                                  REGMIX_SMALL], ids=lambda s: s.target.rpartition(":")[2])
+                                  REGMIX_SMALL], ids=lambda s: s.cls.rpartition(":")[2])
 def test_backtest_equals_the_benchmark(task, spec):
     """Same method, seed and budget: the backtest's rounds are the benchmark episode's trials."""
-    budget, prior = 3, load_suite(sg.BACKTEST_SUITE).prior_for(task.name)
+    budget, prior = 3, load_suite(BACKTEST_SUITE).prior_for(task.name)
     for seed in (0, 1):
-        row = sg.backtest(spec, task, "h2048", seed, budget, n=2)
-        key = EpisodeKey(sg.BACKTEST_SUITE, task.name, spec.name, "h2048", "trials", budget, seed)
-        summary, error = play_episode(key, task, spec, _NoLog(), prior=prior)
+        row = backtest(spec, task, "h2048", seed, budget, n=2)
+        key = EpisodeKey(BACKTEST_SUITE, task.name, spec.name, "h2048", "trials", budget, seed)
+        summary, error = play_episode(key, task, spec, [], prior=prior)
         assert error is None and row["failed"] is None
-        assert row["curve"] == summary["curve"] and len(row["curve"]) == budget
-        scores = summary["scores"]  # the benchmark's, by the same Scorer
+        assert row["curve"] == summary.curve and len(row["curve"]) == budget
+        scores = summary.scores  # the benchmark's, by the same Scorer
         assert {k: row[k] for k in ("pregret", "regret", "nregret", "diverged")} == \
             {k: scores[k] for k in ("pregret", "regret", "nregret", "diverged")}
         values = task.oracle("h2048", seed).scorer.values
@@ -148,25 +152,25 @@ def test_backtest_failure_scores_the_worst_candidate(task, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sg, "advise", broken)
-    row = sg.backtest(method("random"), task, "h2048", 0, 2, n=1)
+    monkeypatch.setattr("bench.suggest.backtest.advise", broken)
+    row = backtest(method("random"), task, "h2048", 0, 2, n=1)
     scorer = task.scorer("h2048")
     assert row["failed"] == "RuntimeError: boom" and row["pregret"] == row["pregret_at_once"] == 1.0
     assert row["best"] == scorer.worst and row["nregret"] == pytest.approx(scorer.nregret(scorer.worst))
-    summary = sg.backtest_summary([row])
+    summary = backtest_summary([row])
     assert summary.loc[0, "pregret"] == 1.0 and summary.loc[0, "failed"] == 1
 
 
 def test_a_method_that_repeats_itself_gives_fewer(task):
-    advice = sg.suggest(method("centroid"), setup_for(task), 0, task, 3)
+    advice = suggest(method("centroid"), setup_for(task), 0, task, 3)
     assert len(advice.suggestions) == 1 and "until it is told an outcome" in advice.note
 
 
 def test_learned_methods_without_train_experiments_are_skipped(tmp_path, task):
     (tmp_path / "spec.yaml").write_text(spec_text().replace("test: [h2048]", ""))
     no_train = load_task(str(tmp_path / "spec.yaml"))
-    assert "has none" in sg.cannot_advise(method("fsbo"), no_train)
-    assert sg.cannot_advise(method("extrapolate"), no_train) is None
+    assert "has none" in cannot_advise(method("fsbo"), no_train)
+    assert cannot_advise(method("extrapolate"), no_train) is None
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -191,7 +195,7 @@ def test_bad_target_grid_is_one_clear_error(tmp_path, edit, message):
 ])
 def test_bad_target_is_one_clear_error(task, target, message):
     with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        sg.prepare(task, "h2048", sg.parse_target(target, task), None, None, 3, None, 0)
+        prepare(task, "h2048", parse_target(target, task), None, None, 3, None, 0)
 
 
 @pytest.mark.parametrize("csv, message", [
@@ -205,7 +209,7 @@ def test_bad_observed_csv_is_one_clear_error(task, tmp_path, csv, message):
     if csv is not None:
         (tmp_path / "obs.csv").write_text(csv)
     with pytest.raises(BenchError) as exc:
-        sg.read_observed(tmp_path / "obs.csv", task, sg.parse_target(TARGET, task))
+        read_observed(tmp_path / "obs.csv", task, parse_target(TARGET, task))
     assert message in str(exc.value)
 
 

@@ -11,10 +11,10 @@ from bench.data import path_of
 from bench.episode import run_episode
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
+from bench.gym.suites import load_suite
 from bench.gym.tasks import pretrain_hparams
 from bench.methods import methods
 from bench.store import EpisodeKey, Store
-from bench.suites import load_suite
 
 
 def _raw(name):
@@ -109,9 +109,9 @@ def test_quick_suite_runs(task, tmp_path):
                 for seed in suite.seeds_for(methods()[method].family):
                     key = EpisodeKey(suite.name, task.name, method, exp, b.kind, b.amount, seed)
                     s = run_episode(key, task, methods()[method], store)
-                    assert s["target_trials"] == b.amount
-                    assert math.isfinite(s["best"]) and 0 <= s["scores"]["pregret"] <= 1
-                    assert task.objective.sign * (s["best"] - task.scorer(exp).optimum) >= 0
+                    assert s.target_trials == b.amount
+                    assert math.isfinite(s.best) and 0 <= s.scores["pregret"] <= 1
+                    assert task.objective.sign * (s.best - task.scorer(exp).optimum) >= 0
 
 
 def test_diverged_runs_are_far_above_their_cells_best(task):

@@ -12,8 +12,7 @@ from bench.store import EpisodeKey, Store
 from bench.training import TrainingData, checkpoint_path, load, train, train_only
 from tests.helpers import noisy_test_experiments
 
-SPEC = MethodSpec(name="learned-centre", target="tests.helpers:LearnedCentre", family="learned-bo",
-                  needs_training=True)
+SPEC = MethodSpec(name="learned-centre", cls="tests.helpers:LearnedCentre", family="learned-bo")
 
 
 def test_training_never_reads_test_experiments(cache):
@@ -52,7 +51,7 @@ def test_episode_trains_on_first_use(cache, tmp_path):
     task = load_task("sft_lora")
     key = EpisodeKey("t", task.name, SPEC.name, task.split("test")[0], "trials", 2, 0)
     summary = run_episode(key, task, SPEC, Store(tmp_path / "out"))
-    assert summary["failed"] is None and summary["trials"] == 2
+    assert summary.failed is None and summary.trials == 2
     assert list((cache / "checkpoints" / "sft_lora").glob("learned-centre-*.pt"))
 
 
@@ -78,8 +77,7 @@ def test_bench_train_command(cache, tmp_path):
     configs = tmp_path / "configs"
     shutil.copytree(configs_dir(), configs)
     presets = yaml.safe_load((configs / "methods.yaml").read_text())
-    presets["learned-centre"] = {"target": "tests.helpers:LearnedCentre", "family": "learned-bo",
-                                 "needs_training": True}
+    presets["learned-centre"] = {"class": "tests.helpers:LearnedCentre", "family": "learned-bo"}
     (configs / "methods.yaml").write_text(yaml.safe_dump(presets))
     env = {**os.environ, "BENCH_CONFIGS": str(configs), "PYTHONPATH": str(Path(__file__).parents[1])}
     cli = [sys.executable, "-c", "from bench.cli import main; main()", "train"]

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from bench.errors import BenchError
+from bench.gym.suites import load_suite
 from bench.metrics import episodes_frame
 from bench.runner import execute, plan
 from bench.store import Store
-from bench.suites import load_suite
 from tests.helpers import with_presets
 
 ROOT = Path(__file__).parents[1]
@@ -44,7 +44,7 @@ def _trial_logs(out: Path) -> dict[str, list[str]]:
 def configs(tmp_path, monkeypatch):
     """The project's configs plus a `stalling` preset (tests.helpers.Stalling)."""
     yield from with_presets(tmp_path, monkeypatch, stalling={
-        "target": "tests.helpers:Stalling", "family": "test", "in_all": False,
+        "class": "tests.helpers:Stalling", "family": "test", "in_all": False,
         "params": {"seconds": 60.0, "stall_seed": 1}})
 
 

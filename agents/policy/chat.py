@@ -24,8 +24,9 @@ from agents.llm.answer import AnswerError, Form
 from agents.llm.prompt import POOL_LIMIT, PROMPT_TOKENS, SYSTEM, PriorDigest
 from agents.policy.trajectories import Trajectory
 from bench.errors import BenchError
-from bench.gym.problem import Budget, Problem, Query
+from bench.gym.problem import Budget, Outcome, Problem, Query
 from bench.gym.task import Prior, Task
+from bench.loop import Trace, run
 from bench.optimizer import Optimizer
 
 Messages = list[dict[str, str]]
@@ -89,23 +90,32 @@ def answer_text(problem: Problem, form: Form, candidate: int, rationale: str) ->
 def chat_records(task: Task, trajectories: Iterable[Trajectory]) -> Iterator[dict]:
     """One record per step of each trajectory, replayed through the episode's oracle."""
     for trajectory in trajectories:
-        meta = {"experiment": trajectory.experiment, "budget": trajectory.budget, "seed": trajectory.seed,
-                "prior": [trajectory.prior.kind, trajectory.prior.gap, trajectory.prior.budget]}
-        problem = episode_problem(task, meta)
-        oracle = task.oracle(trajectory.experiment, trajectory.seed)
-        policy = ChatPolicy(problem, trajectory.seed, _replay(problem, trajectory))
-        for t, step in enumerate(trajectory.steps):
-            query = policy.ask()
-            outcome = oracle.evaluate(query)
-            same = outcome.candidate == step.candidate and math.isclose(outcome.value, step.value,
-                                                                        rel_tol=1e-9, abs_tol=1e-12)
-            if not (policy.valid[-1] and same):
-                raise BenchError(f"trajectory {trajectory.experiment} seed {trajectory.seed} does not replay "
-                                 f"on task {task.name} at step {t}: it asked candidate {step.candidate} "
-                                 f"(value {step.value:.6g}), the episode ran {outcome.candidate} "
-                                 f"(value {outcome.value:.6g})")
-            policy.tell(query, outcome)
-            yield {"messages": policy.transcript[-1], "meta": {**meta, "step": t}}
+        yield from _replayed(task, trajectory)
+
+
+def _replayed(task: Task, trajectory: Trajectory) -> list[dict]:
+    """The records of one trajectory: the harness's loop (`bench.loop`) runs the chat policy
+    answering its steps; a step the episode does not run as recorded is a BenchError."""
+    meta = {"experiment": trajectory.experiment, "budget": trajectory.budget, "seed": trajectory.seed,
+            "prior": [trajectory.prior.kind, trajectory.prior.gap, trajectory.prior.budget]}
+    problem = episode_problem(task, meta)
+    policy = ChatPolicy(problem, trajectory.seed, _replay(problem, trajectory))
+    records = []
+
+    def check(trace: Trace, _query: Query, outcome: Outcome, _seconds: float) -> None:
+        t = trace.trials - 1
+        step = trajectory.steps[t]
+        same = outcome.candidate == step.candidate and math.isclose(outcome.value, step.value,
+                                                                    rel_tol=1e-9, abs_tol=1e-12)
+        if not (policy.valid[-1] and same):
+            raise BenchError(f"trajectory {trajectory.experiment} seed {trajectory.seed} does not replay "
+                             f"on task {task.name} at step {t}: it asked candidate {step.candidate} "
+                             f"(value {step.value:.6g}), the episode ran {outcome.candidate} "
+                             f"(value {outcome.value:.6g})")
+        records.append({"messages": policy.transcript[-1], "meta": {**meta, "step": t}})
+
+    run(policy, task.oracle(trajectory.experiment, trajectory.seed), problem, "replay", check)
+    return records
 
 
 def _replay(problem: Problem, trajectory: Trajectory) -> Callable[[Messages, Form], str]:

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.policy.episodes import Episode
+from agents.policy.episodes import TrainingEpisode
 from agents.policy.model import PolicyNet, gaussian_nll
 from agents.policy.trajectories import Trajectory
 
 
 def distill(
     net: PolicyNet,
-    episodes: dict[tuple, Episode],
+    episodes: dict[tuple, TrainingEpisode],
     trajectories: list[Trajectory],
     epochs: int,
     lr: float,

@@ -1,6 +1,6 @@
 """Training episodes of the policy and how it plays them (distillation, RL, validation).
 
-An `Episode` is a `Problem` of a train (or curated) experiment with its target outcomes in the
+A `TrainingEpisode` is a `Problem` of a train (or curated) experiment with its target outcomes in the
 episode's candidate order: training needs them for rewards and targets, and only train
 experiments are ever made into one. Rollouts play `group` copies of an episode in lockstep at the
 target fidelity (trial budgets), batched through the network. Every score comes from the
@@ -17,7 +17,8 @@ import torch
 
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
-from bench.gym.problem import Budget, Problem
+from bench.gym import rules
+from bench.gym.problem import Budget, Outcome, Problem, Query
 from bench.gym.task import Prior
 from bench.numerics import normal_scores_by_level
 from bench.scores import Scorer
@@ -27,7 +28,7 @@ REGRET_CLIP = 3.0  # nregret above this counts as this in rewards (a diverged ru
 
 
 @dataclass
-class Episode:
+class TrainingEpisode:
     problem: Problem
     values: np.ndarray  # target outcomes, candidate id order
     view: EpisodeView
@@ -37,7 +38,7 @@ class Episode:
     @classmethod
     def of(
         cls, data: TrainingData, exp: str, prior: Prior, budget: int, seed: int, cross_fidelity: bool = True
-    ) -> Episode:
+    ) -> TrainingEpisode:
         task = data.task
         problem = task.problem(exp, Budget("trials", budget), prior, seed)
         target = task.experiment(exp).target.name
@@ -46,6 +47,10 @@ class Episode:
             problem, values, EpisodeView(problem, cross_fidelity), (task.name, exp, prior, budget, seed),
             task.scorer(exp),
         )
+
+    def oracle(self) -> EpisodeOracle:
+        """Answers this episode's target queries from `values` (curated episodes have no table)."""
+        return EpisodeOracle(self.problem, self.values)
 
     @property
     def horizon(self) -> int:
@@ -73,39 +78,57 @@ class Episode:
         return batch(out)
 
 
+@dataclass(frozen=True)
+class EpisodeOracle:
+    """An oracle for target queries (`bench.loop.run`) from the target outcomes in candidate id
+    order, snapping a configuration as the harness's oracle does (`rules.snap`)."""
+
+    problem: Problem
+    values: np.ndarray
+
+    def evaluate(self, query: Query) -> Outcome:
+        if query.fidelity != self.problem.target:
+            raise ValueError(f"an episode's oracle answers target queries only, not {query.fidelity}")
+        pool = self.problem.arrays()
+        i, distance = rules.snap(query, pool.x, self.problem.encoder)
+        return Outcome(float(self.values[i]), self.problem.fidelities[-1].cost, dict(pool.records[i]),
+                       query.fidelity, distance > rules.SNAP_TOLERANCE, distance, i)
+
+
 def draw(
     data: TrainingData,
     rng: np.random.Generator,
     n: int,
     cross_fidelity: bool = True,
     experiments: list[str] | None = None,
-) -> list[Episode]:
+) -> list[TrainingEpisode]:
     """`n` episodes drawn as `TrainingData.draw` does (experiment, protocol, budget, seed)."""
     out = []
     for _ in range(n):
         exp, prior, budget = data.draw(rng, experiments)
-        out.append(Episode.of(data, exp, prior, budget, int(rng.integers(2**31)), cross_fidelity))
+        out.append(TrainingEpisode.of(data, exp, prior, budget, int(rng.integers(2**31)), cross_fidelity))
     return out
 
 
 def validation_set(
     data: TrainingData, budgets=(1, 3, 5), seeds=(0, 1), cross_fidelity: bool = True
-) -> list[Episode]:
+) -> list[TrainingEpisode]:
     """Fixed episodes of the validation experiments (real, unshifted problems) for model selection."""
     out = []
     for exp in data.validation:
         pool = len(data.task.arrays(exp, data.task.experiment(exp).target.name)[1])
         for prior in data.priors:
-            if prior.kind == "cheaper" and not data.task.prior_fidelities(exp, prior):
+            if not data.task.offers(exp, prior):
                 continue
             for budget in [b for b in budgets if b <= pool / 2] or [1]:
-                out += [Episode.of(data, exp, prior, budget, 20_000 + s, cross_fidelity) for s in seeds]
+                out += [TrainingEpisode.of(data, exp, prior, budget, 20_000 + s, cross_fidelity)
+                        for s in seeds]
     return out
 
 
 def rollout(
     net: PolicyNet,
-    ep: Episode,
+    ep: TrainingEpisode,
     group: int,
     generator: torch.Generator | None,
     reference: PolicyNet | None = None,
@@ -149,7 +172,7 @@ def rollout(
     )
 
 
-def greedy_nregret(net: PolicyNet, episodes: list[Episode]) -> float:
+def greedy_nregret(net: PolicyNet, episodes: list[TrainingEpisode]) -> float:
     """Mean final nregret of the greedy policy over `episodes` (model selection)."""
     if not episodes:
         return float("nan")

@@ -54,7 +54,7 @@ class PolicyNet(nn.Module):
         self.blocks = nn.ModuleList(CrossBlock(d_model, heads, ff) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.logit = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 1))
-        self.predict = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 2))
+        self.value_head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 2))
 
     def forward(self, tokens, valid, dist, cand):
         """tokens (B, H, TOKEN_WIDTH), valid (B, H) bool, dist (B, N, H), cand (B, N,
@@ -67,7 +67,7 @@ class PolicyNet(nn.Module):
         for block in self.blocks:
             c = block(c, t, valid, dist)
         c = self.norm(c)
-        mean, log_var = self.predict(c).unbind(-1)
+        mean, log_var = self.value_head(c).unbind(-1)
         return self.logit(c).squeeze(-1), mean, log_var.clamp(-6, 4)
 
 

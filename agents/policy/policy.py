@@ -39,7 +39,7 @@ from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
 from bench.gym.problem import Query
 from bench.numerics import seeded_torch, torch_threads
-from bench.optimizer import Optimizer
+from bench.optimizer import LearnedOptimizer
 from bench.paths import cache_dir
 from bench.training import TrainingData
 
@@ -88,8 +88,8 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
 )
 
 
-class AutoLLMResearch(Optimizer):
-    VERSION = 3
+class AutoLLMResearch(LearnedOptimizer):
+    VERSION = 4
 
     # Training --------------------------------------------------------------------------------
     @classmethod
@@ -156,7 +156,7 @@ class AutoLLMResearch(Optimizer):
 
     # Acting ----------------------------------------------------------------------------------
     def __init__(self, problem, seed, *, checkpoint, **params):
-        super().__init__(problem, seed)
+        super().__init__(problem, seed, checkpoint=checkpoint)
         Settings(**params)  # an unknown parameter is an error; the network is the checkpoint's
         self.settings = Settings(**checkpoint.state["settings"])
         self.net = _net(self.settings)

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.policy.episodes import Episode, greedy_nregret, rollout
+from agents.policy.episodes import TrainingEpisode, greedy_nregret, rollout
 from agents.policy.model import PolicyNet
 
 
 def grpo(
     net: PolicyNet,
-    episodes: list[Episode],
-    validation: list[Episode],
+    episodes: list[TrainingEpisode],
+    validation: list[TrainingEpisode],
     steps: int,
     group: int,
     episodes_per_step: int,

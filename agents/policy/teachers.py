@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.policy.episodes import Episode
+from agents.policy.episodes import TrainingEpisode
 from agents.policy.features import CANDIDATE_COLUMNS, EpisodeView
 from agents.policy.trajectories import Step, Trajectory
-from bench.gym.problem import Outcome, Query
-from bench.gym.space import nearest
+from bench.gym.problem import Query
+from bench.loop import run
 from bench.methods import method
 from bench.optimizer import Optimizer
 
@@ -60,34 +60,18 @@ TEACHERS: tuple[tuple[str, dict, int], ...] = (  # (name, parameters, seeds)
 )
 
 
-def teacher(name: str, params: dict, ep: Episode, seed: int) -> Optimizer:
+def teacher(name: str, params: dict, ep: TrainingEpisode, seed: int) -> Optimizer:
     if name == "trend-expert":  # shares the episode's view when it has every feature
         return TrendExpert(ep.problem, seed, **params, view=ep.view if ep.view.cross_fidelity else None)
     return method(name).make(ep.problem, seed)
 
 
-def play(ep: Episode, optimizer: Optimizer) -> list[int]:
-    """The candidate ids `optimizer` asks in `ep`, told their outcomes (trial budget)."""
-    chosen, problem = [], ep.problem
-    for _ in range(ep.horizon):
-        query = optimizer.ask()
-        i = (
-            int(query.candidate)
-            if query.candidate is not None
-            else nearest(problem.arrays().x, problem.encoder.one(query.config))[0]
-        )
-        config = problem.arrays().records[i]
-        optimizer.tell(
-            query,
-            Outcome(
-                float(ep.values[i]), problem.fidelities[-1].cost, dict(config), problem.target, False, 0.0, i
-            ),
-        )
-        chosen.append(i)
-    return chosen
+def play(ep: TrainingEpisode, optimizer: Optimizer) -> list[int]:
+    """The candidate ids `optimizer` runs in `ep` (the harness's loop, `bench.loop`)."""
+    return [o.candidate for o in run(optimizer, ep.oracle(), ep.problem).outcomes]
 
 
-def simulate(episodes: list[Episode], seed: int, keep: int = 2) -> list[Trajectory]:
+def simulate(episodes: list[TrainingEpisode], seed: int, keep: int = 2) -> list[Trajectory]:
     """Every teacher on every episode; the best `keep` trajectories of each episode."""
     out = []
     for e, ep in enumerate(episodes):

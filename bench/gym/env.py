@@ -1,9 +1,10 @@
 """Gymnasium front door to the gym's episodes (`make_env`, `make_vector_env`).
 
-The same episodes as the harness (`bench.episode`): one (task, experiment, seed) gives the same
-candidate ids (`Task.permutation`), the same prior (`Task.prior_rows`, with the suite's gap and
-prior budget), the same outcomes (`Task.arrays`) and the same budget and refusal rules. Nothing
-in an observation comes from a target outcome the agent has not obtained.
+The same episodes as the harness (`bench.episode`), under the same rules (`bench.gym.rules`): one
+(task, experiment, seed) gives the same candidate ids (`Task.permutation`), the same prior
+(`Task.prior_rows`, with the suite's gap and prior budget), the same outcomes (`Task.arrays`) and
+the same budget and refusal rules. Nothing in an observation comes from a target outcome the
+agent has not obtained.
 
 Observation (a `Dict`; F fidelities cheapest first, the last the target; N the largest pool the
 episode is given; d the unit-cube width of the space; P the largest prior; H the most queries of
@@ -38,14 +39,14 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from bench.episode import MAX_REFUSALS
+from bench.gym import rules
 from bench.gym.problem import Budget, descriptor_matrix
 from bench.gym.registry import load_task
+from bench.gym.suites import load_suite
 from bench.gym.task import Prior, Task
-from bench.suites import load_suite
 
 
-class Episodes:
+class EpisodeBatch:
     """The numpy state of B episodes of one experiment, stepped in lockstep."""
 
     def __init__(self, task: Task, experiment: str, budget: Budget, prior: Prior, num: int):
@@ -72,8 +73,7 @@ class Episodes:
                                            for i in range(len(self.prior_levels))] or [np.zeros(0)])
         self.prior_value = self.prior_value.astype(np.float32)
         self.cap = budget.amount * (self.costs[-1] if budget.kind == "cost" else 1.0)
-        self.horizon = int(budget.amount) if budget.kind == "trials" else \
-            int(self.cap / self.costs.min() + 1e-9)
+        self.horizon = rules.horizon(budget, self.costs)
         self.scorer = task.scorer(experiment)  # every score of the target pool (`bench.scores`)
         self.descriptors = descriptor_matrix(self.fids)
         self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
@@ -166,7 +166,7 @@ class Episodes:
         """One query per active episode; returns reward, terminated, truncated and info arrays."""
         o, rows = self.obs, np.flatnonzero(active)
         before = self.scores(self.best)["pregret"]
-        fits = (self.spent[rows] + self.costs[levels[rows]] <= self.cap * (1 + 1e-9) + 1e-12) \
+        fits = rules.fits(self.costs[levels[rows]], self.cap - self.spent[rows]) \
             if self.budget.kind == "cost" else np.ones(len(rows), bool)
         valid = fits & (ids[rows] >= 0) & (ids[rows] < self.sizes[levels[rows]])
         refused = np.zeros(self.num, bool)
@@ -190,15 +190,15 @@ class Episodes:
         self.best[hit] = np.where(np.isnan(old) | (self.sign * new < self.sign * old), new, old)
         if self.budget.kind == "trials":
             left = self.budget.amount - self.t
-            done = left < 1 - 1e-9
+            done = ~rules.trial_left(left)
             o["budget_left"][:, 0] = left / self.budget.amount
         else:
             left = self.cap - self.spent
-            done = left * (1 + 1e-9) + 1e-12 < self.costs.min()
+            done = ~rules.fits(self.costs.min(), left)
             o["budget_left"][:, 0] = np.clip(left / self.cap, 0, 1)
         done |= self.t >= self.horizon
         after = self.scores(self.best)
-        truncated = (self.refusals >= MAX_REFUSALS) & ~done
+        truncated = (self.refusals >= rules.MAX_REFUSALS) & ~done
         info = {**after, "value": self.best.copy(), "refused": refused}
         return (before - after["pregret"]) * active, done & active, truncated & active, info
 
@@ -208,7 +208,7 @@ class ConfigEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, episodes: Episodes):
+    def __init__(self, episodes: EpisodeBatch):
         self.episodes = episodes
         self.observation_space = episodes.single_space()
         self.action_space = episodes.single_action_space()
@@ -236,7 +236,7 @@ class VectorConfigEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, episodes: Episodes):
+    def __init__(self, episodes: EpisodeBatch):
         self.episodes = episodes
         self.num_envs = episodes.num
         self.single_observation_space = episodes.single_space()
@@ -266,18 +266,18 @@ class VectorConfigEnv(VectorEnv):
         return self.episodes.obs, reward, done, truncated, info
 
 
-def _split_action(episodes: Episodes, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _split_action(episodes: EpisodeBatch, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if episodes.budget.kind == "trials":
         return np.full(len(actions), len(episodes.fids) - 1), actions.astype(int).reshape(-1)
     actions = actions.astype(int).reshape(-1, 2)
     return actions[:, 0].clip(0, len(episodes.fids) - 1), actions[:, 1]
 
 
-def _episodes(task: str | Task, experiment: str, suite: str, budget: float | None, num: int) -> Episodes:
+def _episodes(task: str | Task, experiment: str, suite: str, budget: float | None, num: int) -> EpisodeBatch:
     task = load_task(task) if isinstance(task, str) else task
     s = load_suite(suite)
     amount = max(s.budgets) if budget is None else budget
-    return Episodes(task, experiment, Budget(s.budget, amount), s.prior_for(task.name), num)
+    return EpisodeBatch(task, experiment, Budget(s.budget, amount), s.prior_for(task.name), num)
 
 
 def make_env(task: str | Task, experiment: str, suite: str = "paper",
@@ -293,4 +293,4 @@ def make_vector_env(task: str | Task, experiment: str, num_envs: int, suite: str
     return VectorConfigEnv(_episodes(task, experiment, suite, budget, num_envs))
 
 
-__all__ = ["ConfigEnv", "Episodes", "VectorConfigEnv", "make_env", "make_vector_env"]
+__all__ = ["ConfigEnv", "EpisodeBatch", "VectorConfigEnv", "make_env", "make_vector_env"]

@@ -166,14 +166,6 @@ class Problem:
             return self.budget_gpu_hours() - spent
         return self.budget.amount - trials
 
-    def affordable(self, spent: float, trials: int) -> list[str]:
-        """Fidelities a next query may use (cheapest first). Trial budgets: the target, while
-        trials are left. Cost budgets: those whose cost fits what is left."""
-        left = self.remaining(spent, trials)
-        if self.budget.kind == "trials":
-            return [self.target] if left >= 1 - 1e-9 else []
-        return [f.name for f in self.fidelities if f.cost <= left * (1 + 1e-9) + 1e-12]
-
     def fidelity(self, name: str) -> Fidelity:
         for f in self.fidelities:
             if f.name == name:

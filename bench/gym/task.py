@@ -13,8 +13,9 @@ import pandas as pd
 from ConfigSpace import ConfigurationSpace
 
 from bench.errors import BenchError
+from bench.gym import rules
 from bench.gym.problem import Budget, Fidelity, Objective, Outcome, Pool, Problem, Query
-from bench.gym.space import Encoder, nearest
+from bench.gym.space import Encoder
 from bench.scores import Scorer
 
 PRIOR_STREAM, POOL_STREAM = 1, 2  # independent random streams of an episode seed
@@ -68,6 +69,24 @@ class Prior:
     @classmethod
     def of(cls, value: Prior | str) -> Prior:
         return value if isinstance(value, Prior) else cls(kind=value)  # type: ignore[arg-type]
+
+    def levels(self, costs, target_cost: float) -> np.ndarray:
+        """Which of the cheaper fidelities (`costs`: their GPU-hours per run, cheapest first) the
+        prior may hold runs of: those within the gap (indices, cheapest first)."""
+        costs = np.asarray(costs, float)
+        if self.kind == "none":
+            return np.zeros(0, int)
+        limit = target_cost / self.gap if self.gap else np.inf
+        return np.flatnonzero(costs <= limit * (1 + 1e-9))
+
+    def runs(self, costs, target_cost: float) -> np.ndarray:
+        """How many of the runs costing `costs` (..., runs), in the order they are given, the
+        prior holds: the first ones whose cumulative cost fits `budget` target runs (all of them
+        without a budget)."""
+        costs = np.asarray(costs, float)
+        if self.budget is None:
+            return np.full(costs.shape[:-1], costs.shape[-1])
+        return (np.cumsum(costs, axis=-1) <= self.budget * target_cost * (1 + 1e-9)).sum(axis=-1)
 
 
 PriorPolicy = Prior | Literal["cheaper", "none"]
@@ -286,11 +305,15 @@ class Task:
 
     def prior_fidelities(self, experiment: str, prior: PriorPolicy = "cheaper") -> list[Fidelity]:
         """The cheaper fidelities whose runs `prior` may hold (cheapest first)."""
-        prior, exp = Prior.of(prior), self.experiment(experiment)
-        if prior.kind == "none":
-            return []
-        limit = exp.target.cost / prior.gap if prior.gap else np.inf
-        return [f for f in exp.fidelities[:-1] if f.cost <= limit * (1 + 1e-9)]
+        cheaper = self.experiment(experiment).fidelities
+        levels = Prior.of(prior).levels([f.cost for f in cheaper[:-1]], cheaper[-1].cost)
+        return [cheaper[i] for i in levels]
+
+    def offers(self, experiment: str, prior: PriorPolicy) -> bool:
+        """Can an episode of `experiment` have `prior`? Not a `cheaper` prior whose gap no cheaper
+        fidelity meets (suites skip such cells; training draws another protocol)."""
+        prior = Prior.of(prior)
+        return prior.kind == "none" or bool(self.prior_fidelities(experiment, prior))
 
     def given_fidelities(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper"
                          ) -> list[Fidelity]:
@@ -317,10 +340,7 @@ class Task:
         rows = np.concatenate([np.arange(n) for n in sizes]) if fids else np.zeros(0, int)
         order = shuffles(seeds, PRIOR_STREAM, 0, total)
         levels, rows = levels[order], rows[order]
-        counts = np.full(len(seeds), total)
-        if prior.budget is not None and total:
-            costs = np.array([f.cost for f in fids])[levels]
-            counts = (np.cumsum(costs, axis=1) <= prior.budget * exp.target.cost * (1 + 1e-9)).sum(axis=1)
+        counts = prior.runs(np.array([f.cost for f in fids])[levels], exp.target.cost)
         return levels, rows, counts
 
     def problem(self, experiment: str, budget: Budget, prior: PriorPolicy = "cheaper",
@@ -412,14 +432,9 @@ class Oracle:
 
     def evaluate(self, query: Query) -> Outcome:
         records, order, x, values, cost, diverged = self._level(query.fidelity)
-        if query.candidate is not None:
-            i, dist = int(query.candidate), 0.0
-            if not 0 <= i < len(order):
-                raise ValueError(f"candidate {i} is not in the pool of {len(order)} at {query.fidelity}")
-        else:
-            i, dist = nearest(x, self.task.encoder.one(query.config))
-        return Outcome(float(values[i]), cost, dict(records[order[i]]), query.fidelity, dist > 1e-9, dist, i,
-                       bool(diverged[i]))
+        i, dist = rules.snap(query, x, self.task.encoder)
+        return Outcome(float(values[i]), cost, dict(records[order[i]]), query.fidelity,
+                       dist > rules.SNAP_TOLERANCE, dist, i, bool(diverged[i]))
 
     def target_values(self) -> np.ndarray:
         return self.task.arrays(self.experiment.name, self.experiment.target.name)[1]
