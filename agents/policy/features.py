@@ -7,9 +7,13 @@ trained policy runs on every task and on a user's spec:
                      the target (1 = cheapest, 0 = target).
   tokens             the prior's runs (a representative subset, `PRIOR_TOKENS`) and the episode's
                      own runs: [fidelity features | normal score among the runs at that fidelity |
-                     at target]. The configuration enters through distances: the model's attention
-                     is biased by the mean squared unit-cube distance between a candidate and a
-                     token, which exists for any encoding width.
+                     at target | raw | diverged], raw being the run's robust z-score at its
+                     fidelity, sign(z) log(1 + |z|) with z = (value - median) / (1.4826 MAD),
+                     oriented larger-better: how bad a run was in the objective's own terms, which
+                     normal scores erase; diverged: the run diverged (the task's rule). The
+                     configuration enters through distances: the model's attention is biased by
+                     the mean squared unit-cube distance between a candidate and a token, which
+                     exists for any encoding width.
   candidate features per target candidate, what the cheap runs say about it (`CROSS_FIDELITY`
                      columns), what the episode's own target runs say, and the budget:
       at_top     kernel-smoothed normal score at the most expensive prior fidelity
@@ -23,10 +27,18 @@ trained policy runs on every task and on a user's spec:
       to_best    RMS distance to the best run of the most expensive prior fidelity
       own, own_support, to_own_best, to_own   the same from the episode's own target runs
       left, trials_left                       share of the budget left, trials left / 10
+      raw_top    kernel-smoothed raw score (above) at the most expensive prior fidelity
+      risk_top   kernel-smoothed share of diverged runs there
+      onset      where divergence sets in as scale grows: per prior fidelity with diverged runs,
+                 the RMS distance from the candidate to the nearest one, regressed on log10 cost
+                 (ridge `LOCATION_RIDGE`) and extrapolated to the target, in [-1, 1] (<= 0: the
+                 candidate is predicted inside the diverging region); 1 without divergence, the
+                 one fidelity's distance with one
 Scores are normal scores per fidelity (larger is better), so levels with different loss scales
 (the landscape shift) are comparable. Without cross-fidelity features (an ablation) the trend,
-slope and to_optimum columns are zero and prior tokens carry no fidelity features: the policy
-sees the cheap runs as one undifferentiated set.
+slope, to_optimum and onset columns are zero and prior tokens carry no fidelity features:
+the policy sees the cheap runs as one undifferentiated set. Without risk features (an ablation)
+the raw and diverged token fields and the raw_top, risk_top and onset columns are zero.
 """
 
 from __future__ import annotations
@@ -53,7 +65,7 @@ TOP_SHARE, TOP_MIN = 0.1, 2  # a fidelity's best runs (this share, at least TOP_
 LOCATION_BY = "descriptors"  # the location's regressors: every log descriptor, or "cost"
 
 FIDELITY_WIDTH = 3
-TOKEN_WIDTH = FIDELITY_WIDTH + 2
+TOKEN_WIDTH = FIDELITY_WIDTH + 4
 CANDIDATE_COLUMNS = (
     "at_top",
     "support",
@@ -67,8 +79,12 @@ CANDIDATE_COLUMNS = (
     "to_own",
     "left",
     "trials_left",
+    "raw_top",
+    "risk_top",
+    "onset",
 )
-CROSS_FIDELITY = ("trend", "slope", "to_optimum")
+CROSS_FIDELITY = ("trend", "slope", "to_optimum", "onset")
+RISK = ("raw_top", "risk_top", "onset")
 CANDIDATE_WIDTH = len(CANDIDATE_COLUMNS)
 
 
@@ -81,6 +97,34 @@ def fidelity_features(fidelities) -> np.ndarray:
     n = len(logs)
     steps = (n - 1 - np.arange(n)) / max(n - 1, 1)
     return np.column_stack([cost, spread, steps]).astype(np.float32)
+
+
+def raw_scores(values: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Robust z-scores of `values` (larger is better) within each level, log-compressed:
+    sign(z) log(1 + |z|), z = (v - median) / (1.4826 MAD) (MAD 0: the mean absolute deviation,
+    then 1)."""
+    out = np.zeros(len(values))
+    for lv in np.unique(level):
+        rows = level == lv
+        v = values[rows]
+        centre = np.median(v)
+        spread = 1.4826 * np.median(np.abs(v - centre)) or np.mean(np.abs(v - centre)) or 1.0
+        z = (v - centre) / spread
+        out[rows] = np.sign(z) * np.log1p(np.abs(z))
+    return out
+
+
+def onset(u: np.ndarray, gaps: list[np.ndarray | None]) -> np.ndarray:
+    """Each candidate's distance to divergence extrapolated to the target (u = 0) from the prior
+    fidelities at log10 relative costs `u` where runs diverged (`gaps[l]`: distances to the
+    nearest diverged run, None without one); see `onset` in the module docstring."""
+    seen = [i for i, g in enumerate(gaps) if g is not None]
+    if not seen:
+        return 1.0
+    if len(seen) == 1:
+        return gaps[seen[0]]
+    g = np.array([gaps[i] for i in seen])
+    return np.clip(ridge_line(u[seen], g, np.ones_like(g), LOCATION_RIDGE)[0], -1, 1)
 
 
 def msd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -139,16 +183,19 @@ class EpisodeView:
     """One episode as the policy reads it: built once from the `Problem` (the prior's part),
     then `state(...)` for each point of the episode's own history."""
 
-    def __init__(self, problem: Problem, cross_fidelity: bool = True):
-        self.problem, self.cross_fidelity = problem, cross_fidelity
+    def __init__(self, problem: Problem, cross_fidelity: bool = True, risk: bool = True):
+        self.problem, self.cross_fidelity, self.risk = problem, cross_fidelity, risk
         self.fidelity = fidelity_features(problem.fidelities)
         self.target_level = len(problem.fidelities) - 1
         self.sign = problem.objective.sign
         self.cand_x = problem.arrays().x.astype(np.float64)
         x, level, values = problem.prior_arrays
         score = normal_scores_by_level(-self.sign * values, level) if len(values) else np.zeros(0)
+        raw = raw_scores(-self.sign * values, level)
+        diverged = (problem.prior["diverged"].to_numpy(float) if "diverged" in problem.prior
+                    else np.zeros(len(values)))
         self.levels, self.summaries = [], []  # prior fidelities entering the trend, cheapest first
-        smoothed, weights = [], []
+        smoothed, weights, raw_smoothed, diverged_share, gaps = [], [], [], [], []
         for lv in sorted(set(level.tolist())):
             rows = level == lv
             if rows.sum() < MIN_RUNS:
@@ -157,7 +204,12 @@ class EpisodeView:
                 np.linspace(0, rows.sum() - 1, min(LOO_RUNS, rows.sum())).round().astype(int)
             ]
             h = bandwidth(msd(x[sub], x[sub]), score[sub])
-            m, weight = smooth(msd(self.cand_x, x[rows]), score[rows], h)
+            dist = msd(self.cand_x, x[rows])
+            m, weight = smooth(dist, score[rows], h)
+            raw_smoothed.append(smooth(dist, raw[rows], h)[0])
+            diverged_share.append(smooth(dist, diverged[rows], h)[0])
+            bad = diverged[rows] > 0
+            gaps.append(np.sqrt(dist[:, bad].min(axis=1)) if bad.any() else None)
             n_top = max(TOP_MIN, int(np.ceil(TOP_SHARE * rows.sum())))
             top = np.argsort(-score[rows], kind="stable")[:n_top]
             self.levels.append(lv)
@@ -192,12 +244,18 @@ class EpisodeView:
             self.own_bandwidth = self.summaries[-1]["h"]
         else:
             self.optimum_location, self.own_bandwidth = None, DEFAULT_BANDWIDTH
+        risky = np.zeros((n, len(RISK)))
+        if self.levels and risk:
+            shares = np.array(diverged_share).reshape(len(self.levels), n)
+            risky[:, 0], risky[:, 1] = raw_smoothed[-1], shares[-1]
+            risky[:, 2] = onset(u, gaps) if cross_fidelity else 0.0
         if not cross_fidelity:
-            base[:, [CANDIDATE_COLUMNS.index(c) for c in CROSS_FIDELITY]] = 0.0
-        self.base = base
+            base[:, [CANDIDATE_COLUMNS.index(c) for c in CROSS_FIDELITY if c not in RISK]] = 0.0
+        self.base, self.risky = base, risky
         keep = representative(level, score, PRIOR_TOKENS)
         fid = self.fidelity[level[keep]] if cross_fidelity else np.zeros((len(keep), FIDELITY_WIDTH))
-        self.prior_tokens = np.column_stack([fid, score[keep], np.zeros(len(keep))]).astype(np.float32)
+        self.prior_tokens = np.column_stack([fid, score[keep], np.zeros(len(keep)), risk * raw[keep],
+                                             risk * diverged[keep]]).astype(np.float32)
         self.prior_dist = msd(self.cand_x, x[keep]).astype(np.float32)
 
     def state(
@@ -207,16 +265,17 @@ class EpisodeView:
         own_values: np.ndarray,
         left: float,
         trials_left: float,
+        own_diverged: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens (H, TOKEN_WIDTH), distances (N, H), candidate features (N, CANDIDATE_WIDTH))
-        after the episode's own runs (`own_values` in the objective's units)."""
+        after the episode's own runs (`own_values` in the objective's units; `own_diverged`
+        their divergence flags, none diverged when not given)."""
         own_x = np.asarray(own_x, float).reshape(len(own_level), self.cand_x.shape[1])
         own_level = np.asarray(own_level, int)
-        z = (
-            normal_scores_by_level(-self.sign * np.asarray(own_values, float), own_level)
-            if len(own_level)
-            else np.zeros(0)
-        )
+        oriented = -self.sign * np.asarray(own_values, float)
+        z = normal_scores_by_level(oriented, own_level) if len(own_level) else np.zeros(0)
+        own_raw = raw_scores(oriented, own_level)
+        own_diverged = np.zeros(len(own_level)) if own_diverged is None else np.asarray(own_diverged, float)
         at = own_level == self.target_level
         own = np.zeros((len(self.cand_x), 4))
         own[:, 2:] = 1.0
@@ -227,8 +286,9 @@ class EpisodeView:
             own[:, 2] = np.sqrt(d[:, int(np.argmax(z[at]))])
             own[:, 3] = np.sqrt(d.min(axis=1))
         budget = np.tile([left, trials_left / 10.0], (len(self.cand_x), 1))
-        features = np.hstack([self.base, own, budget]).astype(np.float32)
-        tokens = np.column_stack([self.fidelity[own_level], z, at]).astype(np.float32)
+        features = np.hstack([self.base, own, budget, self.risky]).astype(np.float32)
+        tokens = np.column_stack([self.fidelity[own_level], z, at, self.risk * own_raw,
+                                  self.risk * own_diverged]).astype(np.float32)
         dist = np.hstack([self.prior_dist, msd(self.cand_x, own_x).astype(np.float32)])
         return np.vstack([self.prior_tokens, tokens]), dist, features
 
@@ -242,7 +302,8 @@ class EpisodeView:
             ]
         ).reshape(len(outcomes), p.encoder.width)
         levels = np.array([level[o.fidelity] for o in outcomes], int)
-        return self.state(x, levels, np.array([o.value for o in outcomes], float), left, trials_left)
+        return self.state(x, levels, np.array([o.value for o in outcomes], float), left, trials_left,
+                          np.array([o.diverged for o in outcomes], float))
 
     # What the policy says about a candidate --------------------------------------------------
     def predicted_value(self, score: float) -> float | None:

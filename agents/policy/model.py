@@ -4,9 +4,11 @@ Each candidate (its `features.CANDIDATE_COLUMNS`) is embedded, then attends, in 
 to the prior's and the episode's tokens, with each head's scores lowered by c_h x the mean
 squared unit-cube distance between the candidate and the token (c_h >= 0 learned per head): a
 kernel over configurations of any width. A learned null token is always attendable (an episode
-without prior or runs). Two heads per candidate: the policy logit and a prediction of the
-candidate's normal score among the target pool (mean and log-variance), trained as an auxiliary
-loss and used in the rationale. The whole forward is batched: (B, H) tokens, (B, N) candidates.
+without prior or runs). Three heads per candidate: the policy logit, a prediction of the
+candidate's normal score among the target pool (mean and log-variance), and the logit of the
+probability that its run diverges at the target (`risk`); the last two are trained as auxiliary
+losses, the score is used in the rationale and the risk to avoid likely divergence. The whole
+forward is batched: (B, H) tokens, (B, N) candidates.
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ class PolicyNet(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.logit = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 1))
         self.value_head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 2))
+        self.risk_head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 1))
 
     def forward(self, tokens, valid, dist, cand):
         """tokens (B, H, TOKEN_WIDTH), valid (B, H) bool, dist (B, N, H), cand (B, N,
-        CANDIDATE_WIDTH) -> logits, predicted score means, log-variances, each (B, N)."""
+        CANDIDATE_WIDTH) -> logits, predicted score means, log-variances and divergence logits,
+        each (B, N)."""
         b = tokens.shape[0]
         t = torch.cat([self.null.expand(b, 1, -1), self.embed_token(tokens)], dim=1)
         valid = torch.cat([torch.ones(b, 1, dtype=torch.bool), valid], dim=1)
@@ -68,7 +72,7 @@ class PolicyNet(nn.Module):
             c = block(c, t, valid, dist)
         c = self.norm(c)
         mean, log_var = self.value_head(c).unbind(-1)
-        return self.logit(c).squeeze(-1), mean, log_var.clamp(-6, 4)
+        return self.logit(c).squeeze(-1), mean, log_var.clamp(-6, 4), self.risk_head(c).squeeze(-1)
 
 
 def batch(states: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import norm
 
 from agents.policy import curation, distill, rl, teachers
-from agents.policy.episodes import draw, greedy_nregret, validation_set
+from agents.policy.episodes import draw, greedy_pregret, validation_set
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
@@ -44,6 +45,7 @@ from bench.paths import cache_dir
 from bench.training import TrainingData
 
 STAGES = ("curation", "simulation", "distillation", "rl")
+LAST_PICKS = ("logit", "expected")  # how the last trial picks (`last_pick`), chosen on validation
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class Settings:
     layers: int = 2
     ff: int = 64
     cross_fidelity: bool = True  # ablation: False hides the cross-fidelity features
+    risk: bool = True  # ablation: False hides the risk features and drops the last pick's guard
+    cautious: bool = True  # ablation: False leaves the cautious teacher out
+    truncate: bool = True  # curation adds pseudo-targets (each fit ladder cut at every rung)
     shifts: bool = True  # ablation: False curates without configuration-space shifts
     variants: int = 4  # curated experiments per fit experiment (the first unshifted)
     min_width: float = 0.5
@@ -63,20 +68,22 @@ class Settings:
     bc_epochs: int = 30
     lr: float = 2e-3
     aux_weight: float = 0.5
+    risk_weight: float = 0.5  # the divergence head's auxiliary loss
     rl: bool = True  # ablation: False stops after distillation
     rl_steps: int = 100
     group: int = 8
     episodes_per_step: int = 4
     rl_lr: float = 5e-4
     kl: float = 0.05
-    shaping: float = 0.25
+    shaping: float = 0.0  # reward = -(final pregret) - shaping x mean pregret: 0 is the reported score
     eval_every: int = 10
 
     def key(self, *fields: str) -> dict:
         return {f: getattr(self, f) for f in fields}
 
 
-SIMULATION_FIELDS = ("cross_fidelity", "shifts", "variants", "min_width", "episodes", "keep")
+SIMULATION_FIELDS = ("cross_fidelity", "risk", "cautious", "truncate", "shifts", "variants", "min_width",
+                     "episodes", "keep")
 DISTILLATION_FIELDS = SIMULATION_FIELDS + (
     "d_model",
     "heads",
@@ -85,11 +92,12 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
     "bc_epochs",
     "lr",
     "aux_weight",
+    "risk_weight",
 )
 
 
 class AutoLLMResearch(LearnedOptimizer):
-    VERSION = 4
+    VERSION = 5
 
     # Training --------------------------------------------------------------------------------
     @classmethod
@@ -114,7 +122,7 @@ class AutoLLMResearch(LearnedOptimizer):
                 identity, s, train, trajectories, seed, lambda f: progress(0.3 + 0.3 * f)
             )
             seconds["distillation"] = time.perf_counter() - t0
-            distilled = greedy_nregret(net, valid)
+            distilled = greedy_pregret(net, valid)
 
             t0 = time.perf_counter()
             curves = None
@@ -135,22 +143,27 @@ class AutoLLMResearch(LearnedOptimizer):
                     np.random.default_rng(seed + 1),
                     torch.Generator().manual_seed(seed),
                     lambda f: progress(0.6 + 0.4 * f),
+                    risk_weight=s.risk_weight,
                 )
             seconds["rl"] = time.perf_counter() - t0
+            rule, by_rule = select_last_pick(net, valid) if s.risk else ("logit", {})
         progress(1.0)
         return {
             "settings": dataclasses.asdict(s),
             "weights": {k: v.detach().clone() for k, v in net.state_dict().items()},
+            "last_pick": rule,
             "report": {
                 "seconds": {k: round(v, 1) for k, v in seconds.items()},
                 "trajectories": len(trajectories),
                 "teachers": dict(Counter(t.teacher for t in trajectories)),
                 "bc_loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else [],
-                "validation_distilled": distilled,
+                "validation_episodes": len(valid),
+                "validation_distilled": round(distilled, 4),
                 "validation_rl": None
                 if curves is None
-                else [(i, round(v, 3)) for i, v in curves["validation"]],
+                else [(i, round(v, 4)) for i, v in curves["validation"]],
                 "tasks": [d.task.name for d in datas],
+                "last_pick": {"rule": rule, **{k: round(v, 4) for k, v in by_rule.items()}},
             },
         }
 
@@ -162,10 +175,12 @@ class AutoLLMResearch(LearnedOptimizer):
         self.net = _net(self.settings)
         self.net.load_state_dict(checkpoint.state["weights"])
         self.net.eval()
-        self.view = EpisodeView(problem, self.settings.cross_fidelity)
+        self.view = EpisodeView(problem, self.settings.cross_fidelity, self.settings.risk)
+        self.last_pick = checkpoint.state["last_pick"]
 
-    def outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per target candidate: the policy logit, predicted normal score and its log-variance."""
+    def outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per target candidate: the policy logit, predicted normal score and its log-variance,
+        and the predicted probability that its run diverges at the target."""
         budget = self.problem.budget
         scale = 1.0 if budget.kind == "trials" else self.problem.fidelities[-1].cost
         trials_left = max(self.remaining(), 0.0) / scale
@@ -173,18 +188,22 @@ class AutoLLMResearch(LearnedOptimizer):
             [o for _, o in self.history], trials_left / max(budget.amount, 1e-9), trials_left
         )
         with torch_threads(1), torch.no_grad():
-            logit, mean, log_var = self.net(*batch([state]))
-        return logit[0].numpy(), mean[0].numpy(), log_var[0].numpy()
+            logit, mean, log_var, risk = self.net(*batch([state]))
+        return logit[0].numpy(), mean[0].numpy(), log_var[0].numpy(), torch.sigmoid(risk[0]).numpy()
 
     def ask(self) -> Query:
+        """The untried target candidate of the highest logit; the last trial of a trial budget
+        (every trial when the budget is 1) picks by the checkpoint's `last_pick` rule."""
         ids = self.pool_ids()
-        logit, mean, _ = self.outputs()
-        i = int(ids[int(np.argmax(logit[ids]))])
+        logit, mean, _, diverges = self.outputs()
+        last = self.problem.budget.kind == "trials" and self.remaining() <= 1
+        i = last_pick(logit, mean, diverges, ids, self.last_pick if last else "logit")
         value = self.view.predicted_value(float(mean[i]))
         info = {
             "rationale": self.view.explain(i, float(mean[i])),
             "predicted_score": float(mean[i]),
             "predicted_value": value,
+            "p_diverged": float(diverges[i]),
         }
         return dataclasses.replace(self.query_candidate(i), info=info)
 
@@ -193,13 +212,39 @@ class AutoLLMResearch(LearnedOptimizer):
         standard deviation of the score mapped through the same extrapolation); None without prior."""
         if not self.view.levels:
             return None
-        _, mean, log_var = self.outputs()
+        _, mean, log_var, _ = self.outputs()
         sd = np.exp(0.5 * log_var)
         ids = np.asarray(ids, int)
         mid = np.array([self.view.predicted_value(float(mean[i])) for i in ids])
         up = np.array([self.view.predicted_value(float(mean[i] + sd[i])) for i in ids])
         down = np.array([self.view.predicted_value(float(mean[i] - sd[i])) for i in ids])
         return mid, np.abs(up - down) / 2
+
+
+def last_pick(logit: np.ndarray, mean: np.ndarray, diverges: np.ndarray, ids: np.ndarray, rule: str) -> int:
+    """The candidate of `ids` a pick takes: the highest policy logit (`logit`), or the highest
+    expected outcome when a diverged run is the worst one (`expected`): (1 - P(diverged)) x the
+    predicted quantile of the candidate's score among the target pool, Phi(mean)."""
+    score = logit if rule == "logit" else (1.0 - diverges) * norm.cdf(mean)
+    return int(ids[int(np.argmax(score[ids]))])
+
+
+def select_last_pick(net: PolicyNet, valid) -> tuple[str, dict[str, float]]:
+    """The `LAST_PICKS` rule with the lowest mean pregret over the validation episodes with a
+    budget of one trial (their one pick is the last one; ties: `logit`), and every rule's mean."""
+    episodes = [ep for ep in valid if ep.horizon == 1]
+    if not episodes:
+        return "logit", {}
+    scores: dict[str, list[float]] = {rule: [] for rule in LAST_PICKS}
+    with torch.no_grad():
+        for ep in episodes:
+            logit, mean, _, risk = (t[0].numpy() for t in net(*ep.states([[]])))
+            ids = np.arange(len(ep.values))
+            for rule in LAST_PICKS:
+                pick = last_pick(logit, mean, 1.0 / (1.0 + np.exp(-risk)), ids, rule)
+                scores[rule].append(float(ep.pregret(ep.values[pick])))
+    means = {rule: float(np.mean(v)) for rule, v in scores.items()}
+    return min(LAST_PICKS, key=lambda r: (means[r], LAST_PICKS.index(r))), means
 
 
 def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
@@ -217,12 +262,14 @@ def _identity(datas, seed: int) -> list:
 
 
 def _curated_episodes(datas, s: Settings, seed: int):
-    """Stage 1: per task the curated training data and its drawn episodes; the validation
-    experiments' episodes (real problems) for model selection."""
-    curated = [curation.curate(d, seed, s.variants if s.shifts else 1, s.min_width) for d in datas]
+    """Stage 1: per task the curated training data and its drawn episodes (`s.episodes` a task,
+    so each task weighs the same); the validation experiments' episodes (real problems, the
+    test protocols' and the ladder's priors, `validation_set`) for model selection."""
+    variants = s.variants if s.shifts else 1
+    curated = [curation.curate(d, seed, variants, s.min_width, s.truncate) for d in datas]
     rng = np.random.default_rng(seed)
-    train = [(c, draw(c, rng, s.episodes, s.cross_fidelity)) for c in curated]
-    valid = [ep for d in datas for ep in validation_set(d, cross_fidelity=s.cross_fidelity)]
+    train = [(c, draw(c, rng, s.episodes, s.cross_fidelity, risk=s.risk)) for c in curated]
+    valid = [ep for d in datas for ep in validation_set(d, cross_fidelity=s.cross_fidelity, risk=s.risk)]
     return train, valid
 
 
@@ -244,8 +291,8 @@ def _cached_trajectories(identity, s: Settings, train, seed: int) -> list[Trajec
     if path.exists():
         return [Trajectory.from_dict(d) for d in json.loads(path.read_text())["trajectories"]]
     out, records = [], []
-    for _, episodes in train:
-        found = teachers.simulate(episodes, seed, s.keep)
+    for curated, episodes in train:
+        found = teachers.simulate(episodes, seed, s.keep, data=curated, cautious=s.cautious)
         out += found
         records += [t.to_dict() for t in found]
     tmp = path.with_suffix(".tmp")
@@ -263,7 +310,8 @@ def _cached_distillation(identity, s: Settings, train, trajectories, seed: int, 
         return net, blob["losses"]
     episodes = {ep.key: ep for _, eps in train for ep in eps}
     losses = distill.distill(
-        net, episodes, trajectories, s.bc_epochs, s.lr, s.aux_weight, np.random.default_rng(seed), progress
+        net, episodes, trajectories, s.bc_epochs, s.lr, s.aux_weight, np.random.default_rng(seed), progress,
+        risk_weight=s.risk_weight,
     )
     tmp = path.with_suffix(".tmp")
     torch.save({"weights": net.state_dict(), "losses": losses}, tmp)

@@ -4,8 +4,10 @@ learn from them.
 A trajectory is replayable: `curated.problem(experiment, Budget("trials", budget), prior, seed)`
 rebuilds exactly what the teacher saw (`curated` is the curated task of stage 1), and each step
 names the candidate id it asked in that episode, with the rationale of the cross-fidelity
-reasoning behind it. `nregret` is the episode's final normalised regret (target outcomes are
-known for train experiments only; a trajectory never comes from a test experiment).
+reasoning behind it. `pregret` is the episode's final pregret (the share of the target pool
+strictly better than the best run found; target outcomes are known for train experiments only: a
+trajectory never comes from a test experiment); `expected` is its teacher configuration's expected
+score, the mean final pregret over the episode's siblings (`teachers.simulate`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ class Trajectory:
     seed: int  # the episode seed (pool order, prior draw)
     teacher: str
     steps: tuple[Step, ...]
-    nregret: float  # final normalised regret (best target value found vs the pool's optimum)
+    pregret: float  # final pregret (`Scorer.pregret` of the best target value found)
     task: str = ""  # the (curated) task's name
+    expected: float = float("nan")  # the teacher configuration's mean final pregret on siblings
 
     @property
     def episode(self) -> tuple:
@@ -46,12 +49,16 @@ class Trajectory:
             "seed": self.seed,
             "teacher": self.teacher,
             "steps": [[s.candidate, s.value, s.rationale] for s in self.steps],
-            "nregret": self.nregret,
+            "pregret": self.pregret,
             "task": self.task,
+            "expected": self.expected,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Trajectory:
+        if "pregret" not in d:
+            raise ValueError("a trajectory without `pregret` (an older format, scored by nregret): "
+                             "simulate its episodes again")
         kind, gap, budget = d["prior"]
         return cls(
             d["experiment"],
@@ -60,6 +67,7 @@ class Trajectory:
             int(d["seed"]),
             d["teacher"],
             tuple(Step(int(c), float(v), str(r)) for c, v, r in d["steps"]),
-            float(d["nregret"]),
+            float(d["pregret"]),
             d.get("task", ""),
+            float(d.get("expected", "nan")),
         )

@@ -137,7 +137,7 @@ class Problem:
     fidelities: tuple[Fidelity, ...]  # cheapest first; the last one is the target
     objective: Objective
     budget: Budget
-    prior: pd.DataFrame  # columns: fidelity, <config params>, value
+    prior: pd.DataFrame  # columns: fidelity, <config params>, value, diverged (the task's rule)
     description: str
     # fidelity -> candidates, in the episode's order: the target and the fidelities the suite gives
     # (the prior's on trial budgets, every one on cost budgets); a rung withheld by a gap is absent

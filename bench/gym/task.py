@@ -376,13 +376,14 @@ class Task:
         return Oracle(self, self.experiment(experiment), seed)
 
     def _prior_table(self, experiment: str) -> tuple[pd.DataFrame, np.ndarray]:
-        """Every cheaper-fidelity run of the experiment in one frame (fidelity, params, value),
-        fidelities cheapest first, and the offset of each fidelity's first row; built once."""
+        """Every cheaper-fidelity run of the experiment in one frame (fidelity, params, value,
+        diverged), fidelities cheapest first, and the offset of each fidelity's first row; built once."""
         if experiment not in self._priors:
             params = list(self.space.keys())
             fids = self.experiment(experiment).fidelities[:-1]
-            columns = ["fidelity", *params, "value"]
-            frames = [self.outcomes(experiment, f.name).assign(fidelity=f.name)[columns] for f in fids]
+            columns = ["fidelity", *params, "value", "diverged"]
+            frames = [self.outcomes(experiment, f.name).assign(
+                fidelity=f.name, diverged=self.diverged(experiment, f.name))[columns] for f in fids]
             table = pd.concat(frames, ignore_index=True) if frames else \
                 pd.DataFrame(columns=columns)
             self._priors[experiment] = (table, np.cumsum([0, *map(len, frames)])[:-1].astype(int))

@@ -1,0 +1,132 @@
+"""The AutoLLMResearch policy's second design, stages 1-2: the cautious teacher, trajectories kept
+by expected score rather than hindsight, and curation's pseudo-targets and ladder-like priors."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.policy import curation, teachers
+from agents.policy.episodes import TrainingEpisode
+from agents.policy.trajectories import Trajectory
+from bench.gym.problem import Budget
+from bench.gym.spec import TaskSpec, build_task
+from bench.gym.suites import load_suite
+from bench.gym.task import Prior
+from bench.methods import method
+from bench.training import TrainingData, train_only
+
+LEVELS = ((1e6, 1e9), (1e7, 1e9), (1e8, 1e10), (1e9, 1e10))  # (params, tokens), cheapest first
+
+
+def ladder_task(levels, name="toy", experiments=("toy",), test=None) -> object:
+    """One float parameter x; `levels`: per fidelity (runs, loss(x) with NaN for a diverged run)
+    on an even grid of x, for every experiment (shifted by its index)."""
+    rows = []
+    for e, exp in enumerate(experiments):
+        for (params, tokens), (runs, loss) in zip(LEVELS[: len(levels)], levels, strict=True):
+            for x in np.linspace(0, 1, runs):
+                rows.append({"exp": exp, "x": x, "params": params, "tokens": tokens,
+                             "loss": loss(x) + 0.1 * e})
+    spec = TaskSpec(name=name, objective={"column": "loss", "direction": "minimize"}, config=["x"],
+                    fidelity=["params", "tokens"], experiment="exp", test=test)
+    return build_task(spec, pd.DataFrame(rows))
+
+
+def edge(shift: float, boundary: float):
+    """Loss falls towards x = 0.95 and the run diverges from `boundary` on: the best runs sit
+    next to diverged ones."""
+    return lambda x: np.nan if x >= boundary else shift + (x - 0.95) ** 2
+
+
+def test_the_cautious_teacher_avoids_where_cheap_runs_diverged():
+    # divergence sets in at smaller x as scale grows: 0.8, 0.7, then 0.62 at the target
+    task = ladder_task(((41, edge(3.0, 0.8)), (41, edge(2.0, 0.7)), (21, edge(1.0, 0.62))))
+    for seed in range(3):
+        problem = task.problem("toy", Budget("trials", 1), Prior(), seed)
+        oracle = task.oracle("toy", seed)
+        cautious = oracle.evaluate(teachers.Cautious(problem, 0).ask())
+        best_prior = oracle.evaluate(method("best-prior").make(problem, 0).ask())
+        assert not cautious.diverged and cautious.config["x"] < 0.62
+        assert best_prior.diverged  # the best cheap run's neighbour at the target diverged
+    risk = teachers.divergence_risk(teachers.Cautious(problem, 0).view)
+    x = problem.arrays().x[:, 0]
+    assert risk[x < 0.5].max() < 0.15 and risk[(x > 0.67) & (x < 0.8)].min() > 0.5  # near the edge
+
+
+def test_the_cautious_teacher_is_left_out_on_request():
+    assert "cautious" in {name for name, _, _ in teachers.TEACHERS}
+    task = ladder_task(((30, lambda x: 3 + (x - 0.4) ** 2), (30, lambda x: 2 + (x - 0.4) ** 2),
+                        (21, lambda x: 1 + (x - 0.45) ** 2)))
+    data = TrainingData(task, ["toy"], ["toy"], (Prior(),))
+    ep = TrainingEpisode.of(data, "toy", Prior(), 1, 5)
+    pool = (("cautious", {}, 1), ("random", {}, 1))
+    for cautious, taught in ((True, {"cautious", "random"}), (False, {"random"})):
+        kept = teachers.simulate([ep], 0, 2, data=data, teachers=pool, cautious=cautious)
+        assert {t.teacher for t in kept} == taught
+
+
+def test_trajectories_are_kept_by_expected_score_not_a_lucky_draw():
+    # cheap optimum 0.4, target optimum 0.45: best-prior is good in expectation, rarely the best
+    task = ladder_task(((30, lambda x: 3 + (x - 0.4) ** 2), (30, lambda x: 2 + (x - 0.4) ** 2),
+                        (21, lambda x: 1 + (x - 0.45) ** 2)))
+    data = TrainingData(task, ["toy"], ["toy"], (Prior(),))
+    pool = (("best-prior", {}, 1), ("random", {}, 2))
+    ep = TrainingEpisode.of(data, "toy", Prior(), 1, 5)
+
+    def final(name: str, seed: int) -> float:
+        chosen = teachers.play(ep, teachers.teacher(name, {}, ep, seed))
+        return float(teachers.pregrets(ep, chosen)[-1])
+
+    # a simulation seed whose random draw on the episode itself beats best-prior there
+    seed = next(s for s in range(200) if final("random", s) < final("best-prior", s))
+    both = teachers.simulate([ep], seed, keep=2, data=data, teachers=pool)
+    by = {t.teacher: t for t in both}
+    assert by["random"].pregret < by["best-prior"].pregret  # hindsight would keep the lucky draw
+    assert by["best-prior"].expected < by["random"].expected  # but it is worse in expectation
+    kept = teachers.simulate([ep], seed, keep=1, data=data, teachers=pool)
+    assert [t.teacher for t in kept] == ["best-prior"]
+    t = kept[0]
+    assert t.episode == ep.key and t.expected == by["best-prior"].expected
+    best = ep.problem.objective.best(ep.values[[s.candidate for s in t.steps]])
+    assert t.pregret == pytest.approx(float(ep.scorer.pregret(best)))
+    assert Trajectory.from_dict(t.to_dict()) == t
+    old = {k: v for k, v in t.to_dict().items() if k not in ("pregret", "expected")} | {"nregret": 0.1}
+    with pytest.raises(ValueError, match="pregret"):
+        Trajectory.from_dict(old)
+
+
+def test_curation_adds_pseudo_targets_of_fit_experiments_and_ladder_priors():
+    flat = lambda x: 1 + (x - 0.5) ** 2  # noqa: E731
+    levels = ((40, flat), (30, flat), (24, flat), (21, flat))  # three cheap rungs and the target
+    task = ladder_task(levels, experiments=("a", "c", "v", "b"), test=["b"])
+    # c's rung 2 holds fewer than MIN_TARGET runs: no c@2
+    table, rung2 = task.table, task.experiment("c").fidelities[2].name
+    task = dataclasses.replace(task, table=table[~((table.experiment == "c") & (table.fidelity == rung2)
+                                                   & (table.x > 0.4))])
+    data = TrainingData(train_only(task), ["a", "c"], ["v"], (Prior(), Prior("cheaper", 2.0, 1.0)))
+    curated = curation.curate(data, 0, variants=2)
+    names = set(curated.fit)
+    assert {"a", "a@1", "a@2", "c", "c@1"} <= names and "c@2" not in names
+    assert {n.split("@")[0].split("~")[0] for n in names} == {"a", "c"}  # fit experiments only
+    fids = task.experiment("a").fidelities
+    for k in (1, 2):
+        e = curated.task.experiment(f"a@{k}")
+        assert e.fidelities == fids[: k + 1] and e.split == "train"
+        rows = curated.task.table[curated.task.table.experiment == f"a@{k}"]
+        assert set(rows.fidelity) == {f.name for f in fids[: k + 1]}
+        assert (rows.fidelity == fids[k].name).sum() == levels[k][0]
+        assert f"a@{k}~1" in names  # shifted too
+    for name in names:  # copies of the fit experiments' own rows
+        rows = curated.task.table[curated.task.table.experiment == name]
+        source = task.table[task.table.experiment == name.split("@")[0].split("~")[0]]
+        runs = {tuple(r) for r in source[["fidelity", "x", "value"]].to_numpy().tolist()}
+        assert {tuple(r) for r in rows[["fidelity", "x", "value"]].to_numpy().tolist()} <= runs
+    assert curated.validation == [] and not {"v", "b"} & {n.split("@")[0].split("~")[0] for n in names}
+    budget = load_suite("far").prior_for("toy").budget
+    assert set(curated.priors) == set(data.priors) | {Prior("cheaper", float(g), budget)
+                                                      for g in load_suite("ladder").gaps}
+    assert not set(curation.curate(data, 0, variants=1, truncate=False).fit) - {"a", "c"}
+    assert all(math.isfinite(v) for v in curated.task.table.value)
