@@ -8,8 +8,10 @@
   trials, medians over 40 episodes), and per episode (problem, oracle, optimizer, scoring,
   marker); `random`'s ask next to Optuna's RandomSampler ask + tell on the same 17-dimensional
   space (data_mixture, 40 episodes of 10).
-- env: vector-environment steps per second, random actions on data_mixture/pile_cc (256 envs,
-  episodes of 10 target trials, autoreset included).
+- env: one Gymnasium environment's step on data_mixture/pile_cc, resets included (random actions,
+  episodes of 10 target trials, each reset with the next of 200 seeds in turn, so that the first
+  pass over them misses the env's caches), and vector-environment steps per second (256 envs,
+  same episodes, autoreset included).
 - jobs: `bench run --jobs 2` against `--jobs 1` on two sweeps: the paper suite on data_mixture
   for random and best-prior (about 5 s of work: start-up dominates), and the paper suite for
   random, centroid, best-prior and extrapolate on every built-in task.
@@ -95,18 +97,38 @@ def trial_section() -> None:
     print(f"Optuna RandomSampler ask+tell, same space:            {_optuna_random() * 1e6:8.1f} us")
 
 
-def env_section(num: int = 256, steps: int = 400) -> None:
+def single_env_step(steps: int = 20_000, horizon: int = 10, seeds: int = 200) -> float:
+    """Seconds per `ConfigEnv.step` on data_mixture/pile_cc, resets included: random actions,
+    episodes of `horizon` target trials reset with seeds 0, 1, ..., `seeds` - 1, 0, 1, ..."""
+    from bench.gym import make_env
+
+    env = make_env("data_mixture", "pile_cc", suite="paper", budget=horizon)
+    actions = np.random.default_rng(0).integers(env.action_space.n, size=steps).tolist()
+    t0 = time.perf_counter()
+    for i, a in enumerate(actions):
+        if i % horizon == 0:
+            env.reset(seed=i // horizon % seeds)
+        env.step(a)
+    return (time.perf_counter() - t0) / steps
+
+
+def vector_env_rate(num: int = 256, steps: int = 400) -> float:
+    """Vector-environment steps per second on data_mixture/pile_cc (T=10, autoreset)."""
     from bench.gym import make_vector_env
 
     env = make_vector_env("data_mixture", "pile_cc", num, suite="paper", budget=10)
     env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    actions = rng.integers(env.single_action_space.n, size=(steps, num))
+    actions = np.random.default_rng(0).integers(env.single_action_space.n, size=(steps, num))
     t0 = time.perf_counter()
     for a in actions:
         env.step(a)
-    rate = steps * num / (time.perf_counter() - t0)
-    print(f"vector env steps per second ({num} envs, T=10, autoreset): {rate:10.0f}   goal >= 100,000")
+    return steps * num / (time.perf_counter() - t0)
+
+
+def env_section() -> None:
+    step = single_env_step()
+    print(f"single env step (resets included) on data_mixture: {step * 1e6:6.1f} us   goal <= 10 us")
+    print(f"vector env: {vector_env_rate():10.0f} steps/s (256 envs, T=10, autoreset)   goal >= 100,000")
 
 
 def _wall(args: list[str]) -> float:
@@ -136,5 +158,8 @@ SECTIONS = {"trial": trial_section, "env": env_section, "jobs": jobs_section, "s
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))  # `core_speed:Preset` for the method registry
+    unknown = sorted(set(sys.argv[1:]) - set(SECTIONS))
+    if unknown:
+        sys.exit(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     for name in sys.argv[1:] or SECTIONS:
         SECTIONS[name]()

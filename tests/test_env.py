@@ -114,3 +114,72 @@ def test_observation_shows_only_the_pools_the_episode_is_given(budget, prior):
         else:
             assert mask.sum() == 0 and not x.any()
     assert set(problem.pools) != set(names) or budget.kind == "cost"
+
+
+@pytest.mark.parametrize("budget, prior", [(Budget("trials", 4), Prior("cheaper")),
+                                           (Budget("cost", 2), Prior("cheaper", gap=3))])
+def test_single_env_matches_the_vector_env_sub_environment_over_whole_episodes(budget, prior):
+    """`ConfigEnv` (scalar steps, cached resets) and sub-environment i of `VectorConfigEnv` (batched
+    numpy) give identical observations, rewards, terminations and infos for the same seeds, across
+    autoresets and a second reset with the same seeds (cache hits)."""
+    from bench.gym.env import ConfigEnv, EpisodeBatch, VectorConfigEnv
+
+    task, exp, num, base = load_task("pretrain_hparams"), "moe-3in8-D20B", 2, 7
+    vec = VectorConfigEnv(EpisodeBatch(task, exp, budget, prior, num))
+    singles = [ConfigEnv(EpisodeBatch(task, exp, budget, prior, 1), cache_size=16) for _ in range(num)]
+    levels = len(task.experiment(exp).fidelities)
+
+    def same_obs(vector_obs, obs, i):
+        assert vector_obs.keys() == obs.keys()
+        for key, value in obs.items():
+            assert value.dtype == vector_obs[key].dtype, key
+            np.testing.assert_array_equal(value, vector_obs[key][i], err_msg=key)
+
+    for second in (False, True):  # the same again: every reset of the second pass a cache hit
+        rng, resets, hits = np.random.default_rng(1), num, 0
+        vector_obs, info = vec.reset(seed=base)
+        hits += sum(base + i in env._layouts for i, env in enumerate(singles))
+        for i, env in enumerate(singles):
+            obs, single_info = env.reset(seed=base + i)
+            assert single_info["seed"] == info["seed"][i]
+            same_obs(vector_obs, obs, i)
+        next_seed, restarts = base + num, np.zeros(num, bool)
+        for _ in range(12 if budget.kind == "trials" else 40):  # autoresets: several episodes each
+            if budget.kind == "trials":
+                actions = rng.integers(vec.single_action_space.n, size=num)
+            else:  # any level and id: refusals (ids beyond a pool, withheld levels, too dear)
+                actions = np.stack([rng.integers(levels, size=num),
+                                    rng.integers(vec.single_action_space.nvec[1], size=num)], 1)
+            vector_obs, reward, done, truncated, info = vec.step(actions)
+            for i, env in enumerate(singles):
+                if restarts[i]:  # autoreset: the next seed, the action ignored
+                    hits, resets = hits + (next_seed in env._layouts), resets + 1
+                    obs, _ = env.reset(seed=next_seed)
+                    next_seed += 1
+                    same_obs(vector_obs, obs, i)
+                    assert reward[i] == 0 and not done[i] and not truncated[i]
+                    continue
+                obs, r, d, tr, single_info = env.step(actions[i])
+                same_obs(vector_obs, obs, i)
+                assert (r, d, tr) == (reward[i], done[i], truncated[i])
+                assert single_info.keys() == info.keys()
+                for key, value in single_info.items():
+                    np.testing.assert_array_equal(value, info[key][i], err_msg=key)
+                    assert type(value) is type(info[key][i].item())
+            restarts = done | truncated
+        assert resets >= 2 * num and hits == (resets if second else 0)
+    assert not obs["candidates"].flags.writeable and not obs["prior_x"].flags.writeable
+
+
+def test_single_env_cache_keeps_the_last_seeds_and_deals_the_same_after_an_eviction():
+    env = make_env(load_task("pretrain_hparams"), "moe-3in8-D20B", suite="quick")
+    env.cache_size = 2
+    first = {k: v.copy() for k, v in env.reset(seed=2)[0].items()}
+    for seed in (1, 2, 3):
+        env.reset(seed=seed)
+    assert list(env._layouts) == [2, 3]  # 1 was the least recently used
+    env.reset(seed=1)
+    assert list(env._layouts) == [3, 1]
+    obs, _ = env.reset(seed=2)  # dealt anew
+    for key, value in first.items():
+        np.testing.assert_array_equal(obs[key], value, err_msg=key)

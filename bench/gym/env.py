@@ -28,11 +28,17 @@ the return is 1 - pregret(final best), so maximising it minimises the harness's 
 score. `info`: `pregret`, `nregret`, `regret` (of the best target value so far; before any
 target run the failure's: pregret 1, the worst candidate's nregret and regret), `value`,
 `refused`. Every score comes from the experiment's `Scorer` (`Task.scorer`).
+Observations are not copied: arrays an env returns may be shared or updated in place by later
+steps (`ConfigEnv`, `VectorConfigEnv`): copy what you keep.
 
 Train only on `train` experiments: the reward is computed from the target outcomes.
 """
 
 from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict
 
 import gymnasium
 import numpy as np
@@ -44,6 +50,9 @@ from bench.gym.problem import Budget, descriptor_matrix
 from bench.gym.registry import load_task
 from bench.gym.suites import load_suite
 from bench.gym.task import Prior, Task
+
+FIXED = ("candidates", "candidate_mask", "prior_x", "prior_fidelity", "prior_value", "prior_mask")
+"""The observation arrays (besides `descriptors`) that only a reset changes."""
 
 
 class EpisodeBatch:
@@ -72,6 +81,7 @@ class EpisodeBatch:
         self.prior_value = np.concatenate([-self.sign * self.levels[i][1]
                                            for i in range(len(self.prior_levels))] or [np.zeros(0)])
         self.prior_value = self.prior_value.astype(np.float32)
+        self.prior_offsets = np.cumsum([0, *self.sizes[: len(self.prior_levels)]])[:-1]  # in prior_x
         self.cap = budget.amount * (self.costs[-1] if budget.kind == "cost" else 1.0)
         self.horizon = rules.horizon(budget, self.costs)
         self.scorer = task.scorer(experiment)  # every score of the target pool (`bench.scores`)
@@ -79,8 +89,17 @@ class EpisodeBatch:
         self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
         _, _, _, p, h = self.shape
         self.values = np.zeros((num, f, n))  # outcomes in each episode's candidate order
-        self.obs = {
-            "descriptors": np.broadcast_to(self.descriptors, (num, *self.descriptors.shape)),
+        self.obs = {"descriptors": np.broadcast_to(self.descriptors, (num, *self.descriptors.shape)),
+                    **self.blank(num)}
+        self.t = np.zeros(num, int)
+        self.spent = np.zeros(num)
+        self.refusals = np.zeros(num, int)
+        self.best = np.full(num, np.nan)
+
+    def blank(self, num: int) -> dict[str, np.ndarray]:
+        """The observation arrays (all but `descriptors`) of `num` episodes before any reset."""
+        f, n, width, p, h = self.shape
+        return {
             "candidates": np.zeros((num, f, n, width), np.float32),
             "candidate_mask": np.zeros((num, f, n), np.int8),
             "prior_x": np.zeros((num, p, width), np.float32),
@@ -94,10 +113,6 @@ class EpisodeBatch:
             "tried": np.zeros((num, f, n), np.int8),
             "budget_left": np.ones((num, 1), np.float32),
         }
-        self.t = np.zeros(num, int)
-        self.spent = np.zeros(num)
-        self.refusals = np.zeros(num, int)
-        self.best = np.full(num, np.nan)
 
     def single_space(self) -> spaces.Dict:
         f, n, width, p, h = self.shape
@@ -119,40 +134,51 @@ class EpisodeBatch:
 
     def reset(self, rows, seeds) -> None:
         """Episodes `rows` become the episodes with `seeds` (as `Task.problem(..., seed=s)`)."""
-        seeds = np.asarray(seeds, np.int64)
         rows = np.asarray(rows, int)
         if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
             rows = slice(int(rows[0]), int(rows[0]) + len(rows))  # a block: much faster writes
-        o, n_max, p_max = self.obs, self.shape[1], self.shape[3]
-        for level, (fid, arrays) in enumerate(zip(self.fids, self.levels, strict=True)):
-            if arrays is None:  # withheld: stays masked and zero
-                continue
-            values = arrays[1]
-            order = self.task.permutations(self.experiment, fid.name, seeds)
-            n = order.shape[1]
-            o["candidates"][rows, level, :n] = self.x32[level][order]
-            o["candidate_mask"][rows, level] = np.arange(n_max) < n
-            self.values[rows, level, :n] = values[order]
-        levels, prior_rows, counts = self.task.prior_rows(self.experiment, self.prior, seeds)
-        valid = np.arange(levels.shape[1])[None, :] < counts[:, None]
-        if len(self.prior_levels):  # one flat table of the prior fidelities' runs
-            offsets = np.cumsum([0, *self.sizes[: len(self.prior_levels)]])[:-1]
-            flat = offsets[levels] + prior_rows
-            width = levels.shape[1]
-            o["prior_x"][rows, :width] = self.prior_x[flat]
-            o["prior_value"][rows, :width] = self.prior_value[flat]
-            if not valid.all():  # a prior budget cut: clear the padding
-                o["prior_x"][rows, :width] *= valid[..., None]
-                o["prior_value"][rows, :width] *= valid
-        fidelity = np.full((len(seeds), p_max), -1.0, np.float32)
-        fidelity[:, : levels.shape[1]] = np.where(valid, levels, -1)
-        o["prior_fidelity"][rows] = fidelity
-        o["prior_mask"][rows] = np.arange(p_max)[None, :] < counts[:, None]
+        o = self.obs
+        self.deal(o, self.values, rows, seeds)
         for key in ("history_x", "history_value", "history_mask", "tried"):
             o[key][rows] = 0
         o["history_fidelity"][rows] = -1
         o["budget_left"][rows] = 1
         self.t[rows], self.spent[rows], self.refusals[rows], self.best[rows] = 0, 0.0, 0, np.nan
+
+    def deal(self, obs: dict, values: np.ndarray, rows, seeds) -> None:
+        """Write what the episodes with `seeds` are dealt into rows `rows` of `obs` (its `FIXED`
+        arrays) and of `values` (the outcomes in each episode's candidate order)."""
+        seeds = np.asarray(seeds, np.int64)
+        n_max, p_max = self.shape[1], self.shape[3]
+        for level, (fid, arrays) in enumerate(zip(self.fids, self.levels, strict=True)):
+            if arrays is None:  # withheld: stays masked and zero
+                continue
+            order = self.task.permutations(self.experiment, fid.name, seeds)
+            n = order.shape[1]
+            obs["candidates"][rows, level, :n] = np.take(self.x32[level], order, axis=0)
+            obs["candidate_mask"][rows, level] = np.arange(n_max) < n
+            values[rows, level, :n] = arrays[1][order]
+        levels, prior_rows, counts = self.task.prior_rows(self.experiment, self.prior, seeds)
+        valid = np.arange(levels.shape[1])[None, :] < counts[:, None]
+        if len(self.prior_levels):  # one flat table of the prior fidelities' runs
+            flat = self.prior_offsets[levels] + prior_rows
+            width = levels.shape[1]
+            obs["prior_x"][rows, :width] = np.take(self.prior_x, flat, axis=0)
+            obs["prior_value"][rows, :width] = self.prior_value[flat]
+            if not valid.all():  # a prior budget cut: clear the padding
+                obs["prior_x"][rows, :width] *= valid[..., None]
+                obs["prior_value"][rows, :width] *= valid
+        fidelity = np.full((len(seeds), p_max), -1.0, np.float32)
+        fidelity[:, : levels.shape[1]] = np.where(valid, levels, -1)
+        obs["prior_fidelity"][rows] = fidelity
+        obs["prior_mask"][rows] = np.arange(p_max)[None, :] < counts[:, None]
+
+    def layout(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """What the episode with `seed` is dealt (`deal`), for one episode: its `FIXED`
+        observation arrays and its outcomes (F, N) in candidate order, all read-only."""
+        obs, values = self.blank(1), np.zeros((1, *self.values.shape[1:]))
+        self.deal(obs, values, slice(0, 1), [seed])
+        return {k: _read_only(obs[k][0]) for k in FIXED}, _read_only(values[0])
 
     def scores(self, best: np.ndarray) -> dict[str, np.ndarray]:
         """`pregret`, `nregret` and `regret` of best target values (`Scorer`); NaN (no target run
@@ -204,29 +230,115 @@ class EpisodeBatch:
 
 
 class ConfigEnv(gymnasium.Env):
-    """One episode at a time (see the module docstring); `reset(seed=s)` is the harness's seed s."""
+    """One episode at a time (see the module docstring); `reset(seed=s)` is the harness's seed s.
+
+    Stepped in plain Python on one episode's arrays: the same episodes, rewards and scores as
+    `EpisodeBatch` (and so `VectorConfigEnv`), without batch overhead. What a seed deals
+    (`EpisodeBatch.layout`: shuffled candidates and prior, outcomes) is kept for the last
+    `cache_size` seeds reset with (an LRU), so that a reset with one of them costs (almost)
+    nothing. Observations are not copied: `descriptors`, `candidates`, `candidate_mask` and
+    `prior_*` are read-only arrays shared with that cache; `history_*`, `tried` and
+    `budget_left` are the episode's own arrays (new at each reset), which its later steps
+    update in place. Copy what you keep."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, episodes: EpisodeBatch):
+    def __init__(self, episodes: EpisodeBatch, cache_size: int = 256):
         self.episodes = episodes
         self.observation_space = episodes.single_space()
         self.action_space = episodes.single_action_space()
-
-    def _obs(self) -> dict:
-        return {k: v[0].copy() for k, v in self.episodes.obs.items()}
+        self.cache_size = cache_size
+        self._layouts: OrderedDict[int, tuple[dict, np.ndarray]] = OrderedDict()
+        blank = episodes.blank(1)
+        self._blank = {k: v[0] for k, v in blank.items() if k not in FIXED}
+        self._descriptors = _read_only(episodes.descriptors)
+        self._trials = episodes.budget.kind == "trials"
+        self._target = len(episodes.fids) - 1
+        self._sizes, self._costs = episodes.sizes.tolist(), episodes.costs.tolist()
+        self._cap, self._cheapest = float(episodes.cap), min(self._costs)
+        self._amount, self._horizon = episodes.budget.amount, episodes.horizon
+        self._sign = float(episodes.sign)
+        scorer = episodes.scorer  # its scores of a scalar, in plain Python (`_scores`)
+        self._sorted = np.sort(scorer.sign * scorer.values).tolist()  # as `Scorer._sorted`
+        self._scorer_sign, self._optimum, self._scale = scorer.sign, scorer.optimum, scorer.scale
+        worst = episodes.scores(np.full(1, np.nan))  # no target run yet: the failure's scores
+        self._failure = tuple(worst[k].item() for k in ("pregret", "nregret", "regret"))
+        self._obs: dict = {}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(2**31))
-        self.episodes.reset([0], [episode_seed])
-        return self._obs(), {"seed": episode_seed}
+        fixed, self._values = self._layout(episode_seed)
+        self._obs = {"descriptors": self._descriptors, **fixed,
+                     **{k: v.copy() for k, v in self._blank.items()}}
+        self._t, self._spent, self._refusals, self._best = 0, 0.0, 0, np.nan
+        self._score = self._failure
+        return dict(self._obs), {"seed": episode_seed}
+
+    def _layout(self, seed: int) -> tuple[dict, np.ndarray]:
+        """`EpisodeBatch.layout(seed)`, through the LRU of the last `cache_size` seeds."""
+        cached = self._layouts.get(seed)
+        if cached is not None:
+            self._layouts.move_to_end(seed)
+            return cached
+        cached = self._layouts[seed] = self.episodes.layout(seed)
+        while len(self._layouts) > self.cache_size:
+            self._layouts.popitem(last=False)
+        return cached
+
+    def _scores(self, value: float) -> tuple[float, float, float]:
+        """(pregret, nregret, regret) of a target value, as `Scorer.pregret/nregret/regret`."""
+        regret = self._scorer_sign * (value - self._optimum) + 0.0
+        pregret = bisect.bisect_left(self._sorted, self._scorer_sign * value) / len(self._sorted)
+        return pregret, regret / self._scale, regret
 
     def step(self, action):
+        """`EpisodeBatch.step` for one episode (the same rules, in the same order)."""
+        level, cid = self._action(action)
+        o, t = self._obs, self._t
+        before = self._score[0]
+        valid = 0 <= cid < self._sizes[level] and (
+            self._trials or rules.fits(self._costs[level], self._cap - self._spent))
+        if valid:
+            self._refusals = 0
+            value = self._values.item(level, cid)
+            o["history_x"][t] = o["candidates"][level, cid]
+            o["history_fidelity"][t] = level
+            o["history_value"][t] = -self._sign * value
+            o["history_mask"][t] = 1
+            o["tried"][level, cid] = 1
+            self._t = t = t + 1
+            self._spent += self._costs[level]
+            best = self._best
+            if level == self._target and (math.isnan(best) or self._sign * value < self._sign * best):
+                self._best, self._score = value, self._scores(value)
+        else:
+            self._refusals += 1
+        if self._trials:
+            left = self._amount - t
+            done = not rules.trial_left(left)
+            o["budget_left"][0] = left / self._amount
+        else:
+            left = self._cap - self._spent
+            done = not rules.fits(self._cheapest, left)
+            o["budget_left"][0] = min(max(left / self._cap, 0), 1)
+        done = done or t >= self._horizon
+        truncated = self._refusals >= rules.MAX_REFUSALS and not done
+        pregret, nregret, regret = self._score
+        return dict(o), before - pregret, done, truncated, {
+            "pregret": pregret, "nregret": nregret, "regret": regret, "value": self._best,
+            "refused": not valid}
+
+    def _action(self, action) -> tuple[int, int]:
+        """(fidelity level, candidate id) of an action, as `_split_action` reads it."""
+        if self._trials:
+            if isinstance(action, (int, np.integer)):
+                return self._target, int(action)
+        elif isinstance(action, np.ndarray) and action.shape == (2,) and action.dtype.kind == "i":
+            level, cid = action.tolist()  # a `MultiDiscrete` sample
+            return min(max(level, 0), self._target), cid
         level, cid = _split_action(self.episodes, np.asarray(action)[None])
-        reward, done, truncated, info = self.episodes.step(level, cid, np.ones(1, bool))
-        return self._obs(), float(reward[0]), bool(done[0]), bool(truncated[0]), {
-            k: v[0].item() for k, v in info.items()}
+        return int(level[0]), int(cid[0])
 
 
 class VectorConfigEnv(VectorEnv):
@@ -264,6 +376,12 @@ class VectorConfigEnv(VectorEnv):
         reward, done, truncated, info = self.episodes.step(level, cid, ~self._needs_reset)
         self._needs_reset = done | truncated
         return self.episodes.obs, reward, done, truncated, info
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _split_action(episodes: EpisodeBatch, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
