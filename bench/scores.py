@@ -17,6 +17,8 @@ all score through `Scorer`.
 
 from __future__ import annotations
 
+import bisect
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,11 +51,11 @@ class Scorer:
     def worst(self) -> float:
         return float(self.sign * self._sorted[-1])
 
-    @property
+    @functools.cached_property
     def median(self) -> float:
         return float(np.median(self.values))
 
-    @property
+    @functools.cached_property
     def scale(self) -> float:
         """The unit of nregret: |median - optimum|, else |worst - optimum|, else 1."""
         return abs(self.median - self.optimum) or abs(self.worst - self.optimum) or 1.0
@@ -70,6 +72,17 @@ class Scorer:
         value = np.asarray(value, float)
         better = np.searchsorted(self._sorted, self.sign * value, side="left") / len(self._sorted)
         return np.where(np.isnan(value), np.nan, better)
+
+    def point(self, value: float) -> tuple[float, float, float]:
+        """(pregret, nregret, regret) of one value as plain floats, without array overhead (the
+        Gymnasium env's per-step path); the same numbers as `pregret`, `nregret`, `regret`."""
+        regret = self.sign * (value - self.optimum) + 0.0
+        return bisect.bisect_left(self._ascending, self.sign * value) / len(self._ascending), \
+            regret / self.scale, regret
+
+    @functools.cached_property
+    def _ascending(self) -> list[float]:
+        return self._sorted.tolist()
 
     def episode(self, final: float | None, curve: list[float], failed: bool = False,
                 diverged: bool = False, length: int | None = None) -> dict:

@@ -36,7 +36,6 @@ Train only on `train` experiments: the reward is computed from the target outcom
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import OrderedDict
 
@@ -258,9 +257,7 @@ class ConfigEnv(gymnasium.Env):
         self._cap, self._cheapest = float(episodes.cap), min(self._costs)
         self._amount, self._horizon = episodes.budget.amount, episodes.horizon
         self._sign = float(episodes.sign)
-        scorer = episodes.scorer  # its scores of a scalar, in plain Python (`_scores`)
-        self._sorted = np.sort(scorer.sign * scorer.values).tolist()  # as `Scorer._sorted`
-        self._scorer_sign, self._optimum, self._scale = scorer.sign, scorer.optimum, scorer.scale
+        self._scorer = episodes.scorer
         worst = episodes.scores(np.full(1, np.nan))  # no target run yet: the failure's scores
         self._failure = tuple(worst[k].item() for k in ("pregret", "nregret", "regret"))
         self._obs: dict = {}
@@ -286,12 +283,6 @@ class ConfigEnv(gymnasium.Env):
             self._layouts.popitem(last=False)
         return cached
 
-    def _scores(self, value: float) -> tuple[float, float, float]:
-        """(pregret, nregret, regret) of a target value, as `Scorer.pregret/nregret/regret`."""
-        regret = self._scorer_sign * (value - self._optimum) + 0.0
-        pregret = bisect.bisect_left(self._sorted, self._scorer_sign * value) / len(self._sorted)
-        return pregret, regret / self._scale, regret
-
     def step(self, action):
         """`EpisodeBatch.step` for one episode (the same rules, in the same order)."""
         level, cid = self._action(action)
@@ -311,7 +302,7 @@ class ConfigEnv(gymnasium.Env):
             self._spent += self._costs[level]
             best = self._best
             if level == self._target and (math.isnan(best) or self._sign * value < self._sign * best):
-                self._best, self._score = value, self._scores(value)
+                self._best, self._score = value, self._scorer.point(value)
         else:
             self._refusals += 1
         if self._trials:
