@@ -43,6 +43,8 @@ the raw and diverged token fields and the raw_top, risk_top and onset columns ar
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.stats import norm
 
@@ -291,6 +293,12 @@ class EpisodeView:
                                   self.risk * own_diverged]).astype(np.float32)
         dist = np.hstack([self.prior_dist, msd(self.cand_x, own_x).astype(np.float32)])
         return np.vstack([self.prior_tokens, tokens]), dist, features
+
+    @functools.cached_property
+    def prior_features(self) -> np.ndarray:
+        """The candidate features before any run of the episode's own (what the prior says; the
+        budget columns at a whole budget of one trial), built once: every teacher reads them."""
+        return self.state_after([], 1.0, 1.0)[2]
 
     def state_after(self, outcomes, left: float, trials_left: float):
         """`state` after an optimizer's outcomes (`Outcome`s of this episode, any fidelity)."""

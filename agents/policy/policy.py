@@ -238,10 +238,11 @@ def select_last_pick(net: PolicyNet, valid) -> tuple[str, dict[str, float]]:
     scores: dict[str, list[float]] = {rule: [] for rule in LAST_PICKS}
     with torch.no_grad():
         for ep in episodes:
-            logit, mean, _, risk = (t[0].numpy() for t in net(*ep.states([[]])))
+            logit, mean, _, risk = net(*ep.states([[]]))
+            logit, mean, diverges = logit[0].numpy(), mean[0].numpy(), torch.sigmoid(risk[0]).numpy()
             ids = np.arange(len(ep.values))
             for rule in LAST_PICKS:
-                pick = last_pick(logit, mean, 1.0 / (1.0 + np.exp(-risk)), ids, rule)
+                pick = last_pick(logit, mean, diverges, ids, rule)
                 scores[rule].append(float(ep.pregret(ep.values[pick])))
     means = {rule: float(np.mean(v)) for rule, v in scores.items()}
     return min(LAST_PICKS, key=lambda r: (means[r], LAST_PICKS.index(r))), means

@@ -20,8 +20,6 @@ extrapolates and the prediction at the target.
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from agents.policy.episodes import TrainingEpisode
@@ -52,7 +50,7 @@ class TrendExpert(Optimizer):
     def __init__(self, problem, seed, temperature: float = 0.0, view: EpisodeView | None = None):
         super().__init__(problem, seed)
         self.view, self.temperature = view or EpisodeView(problem), temperature
-        self.prior = self.prior_score(first_features(self.view))
+        self.prior = self.prior_score(self.view.prior_features)
 
     def prior_score(self, f: np.ndarray) -> np.ndarray:
         """What the cheap runs say of each candidate (`f`: the candidate features)."""
@@ -116,20 +114,9 @@ class Cautious(TrendExpert):
 
     def candidates(self) -> np.ndarray:
         ids = self.pool_ids()
-        support = np.expm1(first_features(self.view)[ids, SUPPORT])
+        support = np.expm1(self.view.prior_features[ids, SUPPORT])
         safe = ids[(self.risk[ids] <= self.MAX_RISK) & (support >= self.MIN_SUPPORT)]
         return safe if len(safe) else ids
-
-
-_FIRST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def first_features(view: EpisodeView) -> np.ndarray:
-    """The candidate features before any run of the episode's own (what the prior says), built
-    once per view: every teacher of an episode reads them."""
-    if view not in _FIRST:
-        _FIRST[view] = view.state_after([], 1.0, 1.0)[2]
-    return _FIRST[view]
 
 
 def divergence_risk(view: EpisodeView) -> np.ndarray:
