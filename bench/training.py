@@ -16,7 +16,9 @@ method's class, parameters and VERSION, the training seed and the content of the
 a change in any of them trains afresh. Each records what it was trained on (`Checkpoint.meta`):
 task, fit and validation experiments, data fingerprint, code version, seed, seconds, and the
 validation score (`validation_pregret`: mean pregret, the harness's primary score, over episodes
-of the validation experiments, scored by `Task.scorer` with the failure rule).
+of the validation experiments, scored by `Task.scorer` with the failure rule; a method that learns
+from every train experiment and selects on inner folds reports its own out-of-fold score as
+`validation_by_task` in its state's report, and that is recorded instead).
 """
 
 from __future__ import annotations
@@ -70,6 +72,26 @@ class TrainingData:
         fit = sorted(set(train) - set(validation))
         priors = tuple(dict.fromkeys(load_suite(s).prior_for(task.name) for s in PROTOCOL_SUITES))
         return cls(train_only(task), fit, validation or fit, priors)
+
+    @property
+    def experiments(self) -> list[str]:
+        """Every train experiment (`fit` and `validation`)."""
+        return sorted(set(self.fit) | set(self.validation))
+
+    def inner_folds(self, k: int) -> list[TrainingData]:
+        """`k` inner grouped folds of the train experiments (`Task.folds` of the train-only task:
+        no group straddles fit and validation): fold i validates on the i-th fold's experiments
+        (the (i mod n)-th when the task has n < k folds) and fits on the others. With fewer than 2
+        groups every train experiment fits and validates, as in `of`."""
+        folds = self.task.folds(k)
+        if len(folds) < 2:
+            return [dataclasses.replace(self, fit=self.experiments, validation=self.experiments)] * k
+        out = []
+        for i in range(k):
+            held = folds[i % len(folds)]
+            fit = sorted(set(self.experiments) - set(held))
+            out.append(dataclasses.replace(self, fit=fit, validation=held))
+        return out
 
     def fingerprint(self) -> str:
         """SHA-256 of the train table's content (rows in a canonical order)."""
@@ -213,7 +235,9 @@ def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | N
             "data": [d.fingerprint() for d in _each(data)], "seed": seed,
             "train_seconds": seconds, "report": state.get("report"),
             "digest": state_digest({k: v for k, v in state.items() if k != "report"})})
-        per_task = {d.task.name: validate(spec, trained, d, seed) for d in _each(data)}
+        # a method that trained on every train experiment gives its own held-out (inner-fold) score
+        per_task = (state.get("report") or {}).get("validation_by_task") or {
+            d.task.name: validate(spec, trained, d, seed) for d in _each(data)}
         trained.meta["validation_pregret"] = float(np.mean(list(per_task.values())))
         trained.meta["validation_by_task"] = per_task
         tmp = path.with_suffix(".tmp")

@@ -159,7 +159,12 @@ def test_training_never_reads_test_experiments_and_is_deterministic(cache):
     assert first.meta["digest"] == noisy.meta["digest"]
     report = first.state["report"]
     assert set(report["seconds"]) == {"curation", "simulation", "distillation", "rl"}
-    assert report["validation_rl"] is not None and np.isfinite(first.meta["validation_pregret"])
+    members = report["members"]
+    assert len(members) == 3 and all(m["validation_rl"] is not None for m in members)
+    # inner folds: every train experiment is held out by exactly one member, no test one by any
+    held = [e for m in members for e in m["validation"]]
+    assert sorted(held) == sorted(task.split("train"))
+    assert first.meta["validation_pregret"] == pytest.approx(np.mean(list(report["validation_by_task"].values())))
     trajectories = list((cache / "policy").glob("trajectories-*.json"))
     assert trajectories and all(
         "m9" not in p.read_text() and "m11" not in p.read_text() for p in trajectories

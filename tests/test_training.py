@@ -61,6 +61,20 @@ def test_train_only_copy_has_no_test_rows():
     assert set(copy.table.experiment) == set(task.split("train")) and not copy.split("test")
 
 
+@pytest.mark.parametrize("name", ["pretrain_hparams", "sft_lora", "grpo"])
+def test_inner_folds_hold_out_whole_groups_of_train_experiments(name):
+    data = TrainingData.of(load_task(name))
+    groups = {e: data.task.experiment(e).group for e in data.experiments}
+    folds = data.inner_folds(3)
+    assert len(folds) == 3 and not set(data.experiments) & set(load_task(name).split("test"))
+    for fold in folds:
+        assert sorted(set(fold.fit) | set(fold.validation)) == data.experiments
+        assert not {groups[e] for e in fold.fit} & {groups[e] for e in fold.validation}
+    # each experiment is held out once (a task with fewer groups than folds repeats a fold)
+    distinct = {tuple(f.validation) for f in folds}
+    assert sorted(e for v in distinct for e in v) == data.experiments
+
+
 def test_bench_train_command(cache, tmp_path):
     """`bench train` writes the checkpoint and prints what it was trained on; a method that does
     not train is one clear error."""

@@ -17,6 +17,9 @@ distances, capped at the `far` suite's prior budget for the task (drawn among th
 experiment offers), so priors are capped and distant as at test time, and at every distance the
 ladder reads scores against.
 
+Curated experiments keep their source experiment's group, so the policy's inner folds hold out a
+train experiment together with everything curated from it.
+
 The curated task is a `Task` like any other (Problems, Oracles, the Gymnasium env and every
 baseline work on it) holding copies of train rows only; the test experiments never enter it.
 """
@@ -50,6 +53,7 @@ def curate(
         rows = task.table[task.table["experiment"] == exp]
         x = task.encoder(rows[list(task.space.keys())])
         cuts = ladders(task, exp, truncate)
+        group = task.experiment(exp).group  # a curated experiment stays in its source's group
         for name, fidelities in cuts:
             given = rows["fidelity"].isin([f.name for f in fidelities]).to_numpy()
             target = (rows["fidelity"] == fidelities[-1].name).to_numpy()[given]
@@ -57,7 +61,7 @@ def curate(
                 keep = np.ones(len(target), bool) if v == 0 else _shifted(x[given], target, rng, min_width)
                 variant = name if v == 0 else f"{name}~{v}"
                 frames.append(rows[given][keep].assign(experiment=variant))
-                experiments[variant] = Experiment(variant, "train", fidelities)
+                experiments[variant] = Experiment(variant, "train", fidelities, group)
                 # each fit experiment weighs 1: half its own ladder, half its pseudo-targets
                 share = 1.0 if len(cuts) == 1 else 0.5 if name == exp else 0.5 / (len(cuts) - 1)
                 weights[variant] = share / variants

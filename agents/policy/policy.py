@@ -3,20 +3,26 @@ configure the expensive one, behind the `Optimizer` interface.
 
 Training (`meta_train`, run by `bench train autollmresearch --task T`) is four stages, each its
 own module, on train experiments only:
-  1. curation      (`curation`)    curated experiments with configuration-space shifts, episodes
-                                   drawn with the `paper` and `far` protocols
+  1. curation      (`curation`)    curated experiments of every train experiment, with
+                                   configuration-space shifts and pseudo-targets; episodes drawn
+                                   with the test protocols' and the ladder's priors
   2. simulation    (`teachers`)    teachers play them; the best trajectories are kept, with rationales
   3. distillation  (`distill`)     behaviour cloning on those trajectories
-  4. RL            (`rl`)          GRPO over whole episodes from the distilled policy, model
-                                   selection on the validation experiments
+  4. RL            (`rl`)          GRPO over whole episodes from the distilled policy
+Selection is on inner grouped folds (`TrainingData.inner_folds`, `inner_folds` of them): stages 3-4
+run once per inner fold, on the curated episodes of the other folds' groups, and that member's
+weights (distilled, or after some RL updates) are selected on its own fold's real validation
+episodes, which it never learned from. The checkpoint is the ensemble of the members (`ensemble`);
+the last pick's rule is selected on every member's held-out episodes together, and the reported
+validation score is the members' out-of-fold score (`out_of_fold`). So every train experiment
+teaches and every one judges, and no choice rests on a single held-out experiment.
 Trajectories and distilled weights are cached under `$BENCH_CACHE/policy/` keyed by everything
-they depend on (so the ablation without RL reuses the full method's distillation); the final
-weights are the method's checkpoint (`bench.training`).
+they depend on (so the ablation without RL reuses the full method's distillation).
 
 The network (`model`) reads any search space and any fidelity descriptors (`features`), so the
 cross-family preset, trained on every built-in task's train experiments, runs on a user's spec
-without retraining. An ask is the argmax of the policy's logits over the untried target
-candidates (no randomness); its log entry carries the rationale and the predicted target value.
+without retraining. An ask is the argmax of the members' mean log-probability over the untried
+target candidates (no randomness); its log entry carries the rationale and the predicted target value.
 Cost budgets: it proposes at the target fidelity only.
 """
 
@@ -34,7 +40,7 @@ import torch
 from scipy.stats import norm
 
 from agents.policy import curation, distill, rl, teachers
-from agents.policy.episodes import draw, greedy_pregret, validation_set
+from agents.policy.episodes import draw, greedy_pregret, rollout, validation_set
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
@@ -77,6 +83,7 @@ class Settings:
     kl: float = 0.05
     shaping: float = 0.0  # reward = -(final pregret) - shaping x mean pregret: 0 is the reported score
     eval_every: int = 10
+    inner_folds: int = 3  # ensemble members, each selected on one inner grouped fold it did not learn from
 
     def key(self, *fields: str) -> dict:
         return {f: getattr(self, f) for f in fields}
@@ -85,6 +92,7 @@ class Settings:
 SIMULATION_FIELDS = ("cross_fidelity", "risk", "cautious", "truncate", "shifts", "variants", "min_width",
                      "episodes", "keep")
 DISTILLATION_FIELDS = SIMULATION_FIELDS + (
+    "inner_folds",
     "d_model",
     "heads",
     "layers",
@@ -97,7 +105,7 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
 
 
 class AutoLLMResearch(LearnedOptimizer):
-    VERSION = 5
+    VERSION = 6
 
     # Training --------------------------------------------------------------------------------
     @classmethod
@@ -105,63 +113,40 @@ class AutoLLMResearch(LearnedOptimizer):
         s = Settings(**params)
         datas = data if isinstance(data, tuple) else (data,)
         identity = _identity(datas, seed)
-        seconds: dict[str, float] = {}
+        seconds: Counter = Counter()
         with torch_threads(1), seeded_torch(seed):
             t0 = time.perf_counter()
-            train, valid = _curated_episodes(datas, s, seed)
+            train = _curated_episodes(datas, s, seed)
             seconds["curation"] = time.perf_counter() - t0
             progress(0.05)
 
             t0 = time.perf_counter()
             trajectories = _cached_trajectories(identity, s, train, seed)
             seconds["simulation"] = time.perf_counter() - t0
-            progress(0.3)
+            progress(0.2)
 
-            t0 = time.perf_counter()
-            net, losses = _cached_distillation(
-                identity, s, train, trajectories, seed, lambda f: progress(0.3 + 0.3 * f)
-            )
-            seconds["distillation"] = time.perf_counter() - t0
-            distilled = greedy_pregret(net, valid)
+            folds = list(zip(*(d.inner_folds(s.inner_folds) for d in datas), strict=True))
+            members, held_out, reports = [], [], []
+            for i, fold in enumerate(folds):
+                def share(f, i=i):
+                    progress(0.2 + 0.8 * (i + f) / len(folds))
 
-            t0 = time.perf_counter()
-            curves = None
-            if s.rl:
-                episodes = [ep for _, eps in train for ep in eps]
-                curves = rl.grpo(
-                    net,
-                    episodes,
-                    valid,
-                    s.rl_steps,
-                    s.group,
-                    s.episodes_per_step,
-                    s.rl_lr,
-                    s.kl,
-                    s.shaping,
-                    s.aux_weight,
-                    s.eval_every,
-                    np.random.default_rng(seed + 1),
-                    torch.Generator().manual_seed(seed),
-                    lambda f: progress(0.6 + 0.4 * f),
-                    risk_weight=s.risk_weight,
-                )
-            seconds["rl"] = time.perf_counter() - t0
-            rule, by_rule = select_last_pick(net, valid) if s.risk else ("logit", {})
+                net, valid, report = _member(identity, s, train, trajectories, fold, i, seed, share, seconds)
+                members.append(net)
+                held_out.append((net, valid))
+                reports.append(report)
+            rule, by_rule = select_last_pick(held_out) if s.risk else ("logit", {})
         progress(1.0)
         return {
             "settings": dataclasses.asdict(s),
-            "weights": {k: v.detach().clone() for k, v in net.state_dict().items()},
+            "members": [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in members],
             "last_pick": rule,
             "report": {
                 "seconds": {k: round(v, 1) for k, v in seconds.items()},
                 "trajectories": len(trajectories),
                 "teachers": dict(Counter(t.teacher for t in trajectories)),
-                "bc_loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else [],
-                "validation_episodes": len(valid),
-                "validation_distilled": round(distilled, 4),
-                "validation_rl": None
-                if curves is None
-                else [(i, round(v, 4)) for i, v in curves["validation"]],
+                "members": reports,
+                "validation_by_task": out_of_fold(held_out),
                 "tasks": [d.task.name for d in datas],
                 "last_pick": {"rule": rule, **{k: round(v, 4) for k, v in by_rule.items()}},
             },
@@ -172,15 +157,18 @@ class AutoLLMResearch(LearnedOptimizer):
         super().__init__(problem, seed, checkpoint=checkpoint)
         Settings(**params)  # an unknown parameter is an error; the network is the checkpoint's
         self.settings = Settings(**checkpoint.state["settings"])
-        self.net = _net(self.settings)
-        self.net.load_state_dict(checkpoint.state["weights"])
-        self.net.eval()
+        self.nets = []
+        for weights in checkpoint.state["members"]:
+            net = _net(self.settings)
+            net.load_state_dict(weights)
+            self.nets.append(net.eval())
         self.view = EpisodeView(problem, self.settings.cross_fidelity, self.settings.risk)
         self.last_pick = checkpoint.state["last_pick"]
 
     def outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per target candidate: the policy logit, predicted normal score and its log-variance,
-        and the predicted probability that its run diverges at the target."""
+        """Per target candidate, of the members together (`ensemble`): the policy's log-
+        probability, predicted normal score and its log-variance, and the predicted probability
+        that its run diverges at the target."""
         budget = self.problem.budget
         scale = 1.0 if budget.kind == "trials" else self.problem.fidelities[-1].cost
         trials_left = max(self.remaining(), 0.0) / scale
@@ -188,8 +176,8 @@ class AutoLLMResearch(LearnedOptimizer):
             [o for _, o in self.history], trials_left / max(budget.amount, 1e-9), trials_left
         )
         with torch_threads(1), torch.no_grad():
-            logit, mean, log_var, risk = self.net(*batch([state]))
-        return logit[0].numpy(), mean[0].numpy(), log_var[0].numpy(), torch.sigmoid(risk[0]).numpy()
+            logp, mean, log_var, diverges = ensemble(self.nets, batch([state]))
+        return logp[0].numpy(), mean[0].numpy(), log_var[0].numpy(), diverges[0].numpy()
 
     def ask(self) -> Query:
         """The untried target candidate of the highest logit; the last trial of a trial budget
@@ -229,23 +217,48 @@ def last_pick(logit: np.ndarray, mean: np.ndarray, diverges: np.ndarray, ids: np
     return int(ids[int(np.argmax(score[ids]))])
 
 
-def select_last_pick(net: PolicyNet, valid) -> tuple[str, dict[str, float]]:
-    """The `LAST_PICKS` rule with the lowest mean pregret over the validation episodes with a
-    budget of one trial (their one pick is the last one; ties: `logit`), and every rule's mean."""
-    episodes = [ep for ep in valid if ep.horizon == 1]
-    if not episodes:
-        return "logit", {}
+def ensemble(nets: list[PolicyNet], inputs) -> tuple[torch.Tensor, ...]:
+    """The members' outputs combined: the mean of their log-probabilities over the candidates
+    (the argmax of a logit is that of its log-probability), the mean predicted score, its total
+    variance (the members' mean variance plus the variance of their means, as a log) and the
+    mean P(diverged)."""
+    outs = [net(*inputs) for net in nets]
+    logp = torch.stack([o[0].log_softmax(-1) for o in outs]).mean(0)
+    means = torch.stack([o[1] for o in outs])
+    variance = torch.stack([o[2].exp() for o in outs]).mean(0) + means.var(0, unbiased=False)
+    diverges = torch.stack([torch.sigmoid(o[3]) for o in outs]).mean(0)
+    return logp, means.mean(0), variance.log(), diverges
+
+
+def select_last_pick(held_out: list[tuple[PolicyNet, list]]) -> tuple[str, dict[str, float]]:
+    """The `LAST_PICKS` rule with the lowest mean pregret over the members' held-out episodes
+    with a budget of one trial (their one pick is the last one), each member on its own inner
+    fold's validation episodes (ties: `logit`), and every rule's mean."""
     scores: dict[str, list[float]] = {rule: [] for rule in LAST_PICKS}
     with torch.no_grad():
-        for ep in episodes:
-            logit, mean, _, risk = net(*ep.states([[]]))
-            logit, mean, diverges = logit[0].numpy(), mean[0].numpy(), torch.sigmoid(risk[0]).numpy()
-            ids = np.arange(len(ep.values))
-            for rule in LAST_PICKS:
-                pick = last_pick(logit, mean, diverges, ids, rule)
-                scores[rule].append(float(ep.pregret(ep.values[pick])))
+        for net, valid in held_out:
+            for ep in (ep for ep in valid if ep.horizon == 1):
+                logit, mean, _, risk = net(*ep.states([[]]))
+                logit, mean, diverges = logit[0].numpy(), mean[0].numpy(), torch.sigmoid(risk[0]).numpy()
+                ids = np.arange(len(ep.values))
+                for rule in LAST_PICKS:
+                    pick = last_pick(logit, mean, diverges, ids, rule)
+                    scores[rule].append(float(ep.pregret(ep.values[pick])))
+    if not scores["logit"]:
+        return "logit", {}
     means = {rule: float(np.mean(v)) for rule, v in scores.items()}
     return min(LAST_PICKS, key=lambda r: (means[r], LAST_PICKS.index(r))), means
+
+
+def out_of_fold(held_out: list[tuple[PolicyNet, list]]) -> dict[str, float]:
+    """Per task, the mean pregret of the greedy members on their own held-out episodes (every
+    episode weighs the same): the policy's inner-fold estimate of its score."""
+    finals: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for net, valid in held_out:
+            for ep in valid:
+                finals.setdefault(ep.key[0], []).append(float(rollout(net, ep, 1, None).pregret[0, -1]))
+    return {task: round(float(np.mean(v)), 4) for task, v in finals.items()}
 
 
 def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
@@ -253,7 +266,7 @@ def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
     them: the curated task and the kept trajectories (for `bench lm export`)."""
     s, data = Settings(**params), TrainingData.of(task, seed)
     with torch_threads(1), seeded_torch(seed):
-        train, _ = _curated_episodes((data,), s, seed)
+        train = _curated_episodes((data,), s, seed)
         return train[0][0].task, _cached_trajectories(_identity((data,), seed), s, train, seed)
 
 
@@ -263,15 +276,53 @@ def _identity(datas, seed: int) -> list:
 
 
 def _curated_episodes(datas, s: Settings, seed: int):
-    """Stage 1: per task the curated training data and its drawn episodes (`s.episodes` a task,
-    so each task weighs the same); the validation experiments' episodes (real problems, the
-    test protocols' and the ladder's priors, `validation_set`) for model selection."""
+    """Stage 1: per task the curated training data of every train experiment and its drawn
+    episodes (`s.episodes` a task, so each task weighs the same)."""
     variants = s.variants if s.shifts else 1
-    curated = [curation.curate(d, seed, variants, s.min_width, s.truncate) for d in datas]
+    every = [dataclasses.replace(d, fit=d.experiments, validation=[]) for d in datas]
+    curated = [curation.curate(d, seed, variants, s.min_width, s.truncate) for d in every]
     rng = np.random.default_rng(seed)
-    train = [(c, draw(c, rng, s.episodes, s.cross_fidelity, risk=s.risk)) for c in curated]
-    valid = [ep for d in datas for ep in validation_set(d, cross_fidelity=s.cross_fidelity, risk=s.risk)]
-    return train, valid
+    return [(c, draw(c, rng, s.episodes, s.cross_fidelity, risk=s.risk)) for c in curated]
+
+
+def _member(identity, s: Settings, train, trajectories, fold, i: int, seed: int, progress, seconds: Counter):
+    """Stages 3-4 of ensemble member `i`: distilled on the trajectories of the curated episodes
+    outside its inner fold's validation groups (`fold`: one `TrainingData` a task), then GRPO on
+    those episodes, the weights selected on the fold's validation episodes (real problems,
+    `validation_set`). Returns the network, its validation episodes and its report."""
+    held = {(d.task.name, d.task.experiment(e).group) for d in fold if set(d.validation).isdisjoint(d.fit)
+            for e in d.validation}
+    episodes = [ep for curated, eps in train for ep in eps
+                if (curated.task.name, curated.task.experiment(ep.key[1]).group) not in held]
+    keys = {ep.key for ep in episodes}
+    taught = [t for t in trajectories if t.episode in keys]
+    valid = [ep for d in fold for ep in validation_set(d, cross_fidelity=s.cross_fidelity, risk=s.risk)]
+    with seeded_torch(seed * s.inner_folds + i):
+        t0 = time.perf_counter()
+        net, losses = _cached_distillation(identity + [i, s.inner_folds], s, episodes, taught, seed + i,
+                                           lambda f: progress(0.5 * f))
+        seconds["distillation"] += time.perf_counter() - t0
+        distilled = greedy_pregret(net, valid)
+        t0 = time.perf_counter()
+        curves = None
+        if s.rl:
+            curves = rl.grpo(
+                net, episodes, valid, s.rl_steps, s.group, s.episodes_per_step, s.rl_lr, s.kl, s.shaping,
+                s.aux_weight, s.eval_every, np.random.default_rng((seed, i)),
+                torch.Generator().manual_seed(seed * s.inner_folds + i), lambda f: progress(0.5 + 0.5 * f),
+                risk_weight=s.risk_weight,
+            )
+        seconds["rl"] += time.perf_counter() - t0
+    report = {
+        "validation": sorted({e for d in fold for e in d.validation}),
+        "episodes": len(episodes),
+        "trajectories": len(taught),
+        "bc_loss_first_last": [round(losses[0], 3), round(losses[-1], 3)] if losses else [],
+        "validation_episodes": len(valid),
+        "validation_distilled": round(distilled, 4),
+        "validation_rl": None if curves is None else [(k, round(v, 4)) for k, v in curves["validation"]],
+    }
+    return net, valid, report
 
 
 def _net(s: Settings) -> PolicyNet:
@@ -302,17 +353,16 @@ def _cached_trajectories(identity, s: Settings, train, seed: int) -> list[Trajec
     return out
 
 
-def _cached_distillation(identity, s: Settings, train, trajectories, seed: int, progress):
+def _cached_distillation(identity, s: Settings, episodes, trajectories, seed: int, progress):
     path = _artifact("distilled", identity, s, DISTILLATION_FIELDS, ".pt")
     net = _net(s)
     if path.exists():
         blob = torch.load(path, weights_only=True)
         net.load_state_dict(blob["weights"])
         return net, blob["losses"]
-    episodes = {ep.key: ep for _, eps in train for ep in eps}
     losses = distill.distill(
-        net, episodes, trajectories, s.bc_epochs, s.lr, s.aux_weight, np.random.default_rng(seed), progress,
-        risk_weight=s.risk_weight,
+        net, {ep.key: ep for ep in episodes}, trajectories, s.bc_epochs, s.lr, s.aux_weight,
+        np.random.default_rng(seed), progress, risk_weight=s.risk_weight,
     )
     tmp = path.with_suffix(".tmp")
     torch.save({"weights": net.state_dict(), "losses": losses}, tmp)
