@@ -31,6 +31,12 @@ Runs = Annotated[Path | None, typer.Option("--runs", help="Results directory to 
 # `--out` for the results a command reads: the spelling before --runs, kept for one release.
 OldOut = Annotated[Path | None, typer.Option("--out", hidden=True, help="Deprecated: use --runs.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+MethodsFile = Annotated[Path | None, typer.Option(
+    "--methods", metavar="FILE", help="Your method presets (a YAML like configs/methods.yaml), "
+                                      "merged over the built-in ones; default $BENCH_METHODS.")]
+MethodParams = Annotated[str | None, typer.Option(
+    "--method-params", metavar="JSON", help="Parameters of the module:Class method in --method, a JSON "
+                                            "object, e.g. '{\"top_k\": 3}'.")]
 Metric = Annotated[str, typer.Option(
     "--metric", metavar="[pregret|nregret]",
     help="The score tables, ranks and figures use: pregret (the share of the target pool better "
@@ -137,9 +143,11 @@ def _print_card(task) -> None:
 
 
 @app.command("methods")
-def list_methods() -> None:
+def list_methods(methods_file: MethodsFile = None) -> None:
     """List the methods: family, what they need, whether they can run here."""
-    from bench.methods import methods
+    from bench.methods import methods, use
+
+    use(methods_file)
 
     t = Table(title="methods")
     for c in ["method", "family", "needs", "available", "description"]:
@@ -187,12 +195,14 @@ def run(
     retry_failed: Annotated[bool, typer.Option(help="Run failed episodes again.")] = False,
     llm_cache: Annotated[str | None, typer.Option(
         help="LLM response cache: readwrite (default), read, write or off ($BENCH_LLM_CACHE).")] = None,
+    methods_file: MethodsFile = None,
+    method_params: MethodParams = None,
     quiet: Quiet = False,
 ) -> None:
     """Run episodes of a suite; completed episodes are skipped (resume)."""
     from bench.gym.registry import resolve_tasks
     from bench.gym.suites import load_suite
-    from bench.methods import resolve_methods, skipped_by_all
+    from bench.methods import resolve_methods, skipped_by_all, use
     from bench.runner import execute, plan, train_first
     from bench.store import Store
 
@@ -223,6 +233,7 @@ def run(
             raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
         s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
     plugins.configure_run({"llm_cache": llm_cache})  # checked and exported by the agents' plugin
+    use(methods_file, method_params, method)  # exported to the workers too
     task_refs, method_names = resolve_tasks(task), resolve_methods(method)
     if not quiet and "all" in [m.strip() for m in method.split(",")]:
         for name, why in skipped_by_all().items():
@@ -263,14 +274,18 @@ def train_cmd(
     method: Annotated[str | None, typer.Option(help="Learned method(s) (or as the argument).")] = None,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Train again even if the checkpoint exists.")] = False,
+    methods_file: MethodsFile = None,
+    method_params: MethodParams = None,
     quiet: Quiet = False,
 ) -> None:
     """Meta-train learned methods on a task's train experiments; checkpoints go to the cache."""
     from bench.gym.registry import resolve_tasks
     from bench.methods import method as method_spec
+    from bench.methods import use
     from bench.runner import train_with_progress
 
     method = method or methods_arg or ""
+    use(methods_file, method_params, method)
     if not task:
         raise BenchError("--task is required (a name, a comma list, `all` or a spec .yaml)")
     specs = [method_spec(m.strip()) for m in method.split(",") if m.strip()]
@@ -433,12 +448,14 @@ def suggest(
     seeds: Annotated[int, typer.Option(help="--backtest: seeds 0..N-1.")] = 3,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Write suggestions (or backtest) .json/.csv here.")] = None,
+    methods_file: MethodsFile = None,
+    method_params: MethodParams = None,
     quiet: Quiet = False,
 ) -> None:
     """Suggest the next configurations to run at an expensive fidelity from your cheaper runs."""
     from bench.gym.registry import load_task
     from bench.methods import method as method_spec
-    from bench.methods import resolve_methods, skipped_by_all
+    from bench.methods import resolve_methods, skipped_by_all, use
     from bench.runner import train_with_progress
     from bench.suggest.advice import cannot_advise
     from bench.suggest.advice import suggest as advice_for
@@ -455,6 +472,7 @@ def suggest(
     if not backtest and not target:
         raise BenchError("give --target NAME=VALUE,... (the fidelity to advise on), or --backtest")
     t = load_task(task)
+    use(methods_file, method_params, method)
     names = resolve_methods(method)
     skipped = skipped_by_all() if "all" in [m.strip() for m in method.split(",")] else {}
     skipped = {m: "; ".join(why) for m, why in skipped.items()}
@@ -545,3 +563,7 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
+
+
+if __name__ == "__main__":  # python -m bench.cli (python -m bench is the same)
+    main()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def cache_dir() -> Path:
@@ -14,5 +13,9 @@ def cache_dir() -> Path:
 
 
 def configs_dir() -> Path:
-    """`$BENCH_CONFIGS`, default the repository's `configs/`."""
-    return Path(os.environ.get("BENCH_CONFIGS", PROJECT_ROOT / "configs"))
+    """`$BENCH_CONFIGS`, default the method presets, suites and LLM prices shipped inside the
+    package (`bench/configs`: in a checkout a link to the repository's `configs/`, in an installed
+    wheel package data)."""
+    if override := os.environ.get("BENCH_CONFIGS"):
+        return Path(override)
+    return Path(str(resources.files("bench") / "configs"))

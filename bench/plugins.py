@@ -24,7 +24,8 @@ An installed distribution registers one in its pyproject.toml:
     agents = "agents.plugin:plugin"
 
 Plugins are loaded once per process, in entry point name order; one that fails to load is a
-BenchError naming its entry point.
+BenchError naming its entry point. A package that only adds optimizers needs none of this: it names
+them in the entry point group `llmconfig_bench.methods` (bench/methods.py).
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
          retry_failed: bool = False) -> Plan:
     """Every episode of the suite (of each of its distances, for a ladder) for these tasks and
     methods; completed ones are counted, not rerun (failed ones too, unless `retry_failed`).
-    Unknown experiment names are an error."""
+    Learned methods that cannot train (`MethodSpec.untrainable`; under `cv`, a task of one group)
+    are left out, said in `skipped`. Unknown experiment names are an error."""
     p = Plan()
     families = {m: method(m).family for m in method_names}
     seen: set[str] = set()
@@ -69,6 +70,10 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
                 p.skipped.append(f"{task.name}: one experiment group, so no fold leaves anything to train "
                                  f"on: {', '.join(learned)} not run (non-learned methods only)")
                 names = [m for m in method_names if m not in learned]
+        if not suite.cv:  # a learned method needs the task's train experiments
+            untrainable = {m: why for m in names if (why := method(m).untrainable(task))}
+            p.skipped += [f"{task.name}: {m} not run: {why}" for m, why in untrainable.items()]
+            names = [m for m in names if m not in untrainable]
         for run in suite.per_gap():
             p.protocols[run.name, task.name] = run.protocol(task.name)
             _plan_task(p, run, ref, task, experiments, names, families, store, retry_failed)

@@ -27,6 +27,23 @@ def bench(*args, **kw):
     (["leaderboard", "--metric", "foo"], "unknown metric 'foo'; known: pregret, nregret"),
     (["plot", "--metric", "foo"], "unknown metric 'foo'; known: pregret, nregret"),
     (["report", "--metric", "regret"], "unknown metric 'regret'; known: pregret, nregret"),
+    # a user's optimizer, `module:Class`: a misspelled class or module, its parameters, its presets
+    (["run", "--task", "data_mixture", "--method", "random,baselines.random_search:RandomSerch"],
+     "module baselines.random_search has no 'RandomSerch'; did you mean "
+     "baselines.random_search:RandomSearch?"),
+    (["run", "--task", "data_mixture", "--method", "no_such_module:MyOpt"],
+     "method no_such_module:MyOpt: no module named 'no_such_module' (class no_such_module:MyOpt); it must be "
+     "importable here"),
+    (["run", "--task", "data_mixture", "--method", "bench.paths:Path"], "is not an Optimizer subclass"),
+    (["run", "--task", "data_mixture", "--method", "baselines.extrapolate:Extrapolate", "--method-params",
+      '{"top-k": 3}'], "unknown parameter(s) ['top-k'] for baselines.extrapolate:Extrapolate; it takes: "
+                       "top_k"),
+    (["run", "--task", "data_mixture", "--method", "baselines.extrapolate:Extrapolate", "--method-params",
+      "{top_k: 3}"], "--method-params is not valid JSON"),
+    (["run", "--task", "data_mixture", "--method", "random", "--method-params", '{"top_k": 3}'],
+     "--method-params gives the parameters of one module:Class method in --method (found none)"),
+    (["run", "--task", "data_mixture", "--method", "random", "--methods", "no/such.yaml"],
+     "--methods no/such.yaml: no such file"),
 ])
 def test_bad_input_one_line_exit_2(args, message, tmp_path):
     results = "--runs" if args[0] in ("leaderboard", "plot") else "--out"  # read, or created
@@ -34,6 +51,21 @@ def test_bad_input_one_line_exit_2(args, message, tmp_path):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_python_m_bench_is_bench():
+    for module in ("bench", "bench.cli"):
+        r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0 and "Usage:" in r.stdout and " run " in r.stdout, (module, r.stderr)
+
+
+def test_a_user_presets_file_is_validated_like_the_built_in_ones(tmp_path):
+    presets = tmp_path / "methods.yaml"
+    presets.write_text("mine:\n  class: baselines.random_search:RandomSearch\n  familly: baseline\n")
+    r = bench("methods", "--methods", str(presets))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"method presets {presets}: mine: family: Field required; familly: Extra inputs" in r.stderr
 
 
 def test_unreadable_suite_yaml(tmp_path):

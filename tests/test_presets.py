@@ -1,6 +1,7 @@
 """Every method preset runs a short episode on real data; what it runs comes from the table."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
-from bench.methods import methods, resolve_methods
+from bench.methods import methods, resolve_methods, skipped_by_all
 from bench.store import EpisodeKey, Store
 from tests.helpers import with_presets
 
@@ -57,3 +58,74 @@ def test_a_misspelled_preset_parameter_is_a_config_error(misspelled, tmp_path):
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "top-k" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.done.json"))
+
+
+def test_a_user_presets_file_merges_over_the_built_in_ones(tmp_path):
+    """`--methods FILE` / `$BENCH_METHODS`: a name given again replaces the built-in preset, in its
+    place; new names come after the built-in ones."""
+    from bench.methods import PRESETS_ENV, using
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("extrapolate:\n  class: baselines.extrapolate:Extrapolate\n  family: heuristic\n"
+                    "  params: {top_k: 5}\nmine:\n  class: baselines.centroid:Centroid\n  family: user\n")
+    built_in = list(methods())
+    with using(methods_file=path):
+        assert os.environ[PRESETS_ENV] == str(path.resolve())  # what worker processes inherit
+        assert list(methods()) == [*built_in, "mine"] and methods()["extrapolate"].params == {"top_k": 5}
+        assert resolve_methods("mine,extrapolate") == ["mine", "extrapolate"]
+    assert methods()["extrapolate"].params == {"top_k": 3} and "mine" not in methods()
+
+
+TOY = '''
+from baselines.random_search import RandomSearch
+
+class Mine(RandomSearch):
+    """Uniform draws, registered by an installed package."""
+
+PRESET = {"class": "baselines.extrapolate:Extrapolate", "family": "heuristic", "params": {"top_k": 2}}
+'''
+
+
+@pytest.fixture
+def toy_package(tmp_path, monkeypatch):
+    """An installed distribution (metadata + module on sys.path) registering three methods."""
+    info = tmp_path / "toy_methods-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-methods\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[llmconfig_bench.methods]\nmine = toy_methods:Mine\n"
+                                           "tuned = toy_methods:PRESET\nbroken = no_such_module_x:Opt\n")
+    (tmp_path / "toy_methods.py").write_text(TOY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toy_methods", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored: resolving exports it
+    methods.cache_clear()
+    yield
+    methods.cache_clear()
+
+
+def test_an_installed_package_registers_methods_through_entry_points(toy_package):
+    found = methods()
+    mine, tuned, broken = found["mine"], found["tuned"], found["broken"]
+    assert (mine.cls, mine.family, mine.description) == \
+        ("toy_methods:Mine", "user", "Uniform draws, registered by an installed package.")
+    assert (tuned.cls, tuned.params) == ("baselines.extrapolate:Extrapolate", {"top_k": 2})
+    assert resolve_methods("mine,tuned") == ["mine", "tuned"]
+    assert "no module named 'no_such_module_x'" in broken.missing()[0]
+    assert "broken" in skipped_by_all() and "broken" not in resolve_methods("all")
+
+
+def test_method_params_reach_a_module_class_method_and_its_workers():
+    """`--method-params JSON`: the parameters of the one `module:Class` in `--method`, exported for
+    the worker processes; anything else is one message."""
+    from bench.methods import PARAMS_ENV, method, using
+
+    ref = "baselines.extrapolate:Extrapolate"
+    with using(method_params='{"top_k": 2}', method_arg=f"random,{ref}"):
+        assert json.loads(os.environ[PARAMS_ENV]) == {ref: {"top_k": 2}}
+        assert method(ref).params == {"top_k": 2} and method(ref).family == "user"
+    assert PARAMS_ENV not in os.environ and method(ref).params == {}
+    for params, arg, message in [("[1]", ref, "must be a JSON object"),
+                                 ('{"top_k": 2}', f"{ref},baselines.centroid:Centroid", "found " + ref),
+                                 ('{"top_k": 2}', "extrapolate", "found none")]:
+        with pytest.raises(BenchError, match=message), using(method_params=params, method_arg=arg):
+            pass

@@ -125,7 +125,4 @@ def cannot_advise(spec: MethodSpec, task: Task) -> str | None:
     missing = spec.missing()
     if missing:
         return "; ".join(missing)
-    if spec.learned and spec.trains_on == "task" and not task.split("train"):
-        return (f"learned: it trains on train experiments and {task.name} has none "
-                "(name test experiments in the spec's `test:`)")
-    return None
+    return spec.untrainable(task)
