@@ -30,7 +30,7 @@ from bench.gym.task import Oracle
 from bench.methods import resolve_methods, using
 from bench.metrics import episodes_frame
 from bench.metrics import leaderboard as board_of
-from bench.runner import execute, plan, train_first
+from bench.runner import run_suite
 from bench.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,9 @@ def run(task: str | Iterable[str], methods: MethodRef | Iterable[MethodRef] = "a
         refs, names = resolve_tasks(task_arg), resolve_methods(method_arg)
         store = Store(Path(out))
         store.check_writable()
-        with store.lock():
-            p = plan(s, refs, names, store, retry_failed=retry_failed)
-            for line in p.skipped:
-                log.warning("skipped %s", line)
-            train_first(p, jobs=jobs, quiet=quiet)
-            writer = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
-                             limit=s.episode_timeout)
+        _, writer = run_suite(s, refs, names, store, jobs=jobs, executor=executor, scheduler=scheduler,
+                              limit=s.episode_timeout, retry_failed=retry_failed, quiet=quiet,
+                              planned=_log_skipped)
     if writer.failures:
         log.warning("%d episode(s) failed (scored as failures; tracebacks in %s/**/*.error.txt)",
                     len(writer.failures), out)
@@ -112,6 +108,11 @@ def make_problem(task: str, experiment: str, budget: float | None = None, suite:
     t = protocol.task_for(t, experiment)
     b = Budget(s.budget, s.budgets[0] if budget is None else budget)
     return t.problem(experiment, b, protocol.prior, seed=seed), t.oracle(experiment, seed=seed)
+
+
+def _log_skipped(p) -> None:
+    for line in p.skipped:
+        log.warning("skipped %s", line)
 
 
 def _suite(name: str, budget: float | None, seeds: int | None, experiments: Iterable[str] | None) -> Suite:

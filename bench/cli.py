@@ -203,7 +203,7 @@ def run(
     from bench.gym.registry import resolve_tasks
     from bench.gym.suites import load_suite
     from bench.methods import resolve_methods, skipped_by_all, use
-    from bench.runner import execute, plan, train_first
+    from bench.runner import run_suite
     from bench.store import Store
 
     s = load_suite(suite)
@@ -242,17 +242,18 @@ def run(
         s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
     store = Store(out)
     store.check_writable()
-    with store.lock():
-        p = plan(s, task_refs, method_names, store, retry_failed=retry_failed)
+    t0 = time.perf_counter()
+
+    def planned(p) -> None:
         if not quiet:
             for line in p.skipped:
                 console.print(f"skipped {line}", highlight=False)
             console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
                           f"-> {out}")
-        t0 = time.perf_counter()
-        train_first(p, jobs=jobs, quiet=quiet)
-        writer = execute(p, s, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
-                         limit=episode_timeout or s.episode_timeout)
+
+    _, writer = run_suite(s, task_refs, method_names, store, jobs=jobs, executor=executor,
+                          scheduler=scheduler, limit=episode_timeout or s.episode_timeout,
+                          retry_failed=retry_failed, quiet=quiet, planned=planned)
     failures = writer.failures
     if not quiet:
         per_method = ", ".join(f"{m} {sec:.1f} s" for m, sec in sorted(writer.seconds.items()))

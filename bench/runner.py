@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -230,11 +231,32 @@ class StoreWriter:
         self.advance()
 
 
+def run_suite(suite: Suite, refs: list[str], method_names: list[str], store: Store, *, jobs: int = 1,
+              executor: str = "local", scheduler: str | None = None, limit: float | None = None,
+              retry_failed: bool = False, quiet: bool = False,
+              planned: Callable[[Plan], None] = lambda _: None) -> tuple[Plan, StoreWriter]:
+    """What `bench run` and `bench.api.run` do, under the store's lock: `plan` (then `planned(p)`,
+    e.g. to print what is skipped), `train_first`, `execute`. Local workers start first, so they
+    import the harness and load the tasks while the plan is built and checkpoints train."""
+    with store.lock(), LocalWorkers(jobs, limit) as workers:
+        local = executor == "local" and not scheduler
+        if local:
+            workers.start(refs)
+        p = plan(suite, refs, method_names, store, retry_failed=retry_failed)
+        planned(p)
+        train_first(p, jobs=jobs, quiet=quiet)
+        writer = execute(p, suite, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
+                         limit=limit, workers=workers if local else None)
+    return p, writer
+
+
 def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str | None = None,
-            quiet: bool = False, executor: str = "local", limit: float | None = None) -> StoreWriter:
-    """Run the plan on local worker processes or a Dask cluster (`executor`; a `scheduler`
-    address, or else a LocalCluster of `jobs` workers); `limit`: seconds per episode. Returns the
-    writer (failures, seconds per method); what completed is on disk even if this raises."""
+            quiet: bool = False, executor: str = "local", limit: float | None = None,
+            workers: LocalWorkers | None = None) -> StoreWriter:
+    """Run the plan on local worker processes (`workers` if given, else `jobs` new ones) or a Dask
+    cluster (`executor`; a `scheduler` address, or else a LocalCluster of `jobs` workers); `limit`:
+    seconds per episode. Returns the writer (failures, seconds per method); what completed is on
+    disk even if this raises."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as bar:
@@ -243,8 +265,11 @@ def execute(p: Plan, suite: Suite, store: Store, jobs: int = 1, scheduler: str |
         work = [(ref, keys, p.protocols[keys[0].suite, keys[0].task]) for ref, keys in batches(p.todo, jobs)]
         if not work:
             return writer
-        if executor == "local" and not scheduler:
-            LocalWorkers(jobs, writer, limit).run(work)
+        if workers is not None:
+            workers.run(work, writer)
+        elif executor == "local" and not scheduler:
+            with LocalWorkers(jobs, limit) as fresh:
+                fresh.run(work, writer)
         else:
             _on_dask(work, writer, jobs, scheduler, limit)
     return writer
@@ -275,5 +300,6 @@ def dask_batch(batch, limit: float | None) -> list[tuple]:
     events go back to the client, which writes them (no shared file system needed). A lost Dask
     worker makes Dask rerun the task; nothing was written for it, so nothing is duplicated."""
     recorder = Recorder()
-    LocalWorkers(1, recorder, limit).run([batch])
+    with LocalWorkers(1, limit) as workers:
+        workers.run([batch], recorder)
     return recorder.events

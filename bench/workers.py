@@ -1,8 +1,9 @@
 """Worker processes that run episodes and stream what happens to the client, the single writer.
 
 A worker is `python -m bench.workers`, started with a fixed `PYTHONHASHSEED` (SMAC's run history
-depends on it): it reads batches of episodes of one task on stdin and writes length-prefixed
-pickled messages on its stdout, one per event:
+depends on it): it reads requests on stdin, ("warm", task references) to import the harness and
+load those tasks ahead of its first batch, or ("batch", task reference, keys, protocol): episodes
+of one task. It writes length-prefixed pickled messages on its stdout, one per event:
     ("start", key)                          an episode begins
     ("trial", key, record)                  a trial happened (the record of the trial log)
     ("done", key, summary, error, warnings) it ended (error: the traceback of a scored failure)
@@ -12,7 +13,9 @@ It never writes results itself, so it needs no access to the client's `--out` (a
 another machine). Anything a library prints goes to stderr, not into the message stream. It exits
 when its parent dies (no orphans keep the CPU busy after `bench run` is killed) or closes stdin.
 
-`LocalWorkers` is the client side: it keeps `jobs` workers busy, hands each event to a `Sink`,
+`LocalWorkers` is the client side (a context manager: its workers stop when it exits): `start`
+spawns the workers and warms them up while the client still plans and trains; `run` keeps them
+busy with batches, hands each event to a `Sink`,
 stops an episode at its wall-clock limit (the worker is killed and replaced; the episode is a
 failure with reason `timeout`), and reruns the episode of a worker that died, once.
 """
@@ -113,9 +116,19 @@ class _Worker:
 class LocalWorkers:
     """`jobs` worker processes on this machine, supervised (see the module docstring)."""
 
-    def __init__(self, jobs: int, sink: Sink, limit: float | None = None):
-        self.jobs, self.sink, self.limit = jobs, sink, limit
+    def __init__(self, jobs: int, limit: float | None = None):
+        self.jobs, self.limit = jobs, limit
+        self.sink: Sink | None = None
+        self.workers: list[_Worker] = []
         self.attempts: dict[EpisodeKey, int] = {}
+
+    def __enter__(self) -> LocalWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for w in self.workers:
+            _stop(w.proc)
+        self.workers = []
 
     def _spawn(self) -> _Worker:
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -123,9 +136,20 @@ class LocalWorkers:
                                 stdout=subprocess.PIPE, env=env, bufsize=0)
         return _Worker(proc)
 
-    def run(self, batches: list[Batch]) -> None:
+    def start(self, refs: list[str] = ()) -> None:
+        """Spawn the workers now and have them load the tasks `refs`, while the caller goes on."""
+        while len(self.workers) < self.jobs:
+            w = self._spawn()
+            send(w.proc.stdin, ("warm", list(refs)))
+            self.workers.append(w)
+
+    def run(self, batches: list[Batch], sink: Sink) -> None:
+        """Run every batch on the workers (started here if `start` was not called), events to `sink`."""
+        self.sink = sink
         pending = deque(batches)
-        workers = [self._spawn() for _ in range(min(self.jobs, len(batches)))]
+        while len(self.workers) < min(self.jobs, len(batches)):
+            self.workers.append(self._spawn())
+        workers = self.workers
         selector = selectors.DefaultSelector()
         for w in workers:
             selector.register(w.proc.stdout, selectors.EVENT_READ, w)
@@ -135,7 +159,7 @@ class LocalWorkers:
                     if not w.busy and pending:
                         ref, keys, protocol = pending.popleft()
                         w.batch, w.ref, w.protocol = deque(keys), ref, protocol
-                        send(w.proc.stdin, (ref, list(keys), protocol))
+                        send(w.proc.stdin, ("batch", ref, list(keys), protocol))
                 for sel_key, _ in selector.select(timeout=0.2):
                     w = sel_key.data
                     message = receive(w.proc.stdout)
@@ -147,8 +171,6 @@ class LocalWorkers:
                     if w.current is not None and self.limit and time.monotonic() - w.since > self.limit:
                         self._replace(w, workers, selector, pending, died=False)
         finally:
-            for w in workers:
-                _stop(w.proc)
             selector.close()
 
     def _handle(self, w: _Worker, message: tuple) -> None:
@@ -237,12 +259,29 @@ def _run_batch(out, ref: str, keys: list[EpisodeKey], protocol) -> None:
             send(out, ("broken", key, traceback.format_exc(), f"{type(exc).__name__}: {exc}"))
 
 
+def _warm(refs: list[str]) -> None:
+    """Import what episodes need and load the tasks `refs` (cached for the batches to come). A task
+    that fails to load fails again in its batch, which reports it; here it is only not warm."""
+    import bench.episode  # noqa: F401
+    from bench.gym.registry import load_task
+
+    for ref in refs:
+        try:
+            load_task(ref)
+        except Exception:  # reported by the batch that needs it
+            continue
+
+
 def main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # messages; stray prints of libraries go to stderr
     os.dup2(2, 1)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    while (batch := receive(sys.stdin.buffer)) is not None:
-        _run_batch(out, *batch)
+    while (request := receive(sys.stdin.buffer)) is not None:
+        kind, *args = request
+        if kind == "warm":
+            _warm(*args)
+        else:
+            _run_batch(out, *args)
 
 
 if __name__ == "__main__":
