@@ -164,7 +164,8 @@ def test_training_never_reads_test_experiments_and_is_deterministic(cache):
     # inner folds: every train experiment is held out by exactly one member, no test one by any
     held = [e for m in members for e in m["validation"]]
     assert sorted(held) == sorted(task.split("train"))
-    assert first.meta["validation_pregret"] == pytest.approx(np.mean(list(report["validation_by_task"].values())))
+    by_task = report["validation_by_task"]
+    assert first.meta["validation_pregret"] == pytest.approx(np.mean(list(by_task.values())))
     trajectories = list((cache / "policy").glob("trajectories-*.json"))
     assert trajectories and all(
         "m9" not in p.read_text() and "m11" not in p.read_text() for p in trajectories

@@ -1,5 +1,6 @@
-"""The AutoLLMResearch policy's second design, stages 1-2: the cautious teacher, trajectories kept
-by expected score rather than hindsight, and curation's pseudo-targets and ladder-like priors."""
+"""The AutoLLMResearch policy's second design, stages 1-2: the cautious teacher, the learned (NAP,
+FSBO) teachers, trajectories kept by expected score rather than hindsight, and curation's
+pseudo-targets and ladder-like priors."""
 
 import dataclasses
 import math
@@ -10,13 +11,15 @@ import pytest
 
 from agents.policy import curation, teachers
 from agents.policy.episodes import TrainingEpisode
+from agents.policy.policy import simulated
 from agents.policy.trajectories import Trajectory
 from bench.gym.problem import Budget
 from bench.gym.spec import TaskSpec, build_task
 from bench.gym.suites import load_suite
 from bench.gym.task import Prior
 from bench.methods import method
-from bench.training import TrainingData, train_only
+from bench.training import TrainingData, checkpoint_path, train_only, training_data
+from tests.helpers import drift_family, noisy_test_experiments, with_presets
 
 LEVELS = ((1e6, 1e9), (1e7, 1e9), (1e8, 1e10), (1e9, 1e10))  # (params, tokens), cheapest first
 
@@ -130,3 +133,60 @@ def test_curation_adds_pseudo_targets_of_fit_experiments_and_ladder_priors():
                                                       for g in load_suite("ladder").gaps}
     assert not set(curation.curate(data, 0, variants=1, truncate=False).fit) - {"a", "c"}
     assert all(math.isfinite(v) for v in curated.task.table.value)
+
+
+# The nap and fsbo presets at a few training steps (the real ones train for minutes).
+TINY_LEARNED = {
+    "nap": {"class": "baselines.nap:NAP", "family": "learned-bo", "description": "tiny NAP",
+            "params": {"train_steps": 3, "batch": 4, "d_model": 8, "heads": 2, "layers": 1, "ff": 16,
+                       "prior_cap": 32}},
+    "fsbo": {"class": "baselines.fsbo:FSBO", "family": "learned-bo", "description": "tiny FSBO",
+             "params": {"kernel_steps": 5, "train_steps": 10, "eval_every": 5, "holdout_draws": 1,
+                        "max_prior": 60, "finetune_steps": 2}},
+}
+LEARNED = {name for name, _, _ in teachers.LEARNED}
+
+
+@pytest.fixture
+def tiny_learned(cache, tmp_path, monkeypatch):
+    yield from with_presets(tmp_path, monkeypatch, **TINY_LEARNED)
+
+
+def test_learned_teachers_are_ranked_by_expected_score_and_their_trajectories_replay(tiny_learned):
+    task = drift_family()
+    everyone = len(teachers.TEACHERS) + len(teachers.LEARNED)
+    # keep every configuration: the ranking
+    settings = {"variants": 2, "episodes": 3, "keep": everyone, "learned_teachers": True}
+    curated, found = simulated(task, 0, **settings)
+    assert {t.teacher for t in found} >= LEARNED == {"nap", "fsbo"}
+    episodes = list(dict.fromkeys(t.episode for t in found))
+    checkpoints = teachers.learned_checkpoints(TrainingData.of(task), 0)  # trained by simulated: found
+    for e, key in enumerate(episodes):
+        ranked = [t for t in found if t.episode == key]
+        assert len(ranked) == everyone and {t.teacher for t in ranked} >= LEARNED
+        assert [t.expected for t in ranked] == sorted(t.expected for t in ranked)
+        ep = TrainingEpisode.of(TrainingData(curated, [], [], ()), *key[1:])
+        for t in (t for t in ranked if t.teacher in LEARNED):
+            ids = [s.candidate for s in t.steps]
+            assert len(ids) == len(set(ids)) == ep.horizon and all(0 <= i < len(ep.values) for i in ids)
+            assert all(s.value == ep.values[s.candidate] for s in t.steps)
+            best = ep.problem.objective.best(ep.values[ids])
+            assert t.pregret == pytest.approx(float(ep.scorer.pregret(best)))
+            assert teachers.play(ep, teachers.teacher(t.teacher, {}, ep, 1000 * e, checkpoints)) == ids
+    # the learned teachers change no other teacher's trajectory, and the setting leaves them out
+    _, heuristic = simulated(task, 0, **{**settings, "learned_teachers": False})
+    assert heuristic == [t for t in found if t.teacher not in LEARNED]
+
+
+def test_learned_teachers_learn_from_train_experiments_only(tiny_learned, tmp_path, monkeypatch):
+    task = drift_family()
+    first = teachers.learned_checkpoints(TrainingData.of(task), 0)
+    for name in LEARNED:  # the file the NAP/FSBO baseline of the task uses: trained once for both
+        spec = method(name)
+        assert checkpoint_path(spec, training_data(spec, task), 0).exists()
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "again"))  # trains afresh
+    noisy = teachers.learned_checkpoints(TrainingData.of(noisy_test_experiments(task)), 0)
+    for name in LEARNED:
+        meta = first[name].meta
+        assert meta["digest"] == noisy[name].meta["digest"]
+        assert sorted(meta["fit"] + meta["validation"]) == sorted(task.split("train"))

@@ -65,6 +65,7 @@ class Settings:
     cross_fidelity: bool = True  # ablation: False hides the cross-fidelity features
     risk: bool = True  # ablation: False hides the risk features and drops the last pick's guard
     cautious: bool = True  # ablation: False leaves the cautious teacher out
+    learned_teachers: bool = False  # NAP and FSBO teach too (off: see `teachers`, "Learned teachers")
     truncate: bool = True  # curation adds pseudo-targets (each fit ladder cut at every rung)
     shifts: bool = True  # ablation: False curates without configuration-space shifts
     variants: int = 4  # curated experiments per fit experiment (the first unshifted)
@@ -89,8 +90,8 @@ class Settings:
         return {f: getattr(self, f) for f in fields}
 
 
-SIMULATION_FIELDS = ("cross_fidelity", "risk", "cautious", "truncate", "shifts", "variants", "min_width",
-                     "episodes", "keep")
+SIMULATION_FIELDS = ("cross_fidelity", "risk", "cautious", "learned_teachers", "truncate", "shifts",
+                     "variants", "min_width", "episodes", "keep")
 DISTILLATION_FIELDS = SIMULATION_FIELDS + (
     "inner_folds",
     "d_model",
@@ -112,7 +113,7 @@ class AutoLLMResearch(LearnedOptimizer):
     def meta_train(cls, data: TrainingData | tuple[TrainingData, ...], seed: int, progress, **params) -> dict:
         s = Settings(**params)
         datas = data if isinstance(data, tuple) else (data,)
-        identity = _identity(datas, seed)
+        identity = _identity(datas, seed, s)
         seconds: Counter = Counter()
         with torch_threads(1), seeded_torch(seed):
             t0 = time.perf_counter()
@@ -121,7 +122,7 @@ class AutoLLMResearch(LearnedOptimizer):
             progress(0.05)
 
             t0 = time.perf_counter()
-            trajectories = _cached_trajectories(identity, s, train, seed)
+            trajectories = _cached_trajectories(identity, s, train, seed, datas)
             seconds["simulation"] = time.perf_counter() - t0
             progress(0.2)
 
@@ -267,12 +268,14 @@ def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
     s, data = Settings(**params), TrainingData.of(task, seed)
     with torch_threads(1), seeded_torch(seed):
         train = _curated_episodes((data,), s, seed)
-        return train[0][0].task, _cached_trajectories(_identity((data,), seed), s, train, seed)
+        return train[0][0].task, _cached_trajectories(_identity((data,), seed, s), s, train, seed, (data,))
 
 
-def _identity(datas, seed: int) -> list:
-    """What every cached stage artifact depends on besides its settings."""
-    return [d.fingerprint() for d in datas] + [seed, AutoLLMResearch.VERSION]
+def _identity(datas, seed: int, s: Settings) -> list:
+    """What every cached stage artifact depends on besides its settings: the train data, seed,
+    code version and, with learned teachers, their checkpoints."""
+    learned = [teachers.learned_key(d, seed) for d in datas] if s.learned_teachers else []
+    return [d.fingerprint() for d in datas] + [seed, AutoLLMResearch.VERSION] + learned
 
 
 def _curated_episodes(datas, s: Settings, seed: int):
@@ -337,14 +340,17 @@ def _artifact(stage: str, identity: list, s: Settings, fields: tuple[str, ...], 
     return folder / f"{stage}-{digest}{suffix}"
 
 
-def _cached_trajectories(identity, s: Settings, train, seed: int) -> list[Trajectory]:
-    """Stage 2's trajectories of every task's curated episodes, from the cache when they exist."""
+def _cached_trajectories(identity, s: Settings, train, seed: int, datas) -> list[Trajectory]:
+    """Stage 2's trajectories of every task's curated episodes, from the cache when they exist.
+    `datas`: the real train-only training data of each task, in `train`'s order (the learned
+    teachers are trained on it)."""
     path = _artifact("trajectories", identity, s, SIMULATION_FIELDS, ".json")
     if path.exists():
         return [Trajectory.from_dict(d) for d in json.loads(path.read_text())["trajectories"]]
     out, records = [], []
-    for curated, episodes in train:
-        found = teachers.simulate(episodes, seed, s.keep, data=curated, cautious=s.cautious)
+    for (curated, episodes), real in zip(train, datas, strict=True):
+        found = teachers.simulate(episodes, seed, s.keep, data=curated, cautious=s.cautious,
+                                  learned=real if s.learned_teachers else None)
         out += found
         records += [t.to_dict() for t in found]
     tmp = path.with_suffix(".tmp")

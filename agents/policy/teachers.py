@@ -6,6 +6,24 @@ location) and `best-prior`, the `TrendExpert` below greedily and at two sampling
 (diversity the selection can exploit), the `Cautious` teacher (stay where the cheap runs were
 safe), and `random` for coverage. A teacher configuration is (name, parameters, seeds).
 
+Learned teachers (`LEARNED`, the `learned_teachers` setting): the project's `nap` and `fsbo`
+presets, one seed each (NAP asks deterministically, FSBO nearly so). Each is trained by
+`bench.training.checkpoint_for` on the real task's train-only training data (the `TrainingData`
+`meta_train` receives, never a curated copy), so it sees train experiments only: the test
+experiments are not in that data, and a copy of the task whose test outcomes are noise gives the
+same checkpoint. That is the very checkpoint the NAP/FSBO baseline uses for the task or cv fold
+(same file: scope, train-data fingerprint and split agree), so a `bench run` that benchmarks them
+too trains each once. They then play the curated episodes (`MethodSpec.make` on the curated
+Problem, through the harness's loop) and are ranked by expected score like every configuration.
+They are off by default: the curated episodes come from the very experiments they were trained
+on, so their expected score there is in-sample. With them, NAP was kept on 52 of 192 sft_lora
+and 55 of 192 grpo trajectories (FSBO 34 and 29), displacing the greedy trend expert (54 -> 17,
+60 -> 34) and the cautious teacher: labels partly informed by remembered target outcomes, which
+the policy's features cannot reproduce on an unseen experiment; and stage 2 took 10x longer (43 s
+instead of 4 s on sft_lora, 120 s instead of 10 s on grpo, mostly FSBO's per-ask fine-tuning).
+Teachers trained per inner fold, playing only the experiments they did not see, are the way to
+have them without that; the preset `autollmresearch-learned-teachers` measures them as they are.
+
 Selection by expected score, not hindsight: for each curated episode, every configuration plays
 `EXPECTATION_SEEDS` sibling episodes (the same curated experiment, prior protocol and budget with
 the episode seeds `seed + SIBLING_STRIDE * k`, k = 1..EXPECTATION_SEEDS), each of its seeds on
@@ -21,6 +39,7 @@ extrapolates and the prediction at the target.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from agents.policy.episodes import TrainingEpisode
 from agents.policy.features import CANDIDATE_COLUMNS, EpisodeView, msd, smooth
@@ -29,8 +48,8 @@ from bench.gym.problem import Query
 from bench.loop import run
 from bench.methods import method
 from bench.numerics import normal_scores_by_level
-from bench.optimizer import Optimizer
-from bench.training import TrainingData
+from bench.optimizer import Checkpoint, Optimizer
+from bench.training import TrainingData, checkpoint_for, checkpoint_path, training_data
 
 TREND, TO_OPTIMUM = CANDIDATE_COLUMNS.index("trend"), CANDIDATE_COLUMNS.index("to_optimum")
 AT_TOP, SUPPORT, TO_BEST = (CANDIDATE_COLUMNS.index(c) for c in ("at_top", "support", "to_best"))
@@ -147,12 +166,40 @@ TEACHERS: tuple[tuple[str, dict, int], ...] = (  # (name, parameters, seeds)
 )
 
 
-def teacher(name: str, params: dict, ep: TrainingEpisode, seed: int) -> Optimizer:
+# The learned teachers: presets (configs/methods.yaml) with their own parameters, one seed each.
+LEARNED: tuple[tuple[str, dict, int], ...] = (("nap", {}, 1), ("fsbo", {}, 1))
+
+
+def learned_checkpoints(real: TrainingData, seed: int) -> dict[str, Checkpoint]:
+    """The learned teachers' checkpoints, trained on `real` (a task's train-only `TrainingData`,
+    as `TrainingData.of` gives it) or found: `checkpoint_for` on the train-only task resolves to
+    the file the NAP/FSBO baseline of the task (or cv fold) uses, since its name hashes the
+    preset, the scope (task and fold), the train table's fingerprint and the seed, and
+    `TrainingData.of` splits the train-only task as it splits the full one (checked on every
+    built-in task's fixed split and cv folds). Torch's global generator is left as it was,
+    whether a checkpoint was trained here or found."""
+    with torch.random.fork_rng(devices=[]):
+        return {name: checkpoint_for(method(name), real.task, seed) for name, _, _ in LEARNED}
+
+
+def learned_key(real: TrainingData, seed: int) -> list[str]:
+    """The learned teachers' checkpoint file names (they hash preset parameters, class VERSION,
+    train data and seed; nothing is trained): what the kept trajectories also depend on."""
+    return [checkpoint_path(spec, training_data(spec, real.task, seed), seed).name
+            for spec in (method(name) for name, _, _ in LEARNED)]
+
+
+def teacher(name: str, params: dict, ep: TrainingEpisode, seed: int,
+            checkpoints: dict[str, Checkpoint] | None = None) -> Optimizer:
+    """The optimizer of teacher `name` on `ep`; a learned one's with its checkpoint of
+    `checkpoints` (`learned_checkpoints`). A curated task is a copy of the real task with the
+    same space, encoder and `Fidelity` objects (a pseudo-target only cuts the ladder, keeping
+    every descriptor), so a learned teacher's input widths always fit its curated episodes."""
     if name == "trend-expert":  # shares the episode's view when it has every feature
         return TrendExpert(ep.problem, seed, **params, view=ep.view if ep.view.cross_fidelity else None)
     if name == "cautious":  # reads no cross-fidelity column: the episode's view always serves
         return Cautious(ep.problem, seed, **params, view=ep.view)
-    return method(name).make(ep.problem, seed)
+    return method(name).make(ep.problem, seed, (checkpoints or {}).get(name))
 
 
 def play(ep: TrainingEpisode, optimizer: Optimizer) -> list[int]:
@@ -177,13 +224,18 @@ def simulate(
     data: TrainingData,
     cautious: bool = True,
     teachers: tuple[tuple[str, dict, int], ...] = TEACHERS,
+    learned: TrainingData | None = None,
 ) -> list[Trajectory]:
     """The trajectories on each episode of its `keep` teacher configurations best in expectation
     (see the module docstring). `data`: the curated training data the episodes were drawn from
-    (it builds the siblings); `cautious=False` leaves the cautious teacher out (an ablation).
+    (it builds the siblings); `cautious=False` leaves the cautious teacher out (an ablation);
+    `learned`: the real task's train-only training data the learned teachers (`LEARNED`) are
+    trained on, ranked after `teachers` (None leaves them out).
     Teacher seeds: `seed + 1000 e + 10 k + s` for episode e, sibling k (0: the episode) and the
     configuration's seed s."""
     configs = [c for c in teachers if cautious or c[0] != "cautious"]
+    checkpoints = {} if learned is None else learned_checkpoints(learned, seed)
+    configs += [c for c in LEARNED if c[0] in checkpoints]
     out = []
     for e, ep in enumerate(episodes):
         _, exp, prior, budget, episode_seed = ep.key
@@ -195,7 +247,8 @@ def simulate(
         ranked = []
         for c, (name, params, seeds) in enumerate(configs):
             curves = [
-                pregrets(sib, play(sib, teacher(name, params, sib, seed + 1000 * e + 10 * k + s)))
+                pregrets(sib, play(sib, teacher(name, params, sib, seed + 1000 * e + 10 * k + s,
+                                                checkpoints)))
                 for k, sib in enumerate(siblings, 1)
                 for s in range(seeds)
             ]
@@ -204,7 +257,7 @@ def simulate(
         ranked.sort()
         for expected, _, c in ranked[:keep]:
             name, params, _ = configs[c]
-            chosen = play(ep, teacher(name, params, ep, seed + 1000 * e))
+            chosen = play(ep, teacher(name, params, ep, seed + 1000 * e, checkpoints))
             steps = tuple(
                 Step(i, float(ep.values[i]), rationale(ep.view, chosen[:t], ep.values, i))
                 for t, i in enumerate(chosen)
