@@ -11,14 +11,17 @@ A preset with `trains_on: builtin` is trained once on every built-in task's trai
 (`meta_train` then gets a tuple of `TrainingData`, one per task) and its checkpoint serves any
 task, a user's spec included.
 
-Checkpoints live in `$BENCH_CACHE/checkpoints/<task or builtin>/<method>-<hash>.pt`; the hash covers the
-method's class, parameters and VERSION, the training seed and the content of the train data, so
-a change in any of them trains afresh. Each records what it was trained on (`Checkpoint.meta`):
-task, fit and validation experiments, data fingerprint, code version, seed, seconds, and the
-validation score (`validation_pregret`: mean pregret, the harness's primary score, over episodes
-of the validation experiments, scored by `Task.scorer` with the failure rule; a method that learns
-from every train experiment and selects on inner folds reports its own out-of-fold score as
-`validation_by_task` in its state's report, and that is recorded instead).
+Checkpoints live in `$BENCH_CACHE/checkpoints/<task or builtin>/<method>-<hash>.pt`; the hash
+covers the method's class, parameters and VERSION, the training seed and the content of the train
+data, so a change in any of them trains afresh. The package ships reference checkpoints of the
+built-in tasks' fixed splits (so far data_mixture's, the main job's) under the same names
+(`SHIPPED`, written by `scripts/reference_checkpoints.py`, which also checks that retraining
+reproduces them), so a fresh install runs them without training. Each records what it was trained
+on (`Checkpoint.meta`): task, fit and validation experiments, data fingerprint, code version,
+seed, seconds, and the validation score (`validation_pregret`: mean pregret, the harness's primary
+score, over episodes of the validation experiments, scored by `Task.scorer` with the failure rule;
+a method that learns from every train experiment and selects on inner folds reports its own out-
+of-fold score as `validation_by_task` in its state's report, and that is recorded instead).
 """
 
 from __future__ import annotations
@@ -209,15 +212,28 @@ def checkpoint_path(spec, data: Data, seed: int) -> Path:
     return folder / f"{quote(spec.name, safe='')}-{digest}.pt"
 
 
+SHIPPED = Path(__file__).parent / "checkpoints"  # reference checkpoints (scripts/reference_checkpoints.py)
+
+
+def shipped_path(path: Path) -> Path:
+    """Where the package ships the checkpoint whose cache path is `path`: the same scope and file
+    name (the name's hash covers class, parameters, version, scope, train data and seed)."""
+    return SHIPPED / path.relative_to(cache_dir() / "checkpoints")
+
+
 def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | None = None,
           force: bool = False) -> tuple[Checkpoint, Path]:
     """Meta-train `spec` on `task`'s train experiments (or every built-in task's, `trains_on:
-    builtin`), or load the checkpoint that exists."""
+    builtin`), or load the checkpoint that exists: the one the package ships (`SHIPPED`), else
+    the cache's. `force` trains again into the cache."""
     import torch
     from filelock import FileLock
 
     data = training_data(spec, task, seed)
     path = checkpoint_path(spec, data, seed)
+    shipped = shipped_path(path)
+    if shipped.is_file() and not force:
+        return load(shipped), shipped
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):  # two runs training the same checkpoint: one trains
         if path.exists() and not force:

@@ -34,6 +34,7 @@ TINY = {
     "group": 4,
     "episodes_per_step": 2,
     "eval_every": 2,
+    "validation_seeds": 2,
 }
 
 

@@ -40,7 +40,7 @@ import torch
 from scipy.stats import norm
 
 from agents.policy import curation, distill, rl, teachers
-from agents.policy.episodes import draw, greedy_pregret, rollout, validation_set
+from agents.policy.episodes import VALIDATION_SEEDS, draw, greedy_pregret, rollout, validation_set
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
@@ -85,6 +85,7 @@ class Settings:
     shaping: float = 0.0  # reward = -(final pregret) - shaping x mean pregret: 0 is the reported score
     eval_every: int = 10
     inner_folds: int = 3  # ensemble members, each selected on one inner grouped fold it did not learn from
+    validation_seeds: int = VALIDATION_SEEDS  # episode seeds per (validation experiment, prior, budget)
 
     def key(self, *fields: str) -> dict:
         return {f: getattr(self, f) for f in fields}
@@ -299,7 +300,8 @@ def _member(identity, s: Settings, train, trajectories, fold, i: int, seed: int,
                 if (curated.task.name, curated.task.experiment(ep.key[1]).group) not in held]
     keys = {ep.key for ep in episodes}
     taught = [t for t in trajectories if t.episode in keys]
-    valid = [ep for d in fold for ep in validation_set(d, cross_fidelity=s.cross_fidelity, risk=s.risk)]
+    valid = [ep for d in fold for ep in validation_set(d, seeds=s.validation_seeds,
+                                                       cross_fidelity=s.cross_fidelity, risk=s.risk)]
     with seeded_torch(seed * s.inner_folds + i):
         t0 = time.perf_counter()
         net, losses = _cached_distillation(identity + [i, s.inner_folds], s, episodes, taught, seed + i,
