@@ -18,10 +18,18 @@ QMC has no startup: its scrambled Sobol sequence is the method.
 
 Warm start (`warm_start=True`): the initial design is instead the target candidates nearest the
 best cheap runs (most expensive prior fidelity first, best first), then the sampler takes over.
+
+Threads: the GP sampler (its kernel fit and acquisition search, on a handful of trials) runs with
+`threads` torch and BLAS threads, one by default, as MetaBO does (`torch_threads`,
+`threadpool_limits`). NumPy's and SciPy's OpenBLAS otherwise start a thread per core, and on
+many tiny arrays the second one only costs: with two, an episode took 1.6 to 4.7 times the CPU
+time, the more the busier the machine (`benchmarks/method_speed.py` on 2 cores, issue 24). The
+proposals do not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import warnings
@@ -42,6 +50,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import TrialState, create_trial
+from threadpoolctl import threadpool_limits
 
 from bench.errors import BenchError
 from bench.gym.problem import Outcome, Problem, Query
@@ -118,8 +127,9 @@ class OptunaSampler(Optimizer):
     """One Optuna sampler (`tpe`, `cmaes`, `gp`, `qmc`) over the target candidates."""
 
     def __init__(self, problem: Problem, seed: int, sampler: str = "tpe",
-                 sampler_params: dict[str, Any] | None = None, warm_start: bool = False):
+                 sampler_params: dict[str, Any] | None = None, warm_start: bool = False, threads: int = 1):
         super().__init__(problem, seed)
+        self.threads = threads if sampler == "gp" else None  # the others spend milliseconds an ask
         if sampler not in SAMPLERS:
             raise BenchError(f"unknown Optuna sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
         if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
@@ -139,6 +149,15 @@ class OptunaSampler(Optimizer):
         self._designed = 0  # initial-design trials enqueued so far
         self._asked: tuple[optuna.trial.Trial, dict[str, Any]] | None = None
 
+    def _library_threads(self) -> contextlib.AbstractContextManager:
+        stack = contextlib.ExitStack()
+        if self.threads is not None:
+            from bench.numerics import torch_threads  # imports torch: only for the GP sampler
+
+            stack.enter_context(torch_threads(self.threads))
+            stack.enter_context(threadpool_limits(self.threads))
+        return stack
+
     def ask(self) -> Query:
         if self._designed < self.n_startup:
             config = self._warm.pop(0) if self._warm else self.random_candidate()
@@ -146,7 +165,8 @@ class OptunaSampler(Optimizer):
             self._designed += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            trial = self.study.ask(self.distributions)
+            with self._library_threads():
+                trial = self.study.ask(self.distributions)
         self._asked = (trial, dict(trial.params))
         return self.query(self.nearest_untried(trial.params))
 

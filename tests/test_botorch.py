@@ -13,7 +13,7 @@ import torch
 
 from baselines.botorch_gp import BoTorchEI, BoTorchMF
 from baselines.botorch_gp.acquisition import QUAD_NODES, kg_per_cost_batch, knowledge_gradient
-from baselines.botorch_gp.models import fidelity_positions, fit_subset
+from baselines.botorch_gp.models import FIT_MEMO, fidelity_positions, fit_subset
 from baselines.botorch_gp.optimizers import initial_design_size
 from bench.episode import run_episode
 from bench.gym.problem import Budget, Fidelity
@@ -131,6 +131,24 @@ def test_same_seed_same_trials(tmp_path, method, budget):
     if method == "BoTorchEI" or budget.kind == "cost":  # seeded initial designs: the seed matters
         other = run(task, method, budget, tmp_path / "other", seed=5, prior=prior, **params)[1]
         assert [t["config"] for t in other] != [t["config"] for t in t1]
+
+
+def test_memoised_fits_are_the_fits(tmp_path):
+    """botorch-mf ignores a trial budget, so a T=3 episode repeats the two fits of the T=2 episode
+    of its seed: it takes them from the memo (one new fit) and asks what it asks with an empty one."""
+    task = synthetic_task()
+
+    def asks(budget: int, folder: str) -> list[dict]:
+        trials = run(task, "BoTorchMF", Budget("trials", budget), tmp_path / folder, **SMALL)[1]
+        return [t["config"] for t in trials]
+
+    FIT_MEMO.clear()
+    fresh = asks(3, "fresh")
+    FIT_MEMO.clear()
+    short = asks(2, "short")
+    fits = len(FIT_MEMO)
+    assert fits == 2 and asks(3, "replayed") == fresh and len(FIT_MEMO) == fits + 1
+    assert short == fresh[:2]
 
 
 def test_botorch_ei_initial_design_scales_with_budget():

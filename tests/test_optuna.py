@@ -160,6 +160,32 @@ def test_samplers_differ_once_the_startup_is_over():
     assert all(r[:2] == runs[5]["random"][:2] for r in runs[5].values())
 
 
+def test_gp_sampler_runs_on_one_thread(monkeypatch):
+    """The GP sampler runs with the adapter's `threads` (1) torch and BLAS threads, whatever their
+    defaults."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    original = optuna.samplers.GPSampler.sample_relative
+
+    def spy(self, *args, **kwargs):
+        blas = {d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+        seen.append((torch.get_num_threads(), *sorted(blas)))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", spy)
+    task = mixed_task()
+    problem = task.problem("mixed", Budget("trials", 4))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        drive(problem, task.oracle("mixed"), OptunaSampler(problem, 0, sampler="gp"), 4)
+        assert seen and set(seen) == {(1, 1)} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cmaes_without_its_package_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(adapter.importlib.util, "find_spec", lambda name: None)
     task = mixed_task()
