@@ -240,14 +240,20 @@ def rollout(
     )
 
 
-def greedy_pregret(net: PolicyNet, episodes: list[TrainingEpisode]) -> float:
-    """Mean final pregret of the greedy policy over `episodes` (validation, model selection):
-    the harness's primary score of the same episodes; over several tasks, the mean of the
-    per-task means (each task weighs the same, as in `bench.training.train`)."""
-    if not episodes:
-        return float("nan")
+def final_pregrets(net: PolicyNet, episodes: list[TrainingEpisode]) -> dict[str, list[float]]:
+    """Per task, the greedy policy's final pregret on each of `episodes` (the harness's primary
+    score of the same episodes)."""
     finals: dict[str, list[float]] = {}
     with torch.no_grad():
         for ep in episodes:
             finals.setdefault(ep.key[0], []).append(float(rollout(net, ep, 1, None).pregret[0, -1]))
-    return float(np.mean([np.mean(v) for v in finals.values()]))
+    return finals
+
+
+def greedy_pregret(net: PolicyNet, episodes: list[TrainingEpisode]) -> float:
+    """Mean final pregret of the greedy policy over `episodes` (validation, model selection); over
+    several tasks, the mean of the per-task means (each task weighs the same, as in
+    `bench.training.train`)."""
+    if not episodes:
+        return float("nan")
+    return float(np.mean([np.mean(v) for v in final_pregrets(net, episodes).values()]))

@@ -40,7 +40,7 @@ import torch
 from scipy.stats import norm
 
 from agents.policy import curation, distill, rl, teachers
-from agents.policy.episodes import VALIDATION_SEEDS, draw, greedy_pregret, rollout, validation_set
+from agents.policy.episodes import VALIDATION_SEEDS, draw, final_pregrets, greedy_pregret, validation_set
 from agents.policy.features import EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
@@ -256,10 +256,9 @@ def out_of_fold(held_out: list[tuple[PolicyNet, list]]) -> dict[str, float]:
     """Per task, the mean pregret of the greedy members on their own held-out episodes (every
     episode weighs the same): the policy's inner-fold estimate of its score."""
     finals: dict[str, list[float]] = {}
-    with torch.no_grad():
-        for net, valid in held_out:
-            for ep in valid:
-                finals.setdefault(ep.key[0], []).append(float(rollout(net, ep, 1, None).pregret[0, -1]))
+    for net, valid in held_out:
+        for task, values in final_pregrets(net, valid).items():
+            finals.setdefault(task, []).extend(values)
     return {task: round(float(np.mean(v)), 4) for task, v in finals.items()}
 
 
