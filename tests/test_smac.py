@@ -275,3 +275,60 @@ def test_small_discrete_space_still_spends_the_budget(facade):
 def test_unknown_facade_is_a_clear_error():
     with pytest.raises(BenchError, match="unknown SMAC facade"):
         SmacFacade(mixed_task().problem("mixed", Budget("trials", 3)), 0, facade="nope")
+
+
+@pytest.mark.parametrize("facade", ["hpo", "mf"])
+def test_pool_acquisition_asks_untried_table_configurations(facade, monkeypatch):
+    """`acquisition: pool`: what the acquisition maximiser proposes is a rung's untried candidate
+    (prior run or pool), never a point of the continuous space; SMAC's random design still samples."""
+    task = load_task("sft_lora")
+    experiment = task.split("test")[0]
+    problem = task.problem(experiment, Budget("trials", 10))
+    opt = SmacFacade(problem, 0, facade, acquisition="pool")
+    asked, smac_ask = [], opt.smac.ask
+    monkeypatch.setattr(opt.smac, "ask", lambda: asked.append(smac_ask()) or asked[-1])
+    drive(problem, task.oracle(experiment), opt, 10)
+
+    rungs = opt.rungs
+    prior = problem.prior[problem.prior.fidelity.isin(rungs)]
+    tables = [prior] + [problem.candidates(f) for f in rungs if f not in set(prior.fidelity)]
+    table = {to_configuration(opt.space, config_at(t, i, problem.params))
+             for t in tables for i in range(len(t))}
+    proposed = [(i.config, i.budget) for i in asked if i.config.origin != "Initial design"
+                and not (i.config.origin or "").startswith("Random Search")]
+    assert proposed and all(c in table for c, _ in proposed)
+    assert len(set(proposed)) == len(proposed)  # never twice at one rung (promotions go up)
+    library = SmacFacade(problem, 0, facade)  # the library's maximiser searches the space
+    lib_asked, lib_ask = [], library.smac.ask
+    monkeypatch.setattr(library.smac, "ask", lambda: lib_asked.append(lib_ask()) or lib_asked[-1])
+    drive(problem, task.oracle(experiment), library, 10)
+    assert any(i.config not in table for i in lib_asked)
+
+
+def test_pool_acquisition_survives_an_exhausted_pool():
+    task = mixed_task(fidelities=((1e6, 1e9, 1.0, 30), (1e8, 1e10, 0.0, 6)))
+    problem = task.problem("mixed", Budget("trials", 6))
+    outcomes = drive(problem, task.oracle("mixed"), SmacFacade(problem, 0, "hpo", acquisition="pool"), 6)
+    assert len({tuple(o.config.values()) for o in outcomes}) == 6  # every target candidate once
+
+
+def test_unknown_acquisition_is_one_clear_error():
+    problem = mixed_task().problem("mixed", Budget("trials", 3))
+    with pytest.raises(BenchError, match="unknown SMAC acquisition 'grid'"):
+        SmacFacade(problem, 0, "hpo", acquisition="grid")
+
+
+def test_forest_is_the_facades_but_for_threads_and_the_leaf_bound():
+    from smac import HyperparameterOptimizationFacade, MultiFidelityFacade, Scenario
+
+    from baselines.smac_facades import MAX_LEAVES, forest
+
+    space = mixed_task().problem("mixed", Budget("trials", 3)).space
+    with tempfile.TemporaryDirectory() as out:
+        scenario = Scenario(space, output_directory=out, deterministic=True, seed=3)
+        ours = forest(scenario).meta
+        for cls in (HyperparameterOptimizationFacade, MultiFidelityFacade):
+            theirs = cls.get_model(scenario).meta
+            assert {k: v for k, v in theirs.items() if k not in ("max_leaf_nodes", "n_jobs")} == \
+                {k: v for k, v in ours.items() if k not in ("max_leaf_nodes", "n_jobs")}
+    assert ours["n_jobs"] == 1 and ours["max_leaf_nodes"] == MAX_LEAVES
