@@ -3,7 +3,8 @@
     python benchmarks/method_speed.py botorch-mf,regmix --task data_mixture,grpo --budget 5,10 --seeds 3
     python benchmarks/method_speed.py regmix --before /tmp/old      # against an older copy
 
-Episodes: trial budgets, seeds 0..S-1 on the first `--experiments` test experiments of the task,
+Episodes: trial budgets, seeds 0..S-1 on the first `--experiments` experiments of `--split` (test;
+use train to compare variants of a method without looking at test outcomes),
 the cheaper-fidelity prior (as in `cv` and `paper`). Each (method, task) runs in one fresh worker
 process, started as `bench run` starts its workers (PYTHONHASHSEED=0, torch's default threads; the
 methods set their own), after an untimed warm-up episode at the largest budget (imports, lazy
@@ -37,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def episodes(method: str, task_name: str, budgets: list[int], seeds: int, experiments: int) -> list[dict]:
+def episodes(method: str, task_name: str, budgets: list[int], seeds: int, experiments: int,
+             split: str = "test") -> list[dict]:
     """Run the episodes of one (method, task) in this process; one record per episode."""
     from bench.episode import run_episode
     from bench.gym.registry import load_task
@@ -48,7 +50,7 @@ def episodes(method: str, task_name: str, budgets: list[int], seeds: int, experi
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
-        exps = task.split("test")[:experiments]
+        exps = task.split(split)[:experiments]
         warm = EpisodeKey("speed", task.name, method, exps[0], "trials", max(budgets), 10_000)
         run_episode(warm, task, spec, store)
         for exp in exps:
@@ -72,7 +74,7 @@ def worker(baselines: Path | None, method: str, task: str, budgets: list[int], a
     env = {**os.environ, "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join([*path, str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, __file__, "--worker", method, task, ",".join(map(str, budgets)),
-           str(args.seeds), str(args.experiments)]
+           str(args.seeds), str(args.experiments), args.split]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{method}/{task} ({baselines or 'this checkout'}) failed:\n{done.stderr[-3000:]}")
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--budget", default="5,10", help="trial budgets, run in this order")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--experiments", type=int, default=1)
+    ap.add_argument("--split", choices=("test", "train"), default="test")
     ap.add_argument("--isolated", action="store_true", help="one worker per budget")
     ap.add_argument("--before", type=Path, help="a folder holding an older `baselines` package")
     args = ap.parse_args()
@@ -128,7 +131,7 @@ def row(label: str, cell: dict[str, list[dict]]) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        m, t, b, s, e = sys.argv[2:7]
-        print(json.dumps(episodes(m, t, [int(x) for x in b.split(",")], int(s), int(e))))
+        m, t, b, s, e, split = sys.argv[2:8]
+        print(json.dumps(episodes(m, t, [int(x) for x in b.split(",")], int(s), int(e), split)))
     else:
         main()

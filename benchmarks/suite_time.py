@@ -6,8 +6,9 @@
 
 `estimate`: for the `paper`, `far`, `cv` and `ladder` suites, every non-LLM preset on every built-
 in task: the episodes each has times the seconds an episode of that (method, task, budget) took in
-the RUNS directories (ask + setup seconds + the harness's 1.7 ms; missing: the method's seconds
-per target trial on that task, else its median over tasks, times the budget; listed as imputed),
+the RUNS directories (the last one holding that method and task; ask + setup seconds + the
+harness's 1.7 ms; missing: the method's seconds per target trial on that task, else its median
+over tasks, times the budget; listed as imputed),
 plus, for learned methods, each checkpoint the suite trains (one per task, or per cv fold) times
 the training seconds recorded in CACHE's checkpoints (else the method's median). Wall time on W
 workers = CPU time / W, a lower bound (episodes are independent; start-up and the slowest batch
@@ -39,10 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def episode_seconds(runs: list[Path]) -> pd.DataFrame:
-    rows = [{"method": key.method, "task": key.task, "budget": key.budget,
+    """Seconds per trial-budget episode; a (method, task) is read from the last RUNS folder that
+    holds it, so a fresh run of a few methods, named last, overrides their older timings."""
+    rows = [{"method": key.method, "task": key.task, "budget": key.budget, "folder": i,
              "seconds": s.ask_seconds + s.setup_seconds + HARNESS_SECONDS}
-            for folder in runs for key, s in Store(folder).summaries() if key.budget_kind == "trials"]
-    return pd.DataFrame(rows, columns=["method", "task", "budget", "seconds"])
+            for i, folder in enumerate(runs) for key, s in Store(folder).summaries()
+            if key.budget_kind == "trials"]
+    frame = pd.DataFrame(rows, columns=["method", "task", "budget", "folder", "seconds"])
+    last = frame.groupby(["method", "task"])["folder"].transform("max")
+    return frame[frame.folder == last].drop(columns="folder")
 
 
 def training_seconds(cache: Path | None) -> pd.DataFrame:
