@@ -14,7 +14,7 @@ task, a user's spec included.
 Checkpoints live in `$BENCH_CACHE/checkpoints/<task or builtin>/<method>-<hash>.pt`; the hash
 covers the method's class, parameters and VERSION, the training seed and the content of the train
 data, so a change in any of them trains afresh. The package ships reference checkpoints of the
-built-in tasks' fixed splits (so far data_mixture's, the main job's) under the same names
+built-in tasks' fixed splits and the cross-family one under the same names
 (`SHIPPED`, written by `scripts/reference_checkpoints.py`, which also checks that retraining
 reproduces them), so a fresh install runs them without training. Each records what it was trained
 on (`Checkpoint.meta`): task, fit and validation experiments, data fingerprint, code version,
