@@ -9,15 +9,23 @@ completed with `failed` set to the reason, and scored as the worst target candid
 Only `NoRecommendation` is caught around `recommend()`; any other error is a failure, except
 a `BenchError` (the user's environment: a missing API key, a network that stays down), which
 stops the run and leaves the episode to be rerun.
+
+NumPy's and SciPy's BLAS run with one thread during an episode (`one_blas_thread`): the matrices
+here are small, a thread per core only spins (smac-bb, an episode of T = 10 on data_mixture on
+a busy 2-core machine: 54.6 CPU-s with two threads, 20.1 with one, the same asks), and an
+episode's numbers no longer depend on the machine's core count. Torch's threads are the methods'
+own (`bench.numerics.torch_threads`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections import Counter
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from bench.errors import BenchError
 from bench.gym.problem import Outcome, Query
@@ -45,6 +53,18 @@ def run_episode(key: EpisodeKey, task: Task, method: MethodSpec, store: Store,
     return summary
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    import scipy.linalg  # noqa: F401  SciPy's own OpenBLAS, loaded now so the controller finds it
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which NumPy's and SciPy's BLAS use one thread (see the module docstring)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
 def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
                  prior: PriorPolicy = "cheaper") -> tuple[EpisodeSummary, str | None]:
     """Run to the end of the budget, passing every trial record to `log.append` as it happens.
@@ -68,20 +88,21 @@ def play_episode(key: EpisodeKey, task: Task, method: MethodSpec, log,
             **({"info": dict(query.info)} if query.info else {}),
         })
 
-    try:
-        t0 = time.perf_counter()
-        checkpoint = checkpoint_for(method, task) if method.learned else None
-        optimizer = method.make(problem, seed, checkpoint)
-        setup_seconds = time.perf_counter() - t0
-        run(optimizer, oracle, problem, method.name, on_trial, trace)
+    with one_blas_thread():
         try:
-            recommended = oracle.evaluate(Query(optimizer.recommend(), problem.target))
-        except NoRecommendation:
-            pass
-    except BenchError:  # the user's environment (a missing key, a network down): stop, score nothing
-        raise
-    except Exception as exc:  # a broken episode is a scored failure; the others go on
-        failed, error = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            t0 = time.perf_counter()
+            checkpoint = checkpoint_for(method, task) if method.learned else None
+            optimizer = method.make(problem, seed, checkpoint)
+            setup_seconds = time.perf_counter() - t0
+            run(optimizer, oracle, problem, method.name, on_trial, trace)
+            try:
+                recommended = oracle.evaluate(Query(optimizer.recommend(), problem.target))
+            except NoRecommendation:
+                pass
+        except BenchError:  # the user's environment (a missing key, a network down): stop, score nothing
+            raise
+        except Exception as exc:  # a broken episode is a scored failure; the others go on
+            failed, error = f"{type(exc).__name__}: {exc}", traceback.format_exc()
     if budget.kind == "trials":
         final, diverged = trace.best, trace.best_diverged
     else:
