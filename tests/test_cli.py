@@ -53,6 +53,17 @@ def test_bad_input_one_line_exit_2(args, message, tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, message", [
+    (["run", "--dry-run"], "No such option: --dry-run"),
+    (["run", "--task", "data_mixture", "--seeds", "x"], "Invalid value for '--seeds'"),
+    (["nosuch"], "No such command 'nosuch'"),
+])
+def test_usage_errors_are_one_message_exit_2(args, message):
+    """Typer's own usage errors (it vendors click): its usage lines and one error, no traceback."""
+    r = bench(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_python_m_bench_is_bench():
     for module in ("bench", "bench.cli"):
         r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
