@@ -7,8 +7,9 @@
 `estimate`: for the `paper`, `far`, `cv` and `ladder` suites, every non-LLM preset on every built-
 in task: the episodes each has times the seconds an episode of that (method, task, budget) took in
 the RUNS directories (the last one holding that method and task; ask + setup seconds + the
-harness's 1.7 ms; missing: the method's seconds per target trial on that task, else its median
-over tasks, times the budget; listed as imputed),
+harness's 1.7 ms; a budget not run: the line through the budgets that were (set-up plus a cost
+per trial), else the method's seconds per target trial on that task, else its median over tasks,
+times the budget; listed as imputed),
 plus, for learned methods, each checkpoint the suite trains (one per task, or per cv fold) times
 the training seconds recorded in CACHE's checkpoints (else the method's median). Wall time on W
 workers = CPU time / W, a lower bound (episodes are independent; start-up and the slowest batch
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.gym.registry import load_task, task_names
@@ -66,6 +68,9 @@ class Seconds:
 
     def __init__(self, episodes: pd.DataFrame, trained: pd.DataFrame):
         self.cell = episodes.groupby(["method", "task", "budget"])["seconds"].mean()
+        self.line = {mt: np.polyfit(c.index.get_level_values("budget"), c.to_numpy(), 1)
+                     for mt, c in self.cell.groupby(level=["method", "task"])
+                     if c.index.get_level_values("budget").nunique() > 1}
         per_trial = episodes.assign(seconds=episodes.seconds / episodes.budget)
         self.task_rate = per_trial.groupby(["method", "task"])["seconds"].mean()
         self.method_rate = self.task_rate.groupby(level="method").median()
@@ -78,6 +83,9 @@ class Seconds:
         if (method, task, budget) in self.cell.index:
             return float(self.cell[(method, task, budget)])
         self.imputed.add(f"{method}/{task}")
+        if (method, task) in self.line:  # set-up plus a cost per trial, through the measured budgets
+            slope, start = self.line[method, task]
+            return max(0.0, float(start + slope * budget))
         if (method, task) in self.task_rate.index:
             return float(self.task_rate[(method, task)]) * budget
         if method in self.method_rate.index:
