@@ -161,7 +161,8 @@ def list_methods(methods_file: MethodsFile = None) -> None:
 
 
 @data_app.command("fetch")
-def data_fetch(source: Annotated[list[str] | None, typer.Argument(help="Sources (default: all).")] = None,
+def data_fetch(source: Annotated[list[str] | None, typer.Argument(
+                   help="Sources (default: every outcome table; a model only when named).")] = None,
                quiet: Quiet = False) -> None:
     """Download and verify every declared source file into the cache (or check the mirror)."""
     from bench.data import fetch

@@ -95,8 +95,8 @@ def test_happy_path(serve, protocol):
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unset_options_and_unstructured_send_nothing(serve, protocol):
     fake = serve(lambda record: "plain text")
-    request = Request(system="s", messages=(("user", "u"),), schema=SCHEMA)
-    reply = provider(protocol, structured=False).complete(request)
+    request = Request(system="s", messages=(("user", "u"),))
+    reply = provider(protocol).complete(request)
     assert (reply.text, reply.reasoning) == ("plain text", "")
     [record] = fake.requests
     assert record["schema"] is None

@@ -10,16 +10,30 @@ from the cache, and the fallback reason.
 
 Provider or credential problems (a bad key, a network that stays down) are not the method's
 fault: they stop the run with one clear message (`LLMError`) instead of being scored.
+
+With `local=True`, `model` names a local model (`agents.llm.local.MODELS`) that the agent's process
+serves itself over the OpenAI API (`provider` openai): no key or base URL is needed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from agents.llm import local as local_models
 from agents.llm.answer import AnswerError, Form
 from agents.llm.cache import ResponseCache
 from agents.llm.prices import dollars
-from agents.llm.prompt import POOL_LIMIT, PROMPT_TOKENS, SYSTEM, PriorDigest, render
+from agents.llm.prompt import (
+    CHARS_PER_TOKEN,
+    POOL_LIMIT,
+    PROMPT_TOKENS,
+    SYSTEM,
+    PriorDigest,
+    candidates,
+    render,
+    tokens,
+)
 from agents.llm.providers import LLMUnavailableError, Provider, Request, credentials, make_provider
 from bench.gym.problem import Query
 from bench.optimizer import Optimizer
@@ -28,50 +42,69 @@ REASKS = 2  # how often an unusable answer is asked again before the fallback
 
 
 def next_trial(optimizer: Optimizer, prior: PriorDigest, pool_limit: int = POOL_LIMIT,
-               prompt_tokens: int = PROMPT_TOKENS) -> tuple[Form, str]:
+               prompt_tokens: int = PROMPT_TOKENS, chars_per_token: float = CHARS_PER_TOKEN,
+               reasoning_chars: int | None = None) -> tuple[Form, str]:
     """The answer form and the user message of `optimizer`'s next trial, as the agent asks it
-    (its history, untried candidates and affordable fidelities); shared with the chat export."""
+    (its history, untried candidates and affordable fidelities); shared with the chat export.
+    It answers by id when at most `pool_limit` candidates are untried and their list takes at
+    most half the prompt budget; `reasoning_chars` caps the reasoning in the answer's schema."""
     problem = optimizer.problem
     cost = problem.budget.kind == "cost"
     fidelities = tuple(optimizer.affordable()) if cost else ()
     ids = optimizer.pool_ids()
-    form = Form(problem.space, by_id=not cost and len(ids) <= pool_limit,
-                ids=frozenset(int(i) for i in ids), fidelities=fidelities)
-    return form, render(problem, optimizer.history, form.by_id, ids, fidelities, prompt_tokens, prior)
+    by_id = not cost and len(ids) <= pool_limit and \
+        tokens(candidates(problem, ids), chars_per_token) <= prompt_tokens / 2
+    form = Form(problem.space, by_id, frozenset(int(i) for i in ids), fidelities, reasoning_chars)
+    return form, render(problem, optimizer.history, by_id, ids, fidelities, prompt_tokens, prior,
+                        chars_per_token)
 
 
 class LLMAgent(Optimizer):
     def __init__(self, problem, seed, *, provider: str, model: str, temperature: float | None = None,
                  max_output_tokens: int | None = 4096, reasoning_effort: str | None = None,
                  structured: bool = True, pool_limit: int = POOL_LIMIT,
-                 prompt_tokens: int = PROMPT_TOKENS, reasks: int = REASKS):
+                 prompt_tokens: int = PROMPT_TOKENS, chars_per_token: float = CHARS_PER_TOKEN,
+                 reasoning_chars: int | None = None, reasks: int = REASKS, local: bool = False):
         super().__init__(problem, seed)
-        self.client = CachedProvider(lambda: make_provider(provider, model, structured=structured),
-                                     provider, model, ResponseCache())
+
+        def factory() -> Provider:
+            options = {"base_url": local_models.server(model).base_url} if local else {}
+            return make_provider(provider, model, **options)
+
+        self.client = CachedProvider(factory, provider, model, ResponseCache(),
+                                     (lambda: None) if local else (lambda: credentials(provider)))
         self.sampling = {"temperature": temperature, "max_output_tokens": max_output_tokens,
                          "reasoning_effort": reasoning_effort}
         self.pool_limit, self.prompt_tokens, self.reasks = pool_limit, prompt_tokens, reasks
+        self.structured = structured  # send the answer's schema (structured output) or ask for free text
+        self.chars_per_token, self.reasoning_chars = chars_per_token, reasoning_chars
         self.prior = PriorDigest(problem)
 
     @classmethod
-    def unavailable(cls, *, provider: str, model: str, **_) -> list[str]:
-        """Runnable with credentials for the provider, or from a replay in the response cache."""
-        reason = credentials(provider)
+    def unavailable(cls, *, provider: str, model: str, local: bool = False, **_) -> list[str]:
+        """Runnable with credentials for the provider (a local model: its packages and file), or
+        from a replay in the response cache."""
+        if local and provider != "openai":
+            return [f"a local model is served over the OpenAI API: provider must be openai, not {provider}"]
+        reasons = local_models.local_model(model).unavailable() if local else \
+            [r for r in [credentials(provider)] if r]
         cache = ResponseCache()
-        if reason is None or (cache.reads and cache.count(provider, model)):
+        if not reasons or (cache.reads and cache.count(provider, model)):
             return []
-        return [f"{reason}, or a replay of its requests in the LLM response cache"]
+        return [f"{'; '.join(reasons)}, or a replay of its requests in the LLM response cache"]
 
     def ask(self) -> Query:
         problem = self.problem
         cost = problem.budget.kind == "cost"
-        form, prompt = next_trial(self, self.prior, self.pool_limit, self.prompt_tokens)
+        form, prompt = next_trial(self, self.prior, self.pool_limit, self.prompt_tokens, self.chars_per_token,
+                                  self.reasoning_chars)
         fidelities = form.fidelities
         messages: list[tuple[str, str]] = [("user", prompt)]
         info: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "dollars": 0.0, "requests": 0,
                                 "cached": 0, "attempts": [], "fallback": None}
         for _ in range(1 + self.reasks):
-            request = Request(SYSTEM, tuple(messages), form.schema(), seed=self.seed, **self.sampling)
+            request = Request(SYSTEM, tuple(messages), form.schema() if self.structured else None,
+                              seed=self.seed, **self.sampling)
             reply, cached = self.client.complete(request)
             self._count(info, reply, cached)
             try:
@@ -106,10 +139,11 @@ class LLMAgent(Optimizer):
 
 class CachedProvider:
     """A provider behind the response cache; the provider itself is made on the first miss, so a
-    complete replay needs no credentials and sends nothing."""
+    complete replay needs no credentials (`check`: None, or what is missing) and sends nothing."""
 
-    def __init__(self, factory, name: str, model: str, cache: ResponseCache):
-        self.factory, self.name, self.model, self.cache = factory, name, model, cache
+    def __init__(self, factory, name: str, model: str, cache: ResponseCache,
+                 check: Callable[[], str | None]):
+        self.factory, self.name, self.model, self.cache, self.check = factory, name, model, cache, check
         self._provider: Provider | None = None
 
     def complete(self, request: Request):
@@ -118,7 +152,7 @@ class CachedProvider:
         if hit is not None:
             return hit, True
         if self._provider is None:
-            if (reason := credentials(self.name)) is not None:
+            if (reason := self.check()) is not None:
                 raise LLMUnavailableError(f"{self.name}:{self.model}: a request is not in the replay "
                                           f"cache {self.cache.path} and no credentials are set ({reason})")
             self._provider = self.factory()

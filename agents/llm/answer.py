@@ -2,7 +2,8 @@
 accepts what models really write (code fences, prose around the object, numbers as strings).
 
 Two forms:
-  by id      {"reasoning": str, "candidate": int}                 the target pool is listed
+  by id      {"reasoning": str, "candidate": int}                 the target pool is listed; the schema
+                                                                  enumerates the ids it may name
   by config  {"reasoning": str, "config": {param: value, ...}}    snapped to the nearest candidate
 Cost budgets add "fidelity" (one of the fidelities the budget still affords) to either form.
 """
@@ -38,13 +39,16 @@ class Form:
     by_id: bool
     ids: frozenset[int] = frozenset()  # by id: the ids it may name (the untried candidates)
     fidelities: tuple[str, ...] = ()  # cost budgets: the fidelities it may choose; () = the target
+    reasoning_chars: int | None = None  # the schema's maxLength of the reasoning (small models)
 
     def schema(self) -> dict:
         props: dict[str, Any] = {"reasoning": {"type": "string"}}
+        if self.reasoning_chars is not None:
+            props["reasoning"]["maxLength"] = self.reasoning_chars
         if self.fidelities:
             props["fidelity"] = {"type": "string", "enum": list(self.fidelities)}
         if self.by_id:
-            props["candidate"] = {"type": "integer"}
+            props["candidate"] = {"type": "integer", "enum": sorted(self.ids)}
         else:
             params = {name: _param_schema(hp) for name, hp in self.space.items()}
             props["config"] = {"type": "object", "properties": params, "required": list(params),

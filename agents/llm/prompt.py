@@ -11,13 +11,18 @@ these sections in this order:
      most expensive fidelities keep their rows and the cheapest are reduced to statistics.
   4. Your runs so far: every trial of this episode (fidelity, configuration as run, value) with
      the reasoning the agent gave for it; the best target value so far; the budget left.
-  5. Candidates: when the target pool is small (at most `POOL_LIMIT` untried candidates), the
-     untried target candidates as CSV with their ids, and the agent answers with an id;
-     otherwise it answers with a configuration, snapped to the nearest candidate.
+  5. Candidates: when the target pool is small (at most `POOL_LIMIT` untried candidates) and
+     their list takes at most half the token budget, the untried target candidates as CSV with
+     their ids, and the agent answers with an id; otherwise it answers with a configuration,
+     snapped to the nearest candidate.
   6. The answer's form (see `agents.llm.answer`).
 Nothing in it comes from a target outcome the agent has not obtained itself: the prior holds
 cheaper fidelities only (the suite's protocol), the candidates carry no outcomes, and their ids
-and order are the episode's shuffle. Tokens are estimated as characters / 4.
+and order are the episode's shuffle.
+
+The token budget is per model (a preset's `prompt_tokens`, with its context in mind), and tokens
+are estimated as characters / `chars_per_token`: 4 suits the large models' tokenizers on this
+text; SmolLM2's splits digits, so its CSV of numbers costs about one token per character (1).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from ConfigSpace import (
 from bench.gym.problem import Outcome, Problem, Query
 
 POOL_LIMIT = 100  # list the target candidates (answer by id) when at most this many are untried
-PROMPT_TOKENS = 6000  # the budget the prior is cut to fit (the rest of the prompt is small)
+PROMPT_TOKENS = 6000  # the budget of the whole user message; the prior is cut to fit what is left
+CHARS_PER_TOKEN = 4  # characters per token of the large models' tokenizers
 MIN_ROWS = 3  # best runs shown per prior fidelity before fidelities are reduced to statistics
 
 SYSTEM = (
@@ -49,27 +55,32 @@ SYSTEM = (
 )
 
 
-def tokens(text: str) -> int:
-    """Estimated tokens (about four characters per token for BPE tokenizers)."""
-    return math.ceil(len(text) / 4)
+def tokens(text: str, chars_per_token: float = CHARS_PER_TOKEN) -> int:
+    """Estimated tokens of `text` for a tokenizer of `chars_per_token` characters per token."""
+    return math.ceil(len(text) / chars_per_token)
+
+
+def candidates(problem: Problem, ids: np.ndarray) -> str:
+    """The section that lists the untried target candidates `ids` (answers by id)."""
+    return _section("Untried candidates at the target (id, configuration)",
+                    _csv(problem.arrays().configs.iloc[ids], index=ids, label="id"))
 
 
 def render(problem: Problem, history: list[tuple[Query, Outcome]], by_id: bool, ids: np.ndarray,
            fidelities: tuple[str, ...] = (), budget_tokens: int = PROMPT_TOKENS,
-           prior: PriorDigest | None = None) -> str:
+           prior: PriorDigest | None = None, chars_per_token: float = CHARS_PER_TOKEN) -> str:
     """The user message for the next trial (`ids`: the untried target candidates, listed when
     `by_id`; `fidelities`: those a cost budget still affords, or () on trial budgets; `prior`:
     the episode's `PriorDigest`, built here when not given)."""
     head = [_section("Task", problem.description), _section("Search space", _space(problem))]
     tail = [_section("Your runs so far", _trials(problem, history, fidelities))]
     if by_id:
-        tail.append(_section("Untried candidates at the target (id, configuration)",
-                             _csv(problem.arrays().configs.iloc[ids], index=ids, label="id")))
+        tail.append(candidates(problem, ids))
     tail.append(_section("Answer", _instructions(problem, by_id, fidelities)))
-    fixed = sum(tokens(s) for s in head + tail)
+    fixed = sum(tokens(s, chars_per_token) for s in head + tail)
     digest = prior or PriorDigest(problem)
-    cheap = _section("Cheap runs (the prior)", digest.text(max(0, budget_tokens - fixed) * 4))
-    return "\n\n".join([*head, cheap, *tail])
+    left = int(max(0, budget_tokens - fixed) * chars_per_token)
+    return "\n\n".join([*head, _section("Cheap runs (the prior)", digest.text(left)), *tail])
 
 
 def _section(title: str, body: str) -> str:

@@ -105,20 +105,25 @@ class OpenAIProvider(Provider):
     key is sent. Reasoning text of compatible servers (vLLM, DeepSeek) is read from the message's extra
     field `reasoning_content` (or `reasoning`). `max_retries` and `timeout` (seconds) go to the SDK, whose
     backoff retries connection errors, timeouts, 408/409/429 and 5xx and honours Retry-After.
-    With `structured=False` the schema is not sent (for servers without structured output).
+    A request without a schema asks for free text (for servers without structured output). A
+    `base_url` given here (a server the agent started itself) replaces the environment's, and no
+    key is sent to it.
     """
 
     name = "openai"
 
-    def __init__(self, model: str, *, structured: bool = True, timeout: float = 120.0, max_retries: int = 4):
+    def __init__(self, model: str, *, timeout: float = 120.0, max_retries: int = 4,
+                 base_url: str | None = None):
         import openai
 
-        reason = credentials("openai")
+        reason = None if base_url else credentials("openai")
         if reason:
             raise LLMAuthError(f"the openai provider cannot run: {reason}")
-        self.model, self.structured, self.max_retries = model, structured, max_retries
-        api_key = None if os.environ.get("OPENAI_API_KEY") else "unused"  # None: the SDK reads the env var
-        self._client = openai.OpenAI(api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.model, self.max_retries = model, max_retries
+        # None: the SDK reads $OPENAI_API_KEY
+        api_key = None if os.environ.get("OPENAI_API_KEY") and not base_url else "unused"
+        self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout,
+                                     max_retries=max_retries)
 
     def complete(self, request: Request) -> Reply:
         import openai
@@ -134,7 +139,7 @@ class OpenAIProvider(Provider):
             kwargs["reasoning_effort"] = request.reasoning_effort
         if request.seed is not None:
             kwargs["seed"] = request.seed
-        if self.structured and request.schema is not None:
+        if request.schema is not None:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "answer", "schema": request.schema, "strict": True}}
         where = self._where(str(self._client.base_url))
@@ -190,14 +195,14 @@ class GeminiProvider(Provider):
     name = "gemini"
     retry_delay = 1.0  # first backoff delay in seconds; a class attribute so tests can shorten it
 
-    def __init__(self, model: str, *, structured: bool = True, timeout: float = 120.0, max_retries: int = 4):
+    def __init__(self, model: str, *, timeout: float = 120.0, max_retries: int = 4):
         from google import genai
         from google.genai import types
 
         reason = credentials("gemini")
         if reason:
             raise LLMAuthError(f"the gemini provider cannot run: {reason}")
-        self.model, self.structured, self.max_retries = model, structured, max_retries
+        self.model, self.max_retries = model, max_retries
         retry = types.HttpRetryOptions(attempts=max_retries + 1, initial_delay=self.retry_delay,
                                        jitter=self.retry_delay)
         options = types.HttpOptions(timeout=max(1, math.ceil(timeout * 1000)), retry_options=retry)
@@ -211,7 +216,7 @@ class GeminiProvider(Provider):
         config: dict[str, Any] = {"system_instruction": request.system or None,
                                   "temperature": request.temperature,
                                   "max_output_tokens": request.max_output_tokens, "seed": request.seed}
-        if self.structured and request.schema is not None:
+        if request.schema is not None:
             config.update(response_mime_type="application/json", response_json_schema=request.schema)
         if request.reasoning_effort is not None:
             budget = THINKING_BUDGETS[request.reasoning_effort]

@@ -94,15 +94,20 @@ def grpo(task: Task, data: Data, model: Model, out: Out = Path("lm-grpo"),
 
 
 @app.command()
-def serve(model: Annotated[Path, typer.Argument(help="Model directory.")],
+def serve(model: Annotated[Path, typer.Argument(help="Model directory, .gguf file, or a local model's "
+                                                    "name (smollm2-135m: fetched on first use).")],
           name: Annotated[str | None, typer.Option("--name", help="Served model name (default: the "
-                                                                  "directory's name).")] = None,
+                                                                  "directory's or file's name).")] = None,
           host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port")] = 8000,
           max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 512) -> None:
-    """Serve a model directory over the OpenAI Chat Completions API (a smoke server: use vLLM for real)."""
+    """Serve a model directory or GGUF file over the OpenAI Chat Completions API, with JSON-schema
+    constrained decoding (a CPU server: use vLLM for real)."""
+    from agents.llm.local import MODELS
     from agents.policy.lm_serve import ChatServer
 
+    if not model.exists() and str(model) in MODELS:
+        model, name = MODELS[str(model)].file(), name or str(model)
     server = ChatServer(model, name, host, port, max_new_tokens)
     typer.echo(f"serving {server.name} at {server.base_url}; run: OPENAI_BASE_URL={server.base_url} "
                f"bench run --method openai:{server.name} ...")

@@ -1,14 +1,19 @@
-"""A minimal OpenAI-compatible Chat Completions server over a local model directory (transformers
-`generate`), so a trained model runs as the LLM agent `openai:NAME` with `$OPENAI_BASE_URL` set to
-its `/v1`. For tests and CPU smoke runs; real serving is vLLM's (`vllm serve DIR`).
+"""A minimal OpenAI-compatible Chat Completions server over a local model (a model directory or
+a GGUF file; transformers `generate`), so a trained or small model runs as the LLM agent
+`openai:NAME` with `$OPENAI_BASE_URL` set to its `/v1` (or, for the local models of
+`agents.llm.local`, as a preset that serves itself). For tests and CPU runs; real serving is vLLM's
+(`vllm serve DIR`).
 
 Routes: `GET /v1/models`, `POST /v1/chat/completions` with what the official `openai` SDK sends:
 `model` (must be the served name), `messages` (text contents or text parts), `max_completion_tokens`
-or `max_tokens` (capped by the server's `max_new_tokens`), `temperature` (0 = greedy; default 1),
-`top_p`, `seed` (sampling is seeded per request: a repeated request gets the same reply). Other
-fields (`response_format`, `reasoning_effort`) are accepted and ignored; `n` > 1 and `stream` are
-refused with a 400. Replies carry `usage` token counts. Requests are answered one at a time
-(one model); no API key is checked, so it listens on 127.0.0.1 unless told otherwise.
+or `max_tokens` (capped by the server's `max_new_tokens` and by what the context leaves),
+`temperature` (0 = greedy; default 1), `top_p`, `seed` (sampling is seeded per request: a repeated
+request gets the same reply), and `response_format`: `json_schema` (its `schema`) or `json_object`
+are enforced by constrained decoding (`agents.llm.grammar`: every token keeps the reply a prefix of
+valid JSON under the schema), `text` is free. Other fields (`reasoning_effort`) are accepted and
+ignored; `n` > 1 and `stream` are refused with a 400. Replies carry `usage` token counts. Requests
+are answered one at a time (one model); no API key is checked, so it listens on 127.0.0.1 unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +27,16 @@ from pathlib import Path
 from agents.policy.lm_model import load_model
 
 
+def load(path: Path):
+    """(model, tokenizer) of a model directory (`save_pretrained`) or a `.gguf` file."""
+    path = Path(path)
+    if path.suffix == ".gguf":
+        from agents.llm.local import load_gguf
+
+        return load_gguf(path)
+    return load_model(path)
+
+
 class RequestError(ValueError):
     """A request the server refuses: (HTTP status, message)."""
 
@@ -31,15 +46,19 @@ class RequestError(ValueError):
 
 
 class ChatServer:
-    """Serves the model in `model_dir` as `name` (default: the directory's name) on host:port
-    (port 0: a free one). Use as a context manager to serve from a daemon thread."""
+    """Serves the model at `model_path` (a directory or a .gguf file) as `name` (default: the
+    directory's name, or the file's without .gguf) on host:port (port 0: a free one). Use as a
+    context manager to serve from a daemon thread."""
 
-    def __init__(self, model_dir: Path, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+    def __init__(self, model_path: Path, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                  max_new_tokens: int = 512):
-        self.model, self.tokenizer = load_model(model_dir)
+        self.model, self.tokenizer = load(model_path)
         self.model.eval()
-        self.name, self.max_new_tokens = name or Path(model_dir).name, max_new_tokens
+        path = Path(model_path)
+        self.name = name or (path.stem if path.suffix == ".gguf" else path.name)
+        self.max_new_tokens = max_new_tokens
         self.requests = 0  # chat completions answered
+        self._grammar = None  # the tokenizer's JsonGrammar, built on the first constrained request
         self._lock = threading.Lock()
         self._http = ThreadingHTTPServer((host, port), _Handler)
         self._http.daemon_threads = True
@@ -82,33 +101,66 @@ class ChatServer:
         messages = [{"role": m["role"], "content": _text(m.get("content"))} for m in _messages(body)]
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or self.max_new_tokens
         temperature = float(body.get("temperature", 1.0))
+        schema = _schema(body.get("response_format"))
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
                                                  return_tensors="pt")
+        prompt_tokens = int(ids["input_ids"].shape[1])
+        limit = min(int(limit), self.max_new_tokens)
         context = getattr(self.model.config, "max_position_embeddings", None)
-        if context is not None and ids["input_ids"].shape[1] >= context:
-            raise RequestError(400, f"the prompt has {ids['input_ids'].shape[1]} tokens; the model's context "
-                                    f"is {context}")
+        if context is not None:
+            if prompt_tokens >= context:
+                raise RequestError(400, f"the prompt has {prompt_tokens} tokens; the model's context is "
+                                        f"{context}")
+            limit = min(limit, context - prompt_tokens)
         sampling = ({"do_sample": True, "temperature": temperature, "top_p": float(body.get("top_p", 1.0)),
                      "top_k": 0} if temperature > 0 else {"do_sample": False})
         with self._lock, torch.no_grad():
+            if schema is not None:
+                sampling["prefix_allowed_tokens_fn"] = self._constrained(schema, prompt_tokens)
             if body.get("seed") is not None:
                 torch.manual_seed(int(body["seed"]))
-            out = self.model.generate(**ids, max_new_tokens=min(int(limit), self.max_new_tokens),
-                                      pad_token_id=self.tokenizer.pad_token_id,
+            out = self.model.generate(**ids, max_new_tokens=limit, pad_token_id=self.tokenizer.pad_token_id,
                                       eos_token_id=self.tokenizer.eos_token_id, **sampling)
             self.requests += 1
-        completion = out[0, ids["input_ids"].shape[1]:].tolist()
+        completion = out[0, prompt_tokens:].tolist()
         stopped = self.tokenizer.eos_token_id in completion
         if stopped:
             completion = completion[: completion.index(self.tokenizer.eos_token_id) + 1]
         text = self.tokenizer.decode(completion, skip_special_tokens=True)
-        prompt_tokens = int(ids["input_ids"].shape[1])
         return {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
                 "model": self.name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": "stop" if stopped else "length", "logprobs": None}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(completion),
                           "total_tokens": prompt_tokens + len(completion)}}
+
+    def _constrained(self, schema: dict, prompt_tokens: int):
+        from agents.llm.grammar import JsonGrammar
+
+        if self._grammar is None:
+            self._grammar = JsonGrammar(self.tokenizer)
+        try:
+            return self._grammar.allowed(schema, prompt_tokens)
+        except Exception as exc:  # lm-format-enforcer's own errors for a schema it cannot enforce
+            raise RequestError(400, f"response_format: cannot enforce this JSON schema: {exc}") from None
+
+
+def _schema(response_format) -> dict | None:
+    """The JSON schema a `response_format` asks for: its schema (`json_schema`), any object
+    (`json_object`), or None (`text`, or none given)."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise RequestError(400, "response_format.json_schema.schema must be a JSON schema object")
+        return schema
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "text":
+        return None
+    raise RequestError(400, "response_format.type must be one of text, json_object, json_schema")
 
 
 def _messages(body: dict) -> list[dict]:

