@@ -87,7 +87,7 @@ def real(budget: int = 2) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BENCH_CACHE"] = tmp
         start = time.perf_counter()
-        server = local.server("smollm2-135m")
+        server = local.server("smollm2-135m", "smollm2-135m")
         print(f"\nsmollm2-135m: model loaded and served in {time.perf_counter() - start:.1f} s")
         client = openai.OpenAI(base_url=server.base_url, api_key="unused")
         for what, text, most in [("prompt", "0," * 1000 + "\nHow many zeros?", 1),

@@ -105,7 +105,7 @@ def served():
         pytest.skip(f"the SmolLM2 model file cannot be had here: {exc}")
     if missing := [r for r in MODEL.unavailable() if "lm extra" in r]:
         pytest.skip(missing[0])
-    return local.server("smollm2-135m").base_url
+    return local.server("smollm2-135m", "smollm2-135m").base_url
 
 
 def _chat(url: str, **body) -> dict:
@@ -164,15 +164,14 @@ def test_constrained_decoding_returns_json_valid_under_the_schema(served):
 def test_the_presets_prompts_fit_its_context_on_every_task(served):
     """The first prompt of every built-in task's quick-suite episode, with room for the answer and
     two re-asks, fits SmolLM2's 8,192 tokens, counted by its own tokenizer (it splits digits)."""
-    tokenizer = local.server("smollm2-135m").tokenizer
+    tokenizer = local.server("smollm2-135m", "smollm2-135m").tokenizer
     spec, suite = method("smollm2-135m"), load_suite("quick")
     room = 8192 - (1 + REASKS) * (spec.params["max_output_tokens"] + 60)
     for name in task_names():
         task = load_task(name)
         problem = task.problem(task.split("test")[0], Budget("trials", 5), prior=suite.prior_for(name))
         agent = spec.make(problem, 0)
-        _, prompt = next_trial(agent, agent.prior, agent.pool_limit, agent.prompt_tokens,
-                               agent.chars_per_token)
+        _, prompt = next_trial(agent, agent.prior, agent.prompting)
         chat = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         used = len(tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True
                                                  )["input_ids"])

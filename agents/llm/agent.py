@@ -11,8 +11,9 @@ from the cache, and the fallback reason.
 Provider or credential problems (a bad key, a network that stays down) are not the method's
 fault: they stop the run with one clear message (`LLMError`) instead of being scored.
 
-With `local=True`, `model` names a local model (`agents.llm.local.MODELS`) that the agent's process
-serves itself over the OpenAI API (`provider` openai): no key or base URL is needed.
+With `local` (a known local model of `agents.llm.local.MODELS`, or a model directory), the agent's
+process serves that model itself as `model` over the OpenAI API (`provider` openai): no key or base
+URL is needed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agents.llm.prompt import (
     PROMPT_TOKENS,
     SYSTEM,
     PriorDigest,
+    Prompting,
     candidates,
     render,
     tokens,
@@ -41,22 +43,18 @@ from bench.optimizer import Optimizer
 REASKS = 2  # how often an unusable answer is asked again before the fallback
 
 
-def next_trial(optimizer: Optimizer, prior: PriorDigest, pool_limit: int = POOL_LIMIT,
-               prompt_tokens: int = PROMPT_TOKENS, chars_per_token: float = CHARS_PER_TOKEN,
-               reasoning_chars: int | None = None) -> tuple[Form, str]:
+def next_trial(optimizer: Optimizer, prior: PriorDigest, prompting: Prompting) -> tuple[Form, str]:
     """The answer form and the user message of `optimizer`'s next trial, as the agent asks it
-    (its history, untried candidates and affordable fidelities); shared with the chat export.
-    It answers by id when at most `pool_limit` candidates are untried and their list takes at
-    most half the prompt budget; `reasoning_chars` caps the reasoning in the answer's schema."""
+    (its history, untried candidates and affordable fidelities); shared with the chat export."""
     problem = optimizer.problem
     cost = problem.budget.kind == "cost"
     fidelities = tuple(optimizer.affordable()) if cost else ()
     ids = optimizer.pool_ids()
-    by_id = not cost and len(ids) <= pool_limit and \
-        tokens(candidates(problem, ids), chars_per_token) <= prompt_tokens / 2
-    form = Form(problem.space, by_id, frozenset(int(i) for i in ids), fidelities, reasoning_chars)
-    return form, render(problem, optimizer.history, by_id, ids, fidelities, prompt_tokens, prior,
-                        chars_per_token)
+    by_id = not cost and len(ids) <= prompting.pool_limit and \
+        tokens(candidates(problem, ids), prompting.chars_per_token) <= prompting.prompt_tokens / 2
+    form = Form(problem.space, by_id, frozenset(int(i) for i in ids), fidelities, prompting.reasoning_chars)
+    return form, render(problem, optimizer.history, by_id, ids, fidelities, prompting.prompt_tokens, prior,
+                        prompting.chars_per_token)
 
 
 class LLMAgent(Optimizer):
@@ -64,29 +62,29 @@ class LLMAgent(Optimizer):
                  max_output_tokens: int | None = 4096, reasoning_effort: str | None = None,
                  structured: bool = True, pool_limit: int = POOL_LIMIT,
                  prompt_tokens: int = PROMPT_TOKENS, chars_per_token: float = CHARS_PER_TOKEN,
-                 reasoning_chars: int | None = None, reasks: int = REASKS, local: bool = False):
+                 reasoning_chars: int | None = None, reasks: int = REASKS, local: str | None = None):
         super().__init__(problem, seed)
 
         def factory() -> Provider:
-            options = {"base_url": local_models.server(model).base_url} if local else {}
+            options = {"base_url": local_models.server(local, model).base_url} if local else {}
             return make_provider(provider, model, **options)
 
         self.client = CachedProvider(factory, provider, model, ResponseCache(),
                                      (lambda: None) if local else (lambda: credentials(provider)))
         self.sampling = {"temperature": temperature, "max_output_tokens": max_output_tokens,
                          "reasoning_effort": reasoning_effort}
-        self.pool_limit, self.prompt_tokens, self.reasks = pool_limit, prompt_tokens, reasks
+        self.prompting = Prompting(pool_limit, prompt_tokens, chars_per_token, reasoning_chars)
         self.structured = structured  # send the answer's schema (structured output) or ask for free text
-        self.chars_per_token, self.reasoning_chars = chars_per_token, reasoning_chars
+        self.reasks = reasks
         self.prior = PriorDigest(problem)
 
     @classmethod
-    def unavailable(cls, *, provider: str, model: str, local: bool = False, **_) -> list[str]:
+    def unavailable(cls, *, provider: str, model: str, local: str | None = None, **_) -> list[str]:
         """Runnable with credentials for the provider (a local model: its packages and file), or
         from a replay in the response cache."""
         if local and provider != "openai":
             return [f"a local model is served over the OpenAI API: provider must be openai, not {provider}"]
-        reasons = local_models.local_model(model).unavailable() if local else \
+        reasons = local_models.unavailable(local) if local else \
             [r for r in [credentials(provider)] if r]
         cache = ResponseCache()
         if not reasons or (cache.reads and cache.count(provider, model)):
@@ -96,8 +94,7 @@ class LLMAgent(Optimizer):
     def ask(self) -> Query:
         problem = self.problem
         cost = problem.budget.kind == "cost"
-        form, prompt = next_trial(self, self.prior, self.pool_limit, self.prompt_tokens, self.chars_per_token,
-                                  self.reasoning_chars)
+        form, prompt = next_trial(self, self.prior, self.prompting)
         fidelities = form.fidelities
         messages: list[tuple[str, str]] = [("user", prompt)]
         info: dict[str, Any] = {"tokens_in": 0, "tokens_out": 0, "dollars": 0.0, "requests": 0,

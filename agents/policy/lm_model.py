@@ -33,22 +33,29 @@ def require_lm() -> None:
                          "pip install 'torch==2.13.0' -e '.[lm]'")
 
 
-def load_model(directory: Path):
-    """(model, tokenizer) saved in `directory` (`save_pretrained`), float32, for training or serving."""
+def load_model(path: Path):
+    """(model, tokenizer), float32, for training or serving: a model directory (`save_pretrained`),
+    a `.gguf` file, or a known local model's name (`agents.llm.local.MODELS`, fetched on first use)."""
     require_lm()
+    from agents.llm.local import MODELS, load_gguf
+
+    if str(path) in MODELS:
+        path = MODELS[str(path)].file()
+    path = Path(path)
+    if path.suffix == ".gguf":
+        return load_gguf(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise BenchError(f"{directory} is not a model directory (no config.json); build one with "
-                         "`bench lm tiny` or download a causal LM there")
+    if not (path / "config.json").is_file():
+        raise BenchError(f"{path} is not a model directory (no config.json); build one with "
+                         f"`bench lm tiny`, download a causal LM there, or name one of {', '.join(MODELS)}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype="float32")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
     except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"cannot load the model in {directory}: {exc}") from None
+        raise BenchError(f"cannot load the model in {path}: {exc}") from None
     if tokenizer.chat_template is None:
-        raise BenchError(f"the tokenizer in {directory} has no chat template; use an instruct/chat model")
+        raise BenchError(f"the tokenizer in {path} has no chat template; use an instruct/chat model")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -1,8 +1,8 @@
 """Whole-episode rollouts for TRL's `GRPOTrainer` (its `rollout_func`): multi-turn GRPO in the
 served agent's own protocol, rewarded by the benchmark's oracle.
 
-Each dataset prompt is an episode spec (the JSON of a chat record's `meta`: experiment, prior,
-seed). TRL hands every spec over `num_generations` times in a row; for each such group the
+Each dataset prompt is an episode spec (the JSON of a chat record's `meta`: task, experiment,
+prior, seed). TRL hands every spec over `num_generations` times in a row; for each such group the
 rollout plays `num_generations // turns` whole episodes of `turns` target trials in lockstep with
 the model being trained. Every trial is asked exactly as the served agent asks it: a fresh
 [system, user] conversation whose user message holds the whole history so far (`ChatPolicy`), so
@@ -19,8 +19,9 @@ advantage: whole-episode GRPO with each trial credited with its episode's return
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from agents.llm.prompt import Prompting
 from agents.policy.chat import ChatPolicy, episode_problem
 from bench.gym.problem import Problem
 from bench.gym.task import Oracle, Task
@@ -48,10 +49,11 @@ def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
 class EpisodeRollouts:
     """`rollout_func(prompts, trainer)`: plays the episodes of each group of identical specs."""
 
-    task: Task
+    tasks: dict[str, Task]  # by name: the tasks of the episode specs
     turns: int
     max_new_tokens: int = 256
     temperature: float = 1.0
+    prompting: Prompting = field(default_factory=Prompting)  # as the served preset prompts
 
     def __call__(self, prompts: list[str], trainer) -> dict[str, list]:
         group = trainer.num_generations
@@ -78,9 +80,10 @@ class EpisodeRollouts:
 
     def play(self, spec: dict, episodes: int, model, tokenizer) -> list[dict]:
         """`episodes` episodes of `spec` played in lockstep, one sample per trial, episode by episode."""
-        problem = episode_problem(self.task, {**spec, "budget": self.turns})
-        oracle = self.task.oracle(spec["experiment"], spec["seed"])
-        policies = [ChatPolicy(problem, spec["seed"] + i) for i in range(episodes)]
+        task = self.tasks[spec["task"]]
+        problem = episode_problem(task, {**spec, "budget": self.turns})
+        oracle = task.oracle(spec["experiment"], spec["seed"])
+        policies = [ChatPolicy(problem, spec["seed"] + i, prompting=self.prompting) for i in range(episodes)]
         samples: list[list[dict]] = [[] for _ in policies]
         for _ in range(self.turns):
             asked = [policy.prompt() for policy in policies]

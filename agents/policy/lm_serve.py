@@ -27,16 +27,6 @@ from pathlib import Path
 from agents.policy.lm_model import load_model
 
 
-def load(path: Path):
-    """(model, tokenizer) of a model directory (`save_pretrained`) or a `.gguf` file."""
-    path = Path(path)
-    if path.suffix == ".gguf":
-        from agents.llm.local import load_gguf
-
-        return load_gguf(path)
-    return load_model(path)
-
-
 class RequestError(ValueError):
     """A request the server refuses: (HTTP status, message)."""
 
@@ -52,7 +42,7 @@ class ChatServer:
 
     def __init__(self, model_path: Path, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                  max_new_tokens: int = 512):
-        self.model, self.tokenizer = load(model_path)
+        self.model, self.tokenizer = load_model(model_path)
         self.model.eval()
         path = Path(model_path)
         self.name = name or (path.stem if path.suffix == ".gguf" else path.name)
