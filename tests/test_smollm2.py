@@ -208,3 +208,30 @@ def test_the_serve_command_takes_the_model_name(tmp_path):
                           timeout=120)
     assert done.returncode == 2 and "missing from BENCH_DATA_MIRROR" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_local_models_replies_are_keyed_by_its_weights(tmp_path, cache):
+    """Retrained weights under the same preset name never replay the old weights' replies: the cache
+    name carries a fingerprint (declared for the GGUF model; a digest of a trained directory, which a
+    preset may pin so that its replay runs without the directory, and which must then match)."""
+    from agents.llm.agent import cached_name
+
+    assert cached_name("gpt-5", None, None) == "gpt-5"
+    assert cached_name("smollm2-135m", "smollm2-135m", None) == f"smollm2-135m@{SHA256[:12]}"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights one")
+    (folder / "training_args.bin").write_bytes(b"paths")
+    first = cached_name("mine", str(folder), None)
+    (folder / "training_args.bin").write_bytes(b"other paths")
+    local.fingerprint.cache_clear()
+    assert cached_name("mine", str(folder), None) == first  # not part of the weights
+    (folder / "model.safetensors").write_bytes(b"weights two")
+    local.fingerprint.cache_clear()
+    second = cached_name("mine", str(folder), None)
+    assert second != first and second.startswith("mine@")
+    with pytest.raises(BenchError, match="trained again"):
+        cached_name("mine", str(folder), first.split("@")[1])
+    assert cached_name("mine", str(tmp_path / "absent"), "0123abcd") == "mine@0123abcd"  # a pinned replay
+    assert cached_name("mine", str(tmp_path / "absent"), None) == "mine@unknown-weights"

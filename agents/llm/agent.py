@@ -13,7 +13,7 @@ fault: they stop the run with one clear message (`LLMError`) instead of being sc
 
 With `local` (a known local model of `agents.llm.local.MODELS`, or a model directory), the agent's
 process serves that model itself as `model` over the OpenAI API (`provider` openai): no key or base
-URL is needed.
+URL is needed; `weights` pins a trained directory's fingerprint (replays without the directory).
 """
 
 from __future__ import annotations
@@ -62,14 +62,15 @@ class LLMAgent(Optimizer):
                  max_output_tokens: int | None = 4096, reasoning_effort: str | None = None,
                  structured: bool = True, pool_limit: int = POOL_LIMIT,
                  prompt_tokens: int = PROMPT_TOKENS, chars_per_token: float = CHARS_PER_TOKEN,
-                 reasoning_chars: int | None = None, reasks: int = REASKS, local: str | None = None):
+                 reasoning_chars: int | None = None, reasks: int = REASKS, local: str | None = None,
+                 weights: str | None = None):
         super().__init__(problem, seed)
 
         def factory() -> Provider:
             options = {"base_url": local_models.server(local, model).base_url} if local else {}
             return make_provider(provider, model, **options)
 
-        self.client = CachedProvider(factory, provider, model, ResponseCache(),
+        self.client = CachedProvider(factory, provider, cached_name(model, local, weights), ResponseCache(),
                                      (lambda: None) if local else (lambda: credentials(provider)))
         self.sampling = {"temperature": temperature, "max_output_tokens": max_output_tokens,
                          "reasoning_effort": reasoning_effort}
@@ -79,7 +80,8 @@ class LLMAgent(Optimizer):
         self.prior = PriorDigest(problem)
 
     @classmethod
-    def unavailable(cls, *, provider: str, model: str, local: str | None = None, **_) -> list[str]:
+    def unavailable(cls, *, provider: str, model: str, local: str | None = None, weights: str | None = None,
+                    **_) -> list[str]:
         """Runnable with credentials for the provider (a local model: its packages and file), or
         from a replay in the response cache."""
         if local and provider != "openai":
@@ -87,7 +89,7 @@ class LLMAgent(Optimizer):
         reasons = local_models.unavailable(local) if local else \
             [r for r in [credentials(provider)] if r]
         cache = ResponseCache()
-        if not reasons or (cache.reads and cache.count(provider, model)):
+        if not reasons or (cache.reads and cache.count(provider, cached_name(model, local, weights))):
             return []
         return [f"{'; '.join(reasons)}, or a replay of its requests in the LLM response cache"]
 
@@ -132,6 +134,14 @@ class LLMAgent(Optimizer):
     @staticmethod
     def _with(query: Query, info: dict) -> Query:
         return Query(query.config, query.fidelity, query.candidate, info=info)
+
+
+def cached_name(model: str, local: str | None, weights: str | None) -> str:
+    """The model's name in the response cache: a local model's carries its weights' fingerprint
+    (`agents.llm.local.fingerprint`), so retrained weights never replay the old ones' replies."""
+    if not local:
+        return model
+    return f"{model}@{local_models.fingerprint(local, weights) or 'unknown-weights'}"
 
 
 class CachedProvider:

