@@ -11,8 +11,8 @@ from bench.metrics import episodes_frame
 from bench.store import Store
 
 ARGS = ["run", "--task", "data_mixture", "--method", "regmix,random", "--suite", "quick",
-        "--budget", "3", "--seeds", "4", "--quiet"]
-N_EPISODES = 2 * 2 * 1 * 4  # methods x experiments x budgets x seeds
+        "--budget", "3", "--seeds", "2", "--quiet"]
+N_EPISODES = 2 * 2 * 1 * 2  # methods x experiments x budgets x seeds
 
 
 def bench(*args, **kw):
