@@ -317,6 +317,23 @@ def _runs_dir(runs: Path | None, old_out: Path | None) -> Path:
     return runs or old_out or DEFAULT_OUT
 
 
+@app.command()
+def pack(runs: Runs = None) -> None:
+    """Pack a results directory's completed episodes into one Parquet file per suite
+    (<runs>/packed/<suite>.parquet, every trial and summary; their loose files are removed): the form
+    results/ is published in. Every command reads packed and loose episodes alike."""
+    from bench.store import Store
+
+    store = Store(runs or DEFAULT_OUT)
+    if not store.out.is_dir():
+        raise BenchError(f"no results directory {store.out}; run `bench run` first")
+    with store.lock():
+        moved = store.pack()
+    sizes = sum(p.stat().st_size for p in (store.out / "packed").glob("*.parquet"))
+    console.print(f"packed {moved} episodes; {len(store.packed())} in {store.out / 'packed'} "
+                  f"({sizes / 1e6:.1f} MB)", highlight=False)
+
+
 @app.command("leaderboard")
 def leaderboard_cmd(runs: Runs = None,
                     suite: Annotated[str | None, typer.Option(

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from bench import plots
@@ -185,12 +184,7 @@ def target_proposals(store: Store, ep: pd.DataFrame, tasks: dict[str, Task]) -> 
             reached = values <= threshold if task.objective.direction == "minimize" else values >= threshold
             pools[r.task, r.experiment] = target, threshold, float(reached.mean())
         target, threshold, uniform = pools[r.task, r.experiment]
-        path = store.trial_log(EpisodeKey(*r))
-        try:
-            trials = [orjson.loads(line) for line in path.read_bytes().splitlines()]
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise BenchError(f"trial log {path} is unreadable ({exc}); delete its .done.json and rerun "
-                             "`bench run` to recompute that episode") from exc
+        trials = store.trials(EpisodeKey(*r))
         rows += [{"suite": r.suite, "task": r.task, "method": r.method, "experiment": r.experiment,
                   "value": t["value"], "threshold": threshold, "uniform": uniform,
                   "direction": task.objective.direction} for t in trials if t["fidelity"] == target]

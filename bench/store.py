@@ -4,8 +4,15 @@ Layout under the output directory:
   episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.jsonl      trials, as they happen
   episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.done.json  summary, when complete
   episodes/<suite>/<task>/<method>/<experiment>/<budget>-s<seed>.error.txt  traceback, if it failed
+  packed/<suite>.parquet                 completed episodes packed for publishing (`bench pack`)
 An episode without a marker is incomplete: a rerun starts it again (runs are deterministic). A
 failed episode has a marker (it is scored); `bench run --retry-failed` runs it again.
+
+A packed file holds one row per completed episode, losslessly: the key's fields (`suite`, `task`,
+`method`, `experiment`, `budget_kind`, `budget`, `seed`), `summary` (the marker's JSON), `trials` (the
+trial log's JSON lines) and `error` (the traceback of a failed episode, else null); zstd-compressed.
+Packed and loose episodes are read together, and a loose one shadows a packed one of the same key
+(a rerun with `--retry-failed`), so `bench run --out DIR` adds episodes to packed results.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bench.errors import BenchError
 from bench.gym.problem import Budget
@@ -50,6 +59,13 @@ class EpisodeKey:
         return out.joinpath("episodes", *(quote(p, safe=" :+-._@=,") for p in parts))
 
 
+PACKED = "packed"  # folder of the packed episodes, one Parquet file per suite
+PACKED_SCHEMA = pa.schema([
+    ("suite", pa.string()), ("task", pa.string()), ("method", pa.string()), ("experiment", pa.string()),
+    ("budget_kind", pa.string()), ("budget", pa.float64()), ("seed", pa.int64()),
+    ("summary", pa.string()), ("trials", pa.string()), ("error", pa.string())])
+
+
 def _json_default(v):
     if isinstance(v, np.generic):
         return v.item()
@@ -62,9 +78,14 @@ def dumps(obj) -> str:
     return json.dumps(obj, default=_json_default, allow_nan=True)
 
 
+KEY_FIELDS = [f.name for f in fields(EpisodeKey)]
+
+
 class Store:
     def __init__(self, out: Path):
         self.out = Path(out)
+        self._packed: dict[EpisodeKey, tuple[Path, int, dict]] | None = None  # key -> (file, row, summary)
+        self._trials: dict[Path, list] = {}  # a packed file's trials column, read on first use
 
     def check_writable(self) -> None:
         try:
@@ -88,8 +109,11 @@ class Store:
         return path
 
     def is_done(self, key: EpisodeKey) -> bool:
-        """A marker, and a trial log holding exactly the trials it counts (a log cut short by a
-        crash, or damaged since, makes the episode run again)."""
+        """Packed, or a marker and a trial log holding exactly the trials it counts (a log cut
+        short by a crash, or damaged since, makes the episode run again)."""
+        return self._loose_done(key) or (key in self.packed() and not self.trial_log(key).exists())
+
+    def _loose_done(self, key: EpisodeKey) -> bool:
         try:
             summary = json.loads(self.marker(key).read_text())
             lines = self.trial_log(key).read_bytes().splitlines()
@@ -120,7 +144,7 @@ class Store:
         try:
             return json.loads(self.marker(key).read_text()).get("failed") is not None
         except (OSError, json.JSONDecodeError):
-            return False
+            return key in self.packed() and self.packed()[key][2].get("failed") is not None
 
     def open_log(self, key: EpisodeKey) -> TrialLog:
         path = self.trial_log(key)
@@ -135,19 +159,105 @@ class Store:
         os.replace(tmp, path)
 
     def summaries(self) -> Iterator[tuple[EpisodeKey, EpisodeSummary]]:
-        """Every completed episode's key and summary."""
-        root = self.out / "episodes"
-        for path in sorted(root.glob("*/*/*/*/*.done.json")):
+        """Every completed episode's key and summary, loose ones first, then the packed ones they do
+        not shadow."""
+        loose = set()
+        for path, key, record in self._markers():
+            loose.add(key)
+            try:
+                yield key, EpisodeSummary.from_json(record)
+            except BenchError as exc:
+                raise BenchError(f"{path}: {exc}") from None
+        for key, (path, _, record) in self.packed().items():
+            if key not in loose:
+                try:
+                    yield key, EpisodeSummary.from_json(dict(record))
+                except BenchError as exc:
+                    raise BenchError(f"{path}: {exc}") from None
+
+    def _markers(self) -> Iterator[tuple[Path, EpisodeKey, dict]]:
+        """Each loose completion marker: its path, key and summary record."""
+        for path in sorted((self.out / "episodes").glob("*/*/*/*/*.done.json")):
             try:
                 record = json.loads(path.read_text())
                 key = EpisodeKey(**record.pop("key"))
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise BenchError(f"result marker {path} is corrupt ({exc}); delete it and rerun "
                                  "`bench run` to recompute that episode") from exc
-            try:
-                yield key, EpisodeSummary.from_json(record)
-            except BenchError as exc:
-                raise BenchError(f"{path}: {exc}") from None
+            yield path, key, record
+
+    def trials(self, key: EpisodeKey) -> list[dict]:
+        """The trial records of a completed episode (its loose log, else its packed row)."""
+        path = self.trial_log(key)
+        try:
+            if self.marker(key).exists() or key not in self.packed():
+                return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+            file, row, _ = self.packed()[key]
+            if file not in self._trials:
+                self._trials[file] = pq.read_table(file, columns=["trials"]).column("trials").to_pylist()
+            return [orjson.loads(line) for line in self._trials[file][row].splitlines()]
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise BenchError(f"trial log {path} is unreadable ({exc}); delete its .done.json and rerun "
+                             "`bench run` to recompute that episode") from exc
+
+    def packed(self) -> dict[EpisodeKey, tuple[Path, int, dict]]:
+        """The packed episodes: key -> (file, row, summary record), read once."""
+        if self._packed is None:
+            self._packed = {}
+            for file in sorted((self.out / PACKED).glob("*.parquet")):
+                try:
+                    table = pq.read_table(file, columns=[*KEY_FIELDS, "summary"]).to_pylist()
+                    for row, record in enumerate(table):
+                        summary = json.loads(record.pop("summary"))
+                        self._packed[EpisodeKey(**record)] = (file, row, summary)
+                except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+                    raise BenchError(f"packed results {file} are unreadable ({exc}); restore the file "
+                                     "(git checkout) or delete it and rerun those episodes") from exc
+        return self._packed
+
+    def pack(self) -> int:
+        """Move every loose completed episode into `packed/<suite>.parquet` (a packed row of the
+        same key is replaced) and delete its loose files; returns how many were packed. Incomplete
+        episodes stay loose."""
+        rows: dict[str, dict[EpisodeKey, dict]] = {}
+        for key, (file, row, summary) in self.packed().items():
+            rows.setdefault(key.suite, {})[key] = {"summary": json.dumps(summary), "row": (file, row)}
+        moved = []
+        for path, key, _ in self._markers():
+            if not self._loose_done(key):
+                continue
+            error = self.error_file(key)
+            rows.setdefault(key.suite, {})[key] = {
+                "summary": path.read_text(), "trials": self.trial_log(key).read_text(),
+                "error": error.read_text() if error.exists() else None}
+            moved.append(key)
+        for suite, episodes in rows.items():
+            if not any(key in moved for key in episodes):
+                continue
+            table = []
+            for key, record in sorted(episodes.items(), key=lambda item: astuple(item[0])):
+                if "row" in record:  # packed before: carry its trials and error over
+                    file, row = record.pop("row")
+                    packed = pq.read_table(file, columns=["trials", "error"]).slice(row, 1).to_pylist()[0]
+                    record.update(packed)
+                summary = json.loads(record["summary"])
+                summary.pop("key", None)
+                table.append({**asdict(key), "summary": json.dumps(summary), "trials": record["trials"],
+                              "error": record["error"]})
+            target = self.out / PACKED / f"{suite}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            pq.write_table(pa.Table.from_pylist(table, schema=PACKED_SCHEMA), tmp, compression="zstd",
+                           compression_level=19)
+            os.replace(tmp, target)
+        for key in moved:
+            for path in (self.trial_log(key), self.marker(key), self.error_file(key)):
+                path.unlink(missing_ok=True)
+        for folder in sorted((self.out / "episodes").glob("**/"), key=lambda p: -len(p.parts)):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        self._packed, self._trials = None, {}
+        return len(moved)
 
 
 class TrialLog:
