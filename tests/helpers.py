@@ -1,4 +1,7 @@
-"""Shared test helpers: a scripted optimizer, a mixed-type task, ask/tell drivers, pool geometry."""
+"""Shared test helpers: a scripted optimizer, a mixed-type task, ask/tell drivers, pool geometry,
+the CLI in this process."""
+
+import sys
 
 import numpy as np
 import pandas as pd
@@ -205,3 +208,15 @@ def with_presets(tmp_path, monkeypatch, **presets):
     methods.cache_clear()
     yield target
     methods.cache_clear()
+
+
+def bench_here(monkeypatch, *args) -> int:
+    """`bench ARGS` in this process; the exit code."""
+    from bench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["bench", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,28 +1,17 @@
 """Packed results (`bench pack`): every completed episode moves into one Parquet file per suite,
 losslessly; leaderboards, reports and reruns read packed and loose episodes alike."""
 
-import sys
 
 import pandas as pd
 import pytest
 
 from bench import api
-from bench.cli import main
 from bench.errors import BenchError
 from bench.gym.registry import load_task
 from bench.metrics import episodes_frame
 from bench.report import target_proposals
 from bench.store import Store
-
-
-def bench(monkeypatch, *args) -> int:
-    """`bench ARGS` in this process; the exit code."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from tests.helpers import bench_here
 
 
 def _proposals(out) -> pd.DataFrame:
@@ -45,7 +34,7 @@ def test_packed_results_read_and_grow_like_loose_ones(tmp_path, monkeypatch, cac
     near = _proposals(out)
     assert len(before) == 2 * 2 * 2  # methods x experiments x seeds
 
-    assert bench(monkeypatch, "pack", "--runs", str(out)) == 0
+    assert bench_here(monkeypatch, "pack", "--runs", str(out)) == 0
     assert not list(out.rglob("*.jsonl")) and not list(out.rglob("*.done.json"))
     assert [p.name for p in (out / "packed").iterdir()] == ["quick.parquet"]
     assert _everything(out) == before
@@ -60,18 +49,18 @@ def test_packed_results_read_and_grow_like_loose_ones(tmp_path, monkeypatch, cac
     assert len(list(out.rglob("*.done.json"))) == 4  # only the new method ran, loose beside the packed
     grown = _everything(out)
     assert {k: v for k, v in grown.items() if k.method != "best-prior"} == before
-    assert bench(monkeypatch, "pack", "--runs", str(out)) == 0
+    assert bench_here(monkeypatch, "pack", "--runs", str(out)) == 0
     assert _everything(out) == grown and not list(out.rglob("*.done.json"))
 
 
 def test_corrupt_packed_results_are_one_message(tmp_path, monkeypatch, cache, capsys):
     out = tmp_path / "runs"
     api.run("data_mixture", ["random"], "quick", out, budget=1, seeds=1)
-    assert bench(monkeypatch, "pack", "--runs", str(out)) == 0
+    assert bench_here(monkeypatch, "pack", "--runs", str(out)) == 0
     (out / "packed" / "quick.parquet").write_bytes(b"not parquet")
     with pytest.raises(BenchError, match="packed results .*quick.parquet are unreadable"):
         list(Store(out).summaries())
-    assert bench(monkeypatch, "leaderboard", "--runs", str(out)) == 2
+    assert bench_here(monkeypatch, "leaderboard", "--runs", str(out)) == 2
     assert "unreadable" in capsys.readouterr().err
-    assert bench(monkeypatch, "pack", "--runs", str(tmp_path / "absent")) == 2
+    assert bench_here(monkeypatch, "pack", "--runs", str(tmp_path / "absent")) == 2
     assert "no results directory" in capsys.readouterr().err

@@ -3,7 +3,6 @@ random causal LM -> SFT -> multi-turn GRPO rewarded by the oracle -> served over
 benchmark episode of the `openai:` agent against it."""
 
 import json
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import asdict
@@ -30,7 +29,6 @@ from agents.policy.lm_model import load_model
 from agents.policy.lm_rollout import EpisodeRollouts, episode_reward, score
 from agents.policy.lm_serve import ChatServer
 from agents.policy.trajectories import Step, Trajectory
-from bench.cli import main
 from bench.episode import run_episode
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Query
@@ -38,6 +36,7 @@ from bench.gym.task import Prior
 from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.training import train_only
+from tests.helpers import bench_here
 
 BUDGET = 2
 
@@ -72,16 +71,6 @@ def train_task(tiny_task):
 @pytest.fixture
 def trajectories(train_task):
     return [play_random(train_task, "a", seed) for seed in range(4)]
-
-
-def bench(monkeypatch, *args) -> int:
-    """`bench ARGS` in this process; the exit code."""
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
@@ -183,12 +172,12 @@ def test_rewards_come_from_the_oracle(train_task):
 def test_bad_inputs_end_with_one_message(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}], "meta": {}}\n')
-    assert bench(monkeypatch, "lm", "tiny", "--data", str(bad), "--out", str(tmp_path / "m")) == 2
+    assert bench_here(monkeypatch, "lm", "tiny", "--data", str(bad), "--out", str(tmp_path / "m")) == 2
     assert "bad.jsonl:1: not a chat record" in capsys.readouterr().err
-    assert bench(monkeypatch, "lm", "serve", str(tmp_path)) == 2
+    assert bench_here(monkeypatch, "lm", "serve", str(tmp_path)) == 2
     assert "is not a model directory" in capsys.readouterr().err
     (tmp_path / "t.json").write_text('{"not": "a list"}')
-    assert bench(monkeypatch, "lm", "export", "--task", "data_mixture", "--trajectories",
+    assert bench_here(monkeypatch, "lm", "export", "--task", "data_mixture", "--trajectories",
                  str(tmp_path / "t.json"), "--out", str(tmp_path / "c.jsonl")) == 2
     assert "not a JSON list of trajectories" in capsys.readouterr().err
 
@@ -200,7 +189,7 @@ def test_export_sft_grpo_serve_and_run_an_episode(tiny_task, train_task, traject
     from agents.policy.chat import export
 
     assert export(train_task, trajectories, data) == len(read_jsonl(data)) == 8
-    assert bench(monkeypatch, "lm", "tiny", "--data", str(data), "--out", str(tmp_path / "tiny")) == 0
+    assert bench_here(monkeypatch, "lm", "tiny", "--data", str(data), "--out", str(tmp_path / "tiny")) == 0
     initial, tokenizer = load_model(tmp_path / "tiny")
     assert len(tokenizer.apply_chat_template(read_jsonl(data)[0]["messages"])["input_ids"]) < 1000
 
