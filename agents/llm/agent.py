@@ -70,8 +70,11 @@ class LLMAgent(Optimizer):
             options = {"base_url": local_models.server(local, model).base_url} if local else {}
             return make_provider(provider, model, **options)
 
+        def check() -> str | None:
+            return "; ".join(local_models.unavailable(local)) or None if local else credentials(provider)
+
         self.client = CachedProvider(factory, provider, cached_name(model, local, weights), ResponseCache(),
-                                     (lambda: None) if local else (lambda: credentials(provider)))
+                                     check)
         self.sampling = {"temperature": temperature, "max_output_tokens": max_output_tokens,
                          "reasoning_effort": reasoning_effort}
         self.prompting = Prompting(pool_limit, prompt_tokens, chars_per_token, reasoning_chars)
@@ -161,7 +164,8 @@ class CachedProvider:
         if self._provider is None:
             if (reason := self.check()) is not None:
                 raise LLMUnavailableError(f"{self.name}:{self.model}: a request is not in the replay "
-                                          f"cache {self.cache.path} and no credentials are set ({reason})")
+                                          f"cache {self.cache.path} (nor in the shipped replays) and the "
+                                          f"model cannot be asked here: {reason}")
             self._provider = self.factory()
         reply = self._provider.complete(request)
         self.cache.put(self.name, self.model, request, reply)

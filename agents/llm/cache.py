@@ -8,10 +8,16 @@ parameters, seed). Modes (`bench run --llm-cache`, or `$BENCH_LLM_CACHE`):
   off        neither read nor write
 The file is `$BENCH_CACHE/llm/responses.sqlite`; it holds requests and replies, never API keys.
 Several worker processes share it (WAL journal; a writer waits for the lock).
+
+Replies the project ships (`SHIPPED`: one gzipped JSON-lines file per model, keys and replies
+only, written by `ResponseCache.ship`) are read after the file, so the reference runs of a model
+replay on a machine that has neither the model nor a key.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import json
 import os
@@ -24,6 +30,23 @@ from bench.errors import BenchError
 from bench.paths import cache_dir
 
 MODES = ("readwrite", "read", "write", "off")
+SHIPPED = Path(__file__).parent / "replays"  # committed replays (scripts/ship_llm_replays.py)
+
+
+@functools.cache
+def shipped() -> dict[str, tuple[str, str, dict]]:
+    """The shipped replies: cache key -> (provider, model, reply)."""
+    replies = {}
+    for path in sorted(SHIPPED.glob("*.jsonl.gz")):
+        try:
+            with gzip.open(path, "rt") as lines:
+                for line in lines:
+                    row = json.loads(line)
+                    replies[row["key"]] = (row["provider"], row["model"], row["reply"])
+        except (OSError, EOFError, ValueError, KeyError) as exc:
+            raise BenchError(f"the shipped LLM replay {path} is unreadable ({exc}); restore it with "
+                             "git") from exc
+    return replies
 
 
 def mode_from_env() -> str:
@@ -75,11 +98,14 @@ class ResponseCache:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, provider: str, model: str, request: Request) -> Reply | None:
-        if not self.reads or not (self.path.exists() or self._db):
+        if not self.reads:
             return None
-        row = self._connect().execute("SELECT reply FROM responses WHERE key = ?",
-                                      (self.key(provider, model, request),)).fetchone()
-        return Reply(**json.loads(row[0])) if row else None
+        key = self.key(provider, model, request)
+        if self.path.exists() or self._db:
+            row = self._connect().execute("SELECT reply FROM responses WHERE key = ?", (key,)).fetchone()
+            if row:
+                return Reply(**json.loads(row[0]))
+        return Reply(**shipped()[key][2]) if key in shipped() else None
 
     def put(self, provider: str, model: str, request: Request, reply: Reply) -> None:
         if not self.writes:
@@ -91,8 +117,21 @@ class ResponseCache:
         db.commit()
 
     def count(self, provider: str, model: str) -> int:
-        """Replies stored for this provider and model (0 without a cache file)."""
-        if not self.path.exists():
-            return 0
-        return self._connect().execute("SELECT COUNT(*) FROM responses WHERE provider = ? AND model = ?",
-                                       (provider, model)).fetchone()[0]
+        """Replies stored for this provider and model, here and shipped."""
+        here = 0 if not self.path.exists() else self._connect().execute(
+            "SELECT COUNT(*) FROM responses WHERE provider = ? AND model = ?",
+            (provider, model)).fetchone()[0]
+        return here + sum((p, m) == (provider, model) for p, m, _ in shipped().values())
+
+    def ship(self, provider: str, model: str, path: Path) -> int:
+        """Write this cache's replies of `model` to `path` as shipped replays (sorted, gzip without
+        a timestamp: the same replies give the same bytes); returns how many."""
+        rows = [] if not self.path.exists() else self._connect().execute(
+            "SELECT key, reply FROM responses WHERE provider = ? AND model = ? ORDER BY key",
+            (provider, model)).fetchall()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            for key, reply in rows:
+                out.write((json.dumps({"key": key, "provider": provider, "model": model,
+                                       "reply": json.loads(reply)}, sort_keys=True) + "\n").encode())
+        return len(rows)
