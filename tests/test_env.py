@@ -79,6 +79,32 @@ def test_observation_holds_the_harness_prior_and_candidates():
     assert (obs["history_mask"] == 0).all() and obs["budget_left"][0] == 1
 
 
+def test_observation_flags_diverged_runs_as_the_harness_does():
+    """Which cheap runs and which of the episode's runs diverged: the Problem's prior flags and the
+    oracle's outcomes, in the single and the vector env."""
+    task = load_task("sft_lora")
+    problem = task.problem("qwen3-base", Budget("trials", 10), "cheaper", seed=3)
+    oracle = task.oracle("qwen3-base", 3)
+    target = [oracle.evaluate(Query(None, problem.target, i)) for i in range(len(problem.arrays()))]
+    ids = [i for i, o in enumerate(target) if o.diverged][:2] + [i for i, o in enumerate(target)
+                                                               if not o.diverged][:2]
+    assert len(ids) == 4
+    single = make_env(task, "qwen3-base", budget=10, suite="quick")
+    vector = make_vector_env(task, "qwen3-base", num_envs=1, budget=10, suite="quick")
+    obs, _ = single.reset(seed=3)
+    batch, _ = vector.reset(seed=3)
+    m = int(obs["prior_mask"].sum())
+    assert m == len(problem.prior) and problem.prior["diverged"].any()
+    np.testing.assert_array_equal(obs["prior_diverged"][:m], problem.prior["diverged"].to_numpy())
+    assert not obs["prior_diverged"][m:].any()
+    for i in ids:
+        obs = single.step(i)[0]
+        batch = vector.step(np.array([i]))[0]
+    expected = [int(target[i].diverged) for i in ids]
+    assert list(obs["history_diverged"][:4]) == expected == [1, 1, 0, 0]
+    np.testing.assert_array_equal(batch["history_diverged"][:, :4], [expected])
+
+
 def test_reward_is_the_improvement_of_pregret_by_hand():
     """pregret = share of the target pool strictly better; before any target run it is 1."""
     task = load_task("pretrain_hparams")

@@ -12,7 +12,9 @@ an episode):
   descriptors (F, D+1)    log10 of each fidelity's descriptors, then of its GPU-hours per run
   candidates (F, N, d)    unit-cube encodings, row i = candidate id i; candidate_mask (F, N)
   prior_x (P, d), prior_fidelity (P,), prior_value (P,), prior_mask (P,)   the cheap runs given
+  prior_diverged (P,)     1 where a cheap run diverged (its value is then the task's penalty)
   history_x (H, d), history_fidelity (H,), history_value (H,), history_mask (H,)   the episode
+  history_diverged (H,)   1 where a run of the episode diverged
   tried (F, N)            candidates already run;  budget_left (1,): share of the budget left
 Values are oriented so that larger is better (`-objective.sign * value`), in the objective's
 units; fidelity indices are -1 in padding rows. The candidates are those of `Problem.pools`: a
@@ -50,7 +52,8 @@ from bench.gym.registry import load_task
 from bench.gym.suites import load_suite
 from bench.gym.task import Prior, Task
 
-FIXED = ("candidates", "candidate_mask", "prior_x", "prior_fidelity", "prior_value", "prior_mask")
+FIXED = ("candidates", "candidate_mask", "prior_x", "prior_fidelity", "prior_value", "prior_mask",
+         "prior_diverged")
 """The observation arrays (besides `descriptors`) that only a reset changes."""
 
 
@@ -71,6 +74,8 @@ class EpisodeBatch:
         self.levels = [task.arrays(experiment, f.name) if ok else None
                        for f, ok in zip(self.fids, self.given, strict=True)]
         self.x32 = [None if lv is None else lv[0].x.astype(np.float32) for lv in self.levels]
+        self.flags = [None if lv is None else task.diverged(experiment, f.name).astype(np.int8)
+                      for f, lv in zip(self.fids, self.levels, strict=True)]
         self.sizes = np.array([0 if lv is None else len(lv[0]) for lv in self.levels])
         width = task.encoder.width
         n, f = int(self.sizes.max()), len(self.fids)
@@ -80,6 +85,8 @@ class EpisodeBatch:
         self.prior_value = np.concatenate([-self.sign * self.levels[i][1]
                                            for i in range(len(self.prior_levels))] or [np.zeros(0)])
         self.prior_value = self.prior_value.astype(np.float32)
+        self.prior_diverged = np.concatenate([self.flags[i] for i in range(len(self.prior_levels))] or
+                                             [np.zeros(0, np.int8)])
         self.prior_offsets = np.cumsum([0, *self.sizes[: len(self.prior_levels)]])[:-1]  # in prior_x
         self.cap = budget.amount * (self.costs[-1] if budget.kind == "cost" else 1.0)
         self.horizon = rules.horizon(budget, self.costs)
@@ -88,6 +95,7 @@ class EpisodeBatch:
         self.num, self.shape = num, (f, n, width, max(prior_size, 1), max(self.horizon, 1))
         _, _, _, p, h = self.shape
         self.values = np.zeros((num, f, n))  # outcomes in each episode's candidate order
+        self.diverged = np.zeros((num, f, n), np.int8)  # and whether they diverged
         self.obs = {"descriptors": np.broadcast_to(self.descriptors, (num, *self.descriptors.shape)),
                     **self.blank(num)}
         self.t = np.zeros(num, int)
@@ -105,10 +113,12 @@ class EpisodeBatch:
             "prior_fidelity": np.full((num, p), -1.0, np.float32),
             "prior_value": np.zeros((num, p), np.float32),
             "prior_mask": np.zeros((num, p), np.int8),
+            "prior_diverged": np.zeros((num, p), np.int8),
             "history_x": np.zeros((num, h, width), np.float32),
             "history_fidelity": np.full((num, h), -1.0, np.float32),
             "history_value": np.zeros((num, h), np.float32),
             "history_mask": np.zeros((num, h), np.int8),
+            "history_diverged": np.zeros((num, h), np.int8),
             "tried": np.zeros((num, f, n), np.int8),
             "budget_left": np.ones((num, 1), np.float32),
         }
@@ -120,7 +130,8 @@ class EpisodeBatch:
             "descriptors": box(self.descriptors.shape), "candidates": box((f, n, width)),
             "candidate_mask": spaces.MultiBinary((f, n)), "prior_x": box((p, width)),
             "prior_fidelity": box((p,), -1, f - 1), "prior_value": box((p,)),
-            "prior_mask": spaces.MultiBinary(p), "history_x": box((h, width)),
+            "prior_mask": spaces.MultiBinary(p), "prior_diverged": spaces.MultiBinary(p),
+            "history_x": box((h, width)), "history_diverged": spaces.MultiBinary(h),
             "history_fidelity": box((h,), -1, f - 1), "history_value": box((h,)),
             "history_mask": spaces.MultiBinary(h), "tried": spaces.MultiBinary((f, n)),
             "budget_left": box((1,), 0, 1),
@@ -137,16 +148,17 @@ class EpisodeBatch:
         if len(rows) and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
             rows = slice(int(rows[0]), int(rows[0]) + len(rows))  # a block: much faster writes
         o = self.obs
-        self.deal(o, self.values, rows, seeds)
-        for key in ("history_x", "history_value", "history_mask", "tried"):
+        self.deal(o, self.values, self.diverged, rows, seeds)
+        for key in ("history_x", "history_value", "history_mask", "history_diverged", "tried"):
             o[key][rows] = 0
         o["history_fidelity"][rows] = -1
         o["budget_left"][rows] = 1
         self.t[rows], self.spent[rows], self.refusals[rows], self.best[rows] = 0, 0.0, 0, np.nan
 
-    def deal(self, obs: dict, values: np.ndarray, rows, seeds) -> None:
+    def deal(self, obs: dict, values: np.ndarray, diverged: np.ndarray, rows, seeds) -> None:
         """Write what the episodes with `seeds` are dealt into rows `rows` of `obs` (its `FIXED`
-        arrays) and of `values` (the outcomes in each episode's candidate order)."""
+        arrays), of `values` (the outcomes in each episode's candidate order) and of `diverged`
+        (their divergence flags)."""
         seeds = np.asarray(seeds, np.int64)
         n_max, p_max = self.shape[1], self.shape[3]
         for level, (fid, arrays) in enumerate(zip(self.fids, self.levels, strict=True)):
@@ -157,6 +169,7 @@ class EpisodeBatch:
             obs["candidates"][rows, level, :n] = np.take(self.x32[level], order, axis=0)
             obs["candidate_mask"][rows, level] = np.arange(n_max) < n
             values[rows, level, :n] = arrays[1][order]
+            diverged[rows, level, :n] = self.flags[level][order]
         levels, prior_rows, counts = self.task.prior_rows(self.experiment, self.prior, seeds)
         valid = np.arange(levels.shape[1])[None, :] < counts[:, None]
         if len(self.prior_levels):  # one flat table of the prior fidelities' runs
@@ -164,20 +177,24 @@ class EpisodeBatch:
             width = levels.shape[1]
             obs["prior_x"][rows, :width] = np.take(self.prior_x, flat, axis=0)
             obs["prior_value"][rows, :width] = self.prior_value[flat]
+            obs["prior_diverged"][rows, :width] = self.prior_diverged[flat]
             if not valid.all():  # a prior budget cut: clear the padding
                 obs["prior_x"][rows, :width] *= valid[..., None]
                 obs["prior_value"][rows, :width] *= valid
+                obs["prior_diverged"][rows, :width] *= valid
         fidelity = np.full((len(seeds), p_max), -1.0, np.float32)
         fidelity[:, : levels.shape[1]] = np.where(valid, levels, -1)
         obs["prior_fidelity"][rows] = fidelity
         obs["prior_mask"][rows] = np.arange(p_max)[None, :] < counts[:, None]
 
-    def layout(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def layout(self, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """What the episode with `seed` is dealt (`deal`), for one episode: its `FIXED`
-        observation arrays and its outcomes (F, N) in candidate order, all read-only."""
+        observation arrays, its outcomes (F, N) in candidate order and their divergence flags,
+        all read-only."""
         obs, values = self.blank(1), np.zeros((1, *self.values.shape[1:]))
-        self.deal(obs, values, slice(0, 1), [seed])
-        return {k: _read_only(obs[k][0]) for k in FIXED}, _read_only(values[0])
+        diverged = np.zeros(values.shape, np.int8)
+        self.deal(obs, values, diverged, slice(0, 1), [seed])
+        return {k: _read_only(obs[k][0]) for k in FIXED}, _read_only(values[0]), _read_only(diverged[0])
 
     def scores(self, best: np.ndarray) -> dict[str, np.ndarray]:
         """`pregret`, `nregret` and `regret` of best target values (`Scorer`); NaN (no target run
@@ -205,6 +222,7 @@ class EpisodeBatch:
         o["history_fidelity"][run, t] = lv
         o["history_value"][run, t] = -self.sign * value
         o["history_mask"][run, t] = 1
+        o["history_diverged"][run, t] = self.diverged[run, lv, cid]
         o["tried"][run, lv, cid] = 1
         self.t[run] += 1
         self.spent[run] += self.costs[lv]
@@ -265,14 +283,14 @@ class ConfigEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         episode_seed = seed if seed is not None else int(self.np_random.integers(2**31))
-        fixed, self._values = self._layout(episode_seed)
+        fixed, self._values, self._diverged = self._layout(episode_seed)
         self._obs = {"descriptors": self._descriptors, **fixed,
                      **{k: v.copy() for k, v in self._blank.items()}}
         self._t, self._spent, self._refusals, self._best = 0, 0.0, 0, np.nan
         self._score = self._failure
         return dict(self._obs), {"seed": episode_seed}
 
-    def _layout(self, seed: int) -> tuple[dict, np.ndarray]:
+    def _layout(self, seed: int) -> tuple[dict, np.ndarray, np.ndarray]:
         """`EpisodeBatch.layout(seed)`, through the LRU of the last `cache_size` seeds."""
         cached = self._layouts.get(seed)
         if cached is not None:
@@ -297,6 +315,7 @@ class ConfigEnv(gymnasium.Env):
             o["history_fidelity"][t] = level
             o["history_value"][t] = -self._sign * value
             o["history_mask"][t] = 1
+            o["history_diverged"][t] = self._diverged.item(level, cid)
             o["tried"][level, cid] = 1
             self._t = t = t + 1
             self._spent += self._costs[level]
