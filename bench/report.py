@@ -1,10 +1,10 @@
-"""`bench report`: a results directory as a self-contained report, tables and figures.
+"""`bench report`: a results directory as a report, tables and figures.
 
 Under the report directory:
   report.md, report.html    per suite: the headline table, the leaderboard at every budget (per
                             task first, then every task weighed once), the figures; simulated
-                            tasks marked. The HTML embeds every figure as a base64 PNG: one file
-                            to send.
+                            tasks marked. Both link the figures' PNGs under figures/ (a page of
+                            embedded figures grew to 7 MB in git).
   leaderboard.csv           `bench.metrics.leaderboard`, the file `bench leaderboard` writes
   leaderboard_overall.csv   each suite's tasks weighed once (`bench.metrics.across_tasks`)
   table_<suite>.tex, .md    the paper's layout: methods x tasks, the metric at T=1 and T=3, best bold
@@ -19,7 +19,6 @@ hold both. Every number comes from `bench.metrics`; this module only selects, fo
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from collections.abc import Callable
@@ -375,7 +374,7 @@ def headline_markdown(table: pd.DataFrame) -> pd.DataFrame:
 
 
 class _Doc:
-    """Report blocks rendered twice: Markdown (figures linked) and HTML (figures embedded)."""
+    """Report blocks rendered twice: Markdown and HTML, the figures linked."""
 
     def __init__(self, root: Path, metric: str = METRIC):
         self.root, self.metric, self.md, self.html = root, metric, [], []
@@ -396,10 +395,9 @@ class _Doc:
 
     def figure(self, drawn: Drawn) -> None:
         png = drawn.paths[0]
-        text = figure_caption(drawn.kind, self.metric)
-        self.md.append(f"![{drawn.stem}]({png.relative_to(self.root).as_posix()})\n\n*{text}*")
-        data = base64.b64encode(png.read_bytes()).decode()
-        self.html.append(f'<figure><img alt="{drawn.stem}" src="data:image/png;base64,{data}">'
+        text, link = figure_caption(drawn.kind, self.metric), png.relative_to(self.root).as_posix()
+        self.md.append(f"![{drawn.stem}]({link})\n\n*{text}*")
+        self.html.append(f'<figure><img alt="{drawn.stem}" src="{html.escape(link)}">'
                          f"<figcaption>{html.escape(text)}</figcaption></figure>")
 
     def write(self, title: str) -> list[Path]:
