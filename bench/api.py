@@ -25,7 +25,7 @@ from bench import plugins
 from bench.errors import BenchError
 from bench.gym.problem import Budget, Problem
 from bench.gym.registry import load_task, resolve_tasks
-from bench.gym.suites import Suite, load_suite
+from bench.gym.suites import load_suite
 from bench.gym.task import Oracle
 from bench.methods import resolve_methods, using
 from bench.metrics import episodes_frame
@@ -55,7 +55,8 @@ def run(task: str | Iterable[str], methods: MethodRef | Iterable[MethodRef] = "a
     method_arg = ",".join(_method_name(m) for m in listed)
     task_arg = task if isinstance(task, str) else ",".join(task)
     with using(methods_file, method_params, method_arg):
-        s = _suite(suite, budget, seeds, experiments)
+        s = load_suite(suite).overridden(budget=budget, seeds=seeds,
+                                          experiments=None if experiments is None else list(experiments))
         plugins.configure_run({"llm_cache": None})
         refs, names = resolve_tasks(task_arg), resolve_methods(method_arg)
         store = Store(Path(out))
@@ -113,20 +114,6 @@ def make_problem(task: str, experiment: str, budget: float | None = None, suite:
 def _log_skipped(p) -> None:
     for line in p.skipped:
         log.warning("skipped %s", line)
-
-
-def _suite(name: str, budget: float | None, seeds: int | None, experiments: Iterable[str] | None) -> Suite:
-    s = load_suite(name)
-    update = {"budgets": None if budget is None else [float(budget)],
-              "seeds": seeds, "seeds_by_family": None if seeds is None else {},
-              "experiments": None if experiments is None else list(experiments)}
-    update = {k: v for k, v in update.items() if v is not None}
-    if budget is not None and (budget <= 0 or (s.budget == "trials" and budget != int(budget))):
-        need = "a whole number of trials" if s.budget == "trials" else "positive"
-        raise BenchError(f"budget must be {need} for suite {s.name} (got {budget:g})")
-    if seeds is not None and seeds < 1:
-        raise BenchError(f"seeds must be at least 1 (got {seeds})")
-    return s.model_copy(update=update)
 
 
 def _method_name(m: MethodRef) -> str:

@@ -207,40 +207,21 @@ def run(
     from bench.runner import run_suite
     from bench.store import Store
 
-    s = load_suite(suite)
-    if budget is not None:
-        if budget <= 0 or (s.budget == "trials" and budget != int(budget)):
-            need = "a whole number of trials" if s.budget == "trials" else "positive"
-            raise BenchError(f"--budget must be {need} for suite {s.name} (got {budget:g})")
-        s = s.model_copy(update={"budgets": [budget]})
-    if seeds is not None:
-        if seeds < 1:
-            raise BenchError(f"--seeds must be at least 1 (got {seeds})")
-        s = s.model_copy(update={"seeds": seeds, "seeds_by_family": {}})
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1 (got {jobs})")
     if executor not in ("local", "dask"):
         raise BenchError(f"--executor must be local or dask (got {executor!r})")
     if episode_timeout is not None and episode_timeout <= 0:
         raise BenchError(f"--episode-timeout must be positive (got {episode_timeout:g})")
-    if gap is not None:
-        if gap < 1:
-            raise BenchError(f"--gap must be at least 1 (got {gap:g})")
-        if s.gaps is not None:
-            raise BenchError(f"suite {s.name} is a ladder (gaps {s.gaps}); --gap does not apply to it")
-        s = s.model_copy(update={"gap": gap, "name": f"{s.name}-gap{gap:g}"})
-    if prior_budget is not None:
-        if prior_budget <= 0:
-            raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
-        s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
+    s = load_suite(suite).overridden(
+        budget=budget, seeds=seeds, gap=gap, prior_budget=prior_budget,
+        experiments=[e.strip() for e in experiments.split(",")] if experiments else None)
     plugins.configure_run({"llm_cache": llm_cache})  # checked and exported by the agents' plugin
     use(methods_file, method_params, method)  # exported to the workers too
     task_refs, method_names = resolve_tasks(task), resolve_methods(method)
     if not quiet and "all" in [m.strip() for m in method.split(",")]:
         for name, why in skipped_by_all().items():
             console.print(f"skipped method {name}: {'; '.join(why)}", highlight=False)
-    if experiments:
-        s = s.model_copy(update={"experiments": [e.strip() for e in experiments.split(",")]})
     store = Store(out)
     store.check_writable()
     t0 = time.perf_counter()

@@ -15,6 +15,7 @@ import yaml
 from baselines.centroid import Centroid
 from bench import api
 from bench.errors import BenchError
+from bench.gym.suites import load_suite
 from bench.gym.task import method_seed
 from bench.loop import run as play
 from bench.methods import method
@@ -85,13 +86,14 @@ def test_learned_methods_are_skipped_on_a_task_without_train_experiments(tmp_pat
     """`nap` and the policy train on the task's train experiments: left out, with the reason; the
     cross-family policy (trained on the built-in tasks) and the rest still run."""
     spec = str(no_train_spec(tmp_path))
-    suite = api._suite("quick", None, 1, None)
+    suite = load_suite("quick").overridden(seeds=1)
     learned = ["nap", "autollmresearch", "autollmresearch-xfamily"]
     p = plan(suite, [spec], ["random", *learned], Store(tmp_path / "out"))
     assert {key.method for _, key in p.todo} == {"random", "autollmresearch-xfamily"}
     for name in learned[:2]:
         assert any(line.startswith(f"my_sweep: {name} not run: learned") for line in p.skipped), p.skipped
-    cv = plan(api._suite("cv", 1, 1, None), [spec], ["random", "nap"], Store(tmp_path / "out"))
+    cv = plan(load_suite("cv").overridden(budget=1, seeds=1), [spec], ["random", "nap"],
+              Store(tmp_path / "out"))
     # under cv the folds train on the other groups
     assert "nap" in {key.method for _, key in cv.todo}
 

@@ -69,6 +69,36 @@ class Suite(BaseModel):
                 raise ValueError(f"{name} must be positive (gap at least 1)")
         return self
 
+    def overridden(self, *, budget: float | None = None, seeds: int | None = None,
+                   experiments: list[str] | None = None, gap: float | None = None,
+                   prior_budget: float | None = None) -> Suite:
+        """This suite with a run's overrides (`bench run` options and `bench.api.run` arguments;
+        None keeps the suite's): one budget, a number of seeds for every family, experiment names,
+        or a prior distance or prior budget, which rename it `<name>-gap<g>` / `<name>-k<k>`."""
+        s = self
+        if budget is not None:
+            if budget <= 0 or (s.budget == "trials" and budget != int(budget)):
+                need = "a whole number of trials" if s.budget == "trials" else "positive"
+                raise BenchError(f"--budget must be {need} for suite {s.name} (got {budget:g})")
+            s = s.model_copy(update={"budgets": [float(budget)]})
+        if seeds is not None:
+            if seeds < 1:
+                raise BenchError(f"--seeds must be at least 1 (got {seeds})")
+            s = s.model_copy(update={"seeds": seeds, "seeds_by_family": {}})
+        if gap is not None:
+            if gap < 1:
+                raise BenchError(f"--gap must be at least 1 (got {gap:g})")
+            if s.gaps is not None:
+                raise BenchError(f"suite {s.name} is a ladder (gaps {s.gaps}); --gap does not apply to it")
+            s = s.model_copy(update={"gap": gap, "name": f"{s.name}-gap{gap:g}"})
+        if prior_budget is not None:
+            if prior_budget <= 0:
+                raise BenchError(f"--prior-budget must be positive (got {prior_budget:g})")
+            s = s.model_copy(update={"prior_budget": prior_budget, "name": f"{s.name}-k{prior_budget:g}"})
+        if experiments is not None:
+            s = s.model_copy(update={"experiments": list(experiments)})
+        return s
+
     def prior_for(self, task: str) -> Prior:
         """The prior protocol for one task (by its name)."""
         def pick(value):
