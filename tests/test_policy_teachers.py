@@ -11,7 +11,7 @@ import pytest
 
 from agents.policy import curation, teachers
 from agents.policy.episodes import TrainingEpisode
-from agents.policy.policy import simulated
+from agents.policy.policy import curated_task, simulated
 from agents.policy.trajectories import Trajectory
 from bench.gym.problem import Budget
 from bench.gym.spec import TaskSpec, build_task
@@ -190,3 +190,15 @@ def test_learned_teachers_learn_from_train_experiments_only(tiny_learned, tmp_pa
         meta = first[name].meta
         assert meta["digest"] == noisy[name].meta["digest"]
         assert sorted(meta["fit"] + meta["validation"]) == sorted(task.split("train"))
+
+
+def test_grpo_plays_the_curated_task_that_exported_records_name(cache):
+    """`bench lm grpo` rebuilds the curated task `bench lm export` played (variants, truncated ladders):
+    the same table, so every exported episode is found and replays."""
+    task, settings = drift_family(), {"variants": 2, "episodes": 3}
+    curated, found = simulated(task, 0, **settings)
+    rebuilt = curated_task(task, 0, **settings)
+    pd.testing.assert_frame_equal(rebuilt.table, curated.table)
+    assert {t.experiment for t in found} - set(task.split("train"))  # variants, not only the originals
+    for name in {t.experiment for t in found}:
+        rebuilt.experiment(name)

@@ -87,7 +87,9 @@ def sft(data: Data, model: Model, out: Out = Path("lm-sft"),
 
 @app.command()
 def grpo(task: Annotated[str, typer.Option("--task", help="Task name(s), comma-separated: the tasks of the "
-                                                           "records (their train experiments only).")],
+                                                           "records (their train experiments only; the "
+                                                           "curation of `bench lm export --seed`, the "
+                                                           "same --seed).")],
          data: Data, model: Model, out: Out = Path("lm-grpo"),
          turns: Annotated[int, typer.Option("--turns", help="Target trials per episode.")] = 3,
          episodes: Annotated[int, typer.Option("--episodes", help="Episodes per GRPO group.")] = 4,
@@ -98,8 +100,11 @@ def grpo(task: Annotated[str, typer.Option("--task", help="Task name(s), comma-s
          train_layers: TrainLayers = None, seed: Seed = 0) -> None:
     """Multi-turn GRPO from the SFT model on whole episodes, rewarded by the oracle (TRL GRPOTrainer)."""
     from agents.policy.lm import grpo as train
+    from agents.policy.policy import curated_task
+    from bench.gym.registry import load_task
 
-    tasks = [_train_task(name) for name in task.split(",")]
+    # the curated tasks `bench lm export` plays: their train experiments, variants and truncations
+    tasks = [curated_task(load_task(name.strip()), seed) for name in task.split(",")]
     _report(train(tasks, data, model, out, turns=turns, episodes=episodes, steps=steps, learning_rate=lr,
                   max_new_tokens=max_new_tokens, temperature=temperature, train_layers=train_layers,
                   seed=seed), "reward")

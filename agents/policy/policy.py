@@ -271,6 +271,14 @@ def simulated(task, seed: int = 0, **params) -> tuple[object, list[Trajectory]]:
         return train[0][0].task, _cached_trajectories(_identity((data,), seed, s), s, train, seed, (data,))
 
 
+def curated_task(task, seed: int = 0, **params):
+    """Stage 1's curated task of `task`'s train experiments (with their variants and truncated
+    ladders), as `simulated` makes it: the episodes of exported chat records are played on it."""
+    s, data = Settings(**params), TrainingData.of(task, seed)
+    with torch_threads(1), seeded_torch(seed):
+        return _curated_episodes((data,), s, seed)[0][0].task
+
+
 def _identity(datas, seed: int, s: Settings) -> list:
     """What every cached stage artifact depends on besides its settings: the train data, seed,
     code version and, with learned teachers, their checkpoints."""
