@@ -120,7 +120,9 @@ def load_gguf(file: Path):
         loaded = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise BenchError(f"cannot load the GGUF model {file}: {exc}") from None
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    del config.quantization_config  # dequantised: saved without it, a reload is not marked quantised
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
     if tokenizer.chat_template is None:

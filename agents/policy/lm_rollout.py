@@ -8,10 +8,11 @@ the model being trained. Every trial is asked exactly as the served agent asks i
 [system, user] conversation whose user message holds the whole history so far (`ChatPolicy`), so
 a trial is one sample (its prompt ids, the sampled completion ids and their log-probabilities),
 and an episode is `turns` samples. Rewards come from the oracle (`episode_reward`): every trial of
-an episode gets -nregret of the episode's final best target value, except a trial whose answer the
-agent's `Form` rejects, which gets the worst reward, -nregret of the worst target candidate (the
-trial itself runs the agent's fallback, a random untried candidate); an episode with no target
-value scores as the worst candidate (the harness's failure rule). nregret is the experiment's
+an episode gets -pregret of the episode's final best target value (the score the leaderboard
+reports, bounded, so a heavy-tailed pool cannot let one bad pick swamp the group), except a trial
+whose answer the agent's `Form` rejects, which gets the worst reward, -pregret of the worst target
+candidate (the trial itself runs the agent's fallback, a random untried candidate); an episode with no target
+value scores as the worst candidate (the harness's failure rule). pregret is the experiment's
 `Scorer`'s (`bench.scores`), always finite. The group's samples share TRL's group-relative
 advantage: whole-episode GRPO with each trial credited with its episode's return.
 """
@@ -28,8 +29,8 @@ from bench.gym.task import Oracle, Task
 
 
 def score(problem: Problem, oracle: Oracle, value: float) -> float:
-    """-nregret of a target value (`Oracle.scorer`)."""
-    return -float(oracle.scorer.nregret(value))
+    """-pregret of a target value (`Oracle.scorer`)."""
+    return -float(oracle.scorer.pregret(value))
 
 
 def episode_reward(problem: Problem, oracle: Oracle, policy: ChatPolicy) -> list[float]:
