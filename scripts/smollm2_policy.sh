@@ -32,8 +32,9 @@ if [[ $STAGES == *sft* ]]; then
     --batch-size 2 --lr 2e-5 --max-length 4096 --train-layers "$LAYERS"
 fi
 if [[ $STAGES == *grpo* ]]; then
+  # 256 tokens: SmolLM2's tokenizer splits digits, so a configuration answer (grpo's) is ~200 tokens
   bench lm grpo --task "$TASKS" --data "$data" --model "$LM/smollm2-135m-sft" --out "$LM/smollm2-135m-grpo" \
-    --turns 3 --episodes 2 --steps "$GRPO_STEPS" --lr 1e-6 --max-new-tokens 96 --train-layers "$LAYERS"
+    --turns 3 --episodes 2 --steps "$GRPO_STEPS" --lr 1e-6 --max-new-tokens 256 --train-layers "$LAYERS"
 fi
 if [[ $STAGES == *eval* ]]; then
   for budget in 1 3; do
