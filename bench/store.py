@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
@@ -194,7 +194,7 @@ class Store:
                 return [orjson.loads(line) for line in path.read_bytes().splitlines()]
             file, row, _ = self.packed()[key]
             if file not in self._trials:
-                self._trials[file] = pq.read_table(file, columns=["trials"]).column("trials").to_pylist()
+                self._trials[file] = _read(file, ["trials"])["trials"]
             return [orjson.loads(line) for line in self._trials[file][row].splitlines()]
         except (OSError, orjson.JSONDecodeError) as exc:
             raise BenchError(f"trial log {path} is unreadable ({exc}); delete its .done.json and rerun "
@@ -205,59 +205,60 @@ class Store:
         if self._packed is None:
             self._packed = {}
             for file in sorted((self.out / PACKED).glob("*.parquet")):
+                columns = _read(file, [*KEY_FIELDS, "summary"])
                 try:
-                    table = pq.read_table(file, columns=[*KEY_FIELDS, "summary"]).to_pylist()
-                    for row, record in enumerate(table):
-                        summary = json.loads(record.pop("summary"))
-                        self._packed[EpisodeKey(**record)] = (file, row, summary)
-                except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
-                    raise BenchError(f"packed results {file} are unreadable ({exc}); restore the file "
-                                     "(git checkout) or delete it and rerun those episodes") from exc
+                    for row, summary in enumerate(columns["summary"]):
+                        key = EpisodeKey(**{name: columns[name][row] for name in KEY_FIELDS})
+                        self._packed[key] = (file, row, json.loads(summary))
+                except (ValueError, TypeError) as exc:
+                    raise _damaged(file, exc) from exc
         return self._packed
 
     def pack(self) -> int:
         """Move every loose completed episode into `packed/<suite>.parquet` (a packed row of the
         same key is replaced) and delete its loose files; returns how many were packed. Incomplete
         episodes stay loose."""
-        rows: dict[str, dict[EpisodeKey, dict]] = {}
-        for key, (file, row, summary) in self.packed().items():
-            rows.setdefault(key.suite, {})[key] = {"summary": json.dumps(summary), "row": (file, row)}
-        moved = []
-        for path, key, _ in self._markers():
-            if not self._loose_done(key):
-                continue
-            error = self.error_file(key)
-            rows.setdefault(key.suite, {})[key] = {
-                "summary": path.read_text(), "trials": self.trial_log(key).read_text(),
-                "error": error.read_text() if error.exists() else None}
-            moved.append(key)
-        for suite, episodes in rows.items():
-            if not any(key in moved for key in episodes):
-                continue
-            table = []
-            for key, record in sorted(episodes.items(), key=lambda item: astuple(item[0])):
-                if "row" in record:  # packed before: carry its trials and error over
-                    file, row = record.pop("row")
-                    packed = pq.read_table(file, columns=["trials", "error"]).slice(row, 1).to_pylist()[0]
-                    record.update(packed)
-                summary = json.loads(record["summary"])
-                summary.pop("key", None)
-                table.append({**asdict(key), "summary": json.dumps(summary), "trials": record["trials"],
-                              "error": record["error"]})
+        fresh: dict[str, dict[EpisodeKey, dict]] = {}  # per suite: the loose rows to pack
+        for _, key, record in self._markers():
+            if self._loose_done(key):
+                error = self.error_file(key)
+                fresh.setdefault(key.suite, {})[key] = {
+                    **asdict(key), "summary": json.dumps(record), "trials": self.trial_log(key).read_text(),
+                    "error": error.read_text() if error.exists() else None}
+        for suite, rows in fresh.items():
             target = self.out / PACKED / f"{suite}.parquet"
+            kept = []  # the rows packed before that no loose episode replaces, read once
+            if target.exists():
+                packed = pa.Table.from_pydict(_read(target, PACKED_SCHEMA.names)).to_pylist()
+                kept = [row for row in packed
+                        if EpisodeKey(**{name: row[name] for name in KEY_FIELDS}) not in rows]
+            table = sorted([*kept, *rows.values()], key=lambda row: [row[name] for name in KEY_FIELDS])
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(target.name + ".tmp")
             pq.write_table(pa.Table.from_pylist(table, schema=PACKED_SCHEMA), tmp, compression="zstd",
                            compression_level=19)
             os.replace(tmp, target)
-        for key in moved:
+        for key in (key for rows in fresh.values() for key in rows):
             for path in (self.trial_log(key), self.marker(key), self.error_file(key)):
                 path.unlink(missing_ok=True)
         for folder in sorted((self.out / "episodes").glob("**/"), key=lambda p: -len(p.parts)):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         self._packed, self._trials = None, {}
-        return len(moved)
+        return sum(len(rows) for rows in fresh.values())
+
+
+def _read(file: Path, columns: list[str]) -> dict[str, list]:
+    """Columns of a packed file as lists; a damaged file is one message."""
+    try:
+        return pq.read_table(file, columns=columns).to_pydict()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise _damaged(file, exc) from exc
+
+
+def _damaged(file: Path, exc: Exception) -> BenchError:
+    return BenchError(f"packed results {file} are unreadable ({exc}); restore the file (git checkout) "
+                      "or delete it and rerun those episodes")
 
 
 class TrialLog:
