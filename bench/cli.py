@@ -410,8 +410,8 @@ def report(
         help="Tasks that are not built in (spec .yaml, comma-separated).")] = None,
     metric: Metric = "pregret",
 ) -> None:
-    """Write a self-contained report (Markdown, HTML with embedded figures), leaderboard CSVs,
-    LaTeX and Markdown tables and every figure into --out; tables, ranks and figures on --metric."""
+    """Write a report (Markdown and HTML, linking the figures), leaderboard CSVs, LaTeX and
+    Markdown tables and every figure into --out; tables, ranks and figures on --metric."""
     from bench.gym.registry import resolve_tasks
     from bench.metrics import check_metric
     from bench.report import write_report
@@ -419,7 +419,7 @@ def report(
     check_metric(metric)
     paths = write_report(runs or DEFAULT_OUT, out, suite, resolve_tasks(task) if task else [],
                          say=functools.partial(console.print, highlight=False), metric=metric)
-    console.print(f"wrote {len(paths)} files to {out}: {out / 'report.html'} (self-contained), "
+    console.print(f"wrote {len(paths)} files to {out}: {out / 'report.html'}, "
                   f"{out / 'report.md'}", highlight=False)
 
 

@@ -54,3 +54,20 @@ def test_the_example_through_bench_run(tmp_path):
              "--out", tmp_path / "c", cwd=EXAMPLE, code=2)
     assert len(r.stderr.strip().splitlines()) == 1
     assert "unknown parameter(s) ['top-k'] for my_optimizer:TopKCentre; it takes: top_k" in r.stderr
+
+
+def test_the_example_beside_published_results(tmp_path):
+    """`--reference DIR` runs only my optimizer and ranks it beside every method of packed
+    results, paired; results that do not hold this run's episodes are one message, exit 2."""
+    api.run("sft_lora", ["random", "centroid"], "cv", tmp_path / "ref", seeds=1, budget=1)
+    _run(BENCH, "pack", "--runs", tmp_path / "ref", cwd=tmp_path)
+    r = _run(sys.executable, EXAMPLE / "compare.py", "--task", "sft_lora", "--reference", tmp_path / "ref",
+             *LIGHT, "--out", "mine", cwd=tmp_path)
+    assert re.search(r"^sft_lora \(cv\), T=1: my_optimizer:TopKCentre ranks [123] of 3 ", r.stdout,
+                     re.M), r.stdout
+    assert set(api.leaderboard(tmp_path / "mine").method) == {"my_optimizer:TopKCentre"}
+    r = _run(sys.executable, EXAMPLE / "compare.py", "--task", "sft_lora", "--reference", tmp_path / "ref",
+             "--seeds", "2", "--budget", "1", "--out", "mine", cwd=tmp_path, code=2)
+    assert [line for line in r.stderr.splitlines() if "error" in line] == [
+        f"error: {tmp_path / 'ref'} has no method with every episode of this run; "
+        "run the suite and seeds it holds"]

@@ -1,6 +1,8 @@
 """Packed results (`bench pack`): every completed episode moves into one Parquet file per suite,
 losslessly; leaderboards, reports and reruns read packed and loose episodes alike."""
 
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +14,8 @@ from bench.metrics import episodes_frame
 from bench.report import target_proposals
 from bench.store import Store
 from tests.helpers import bench_here
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def _proposals(out) -> pd.DataFrame:
@@ -64,3 +68,24 @@ def test_corrupt_packed_results_are_one_message(tmp_path, monkeypatch, cache, ca
     assert "unreadable" in capsys.readouterr().err
     assert bench_here(monkeypatch, "pack", "--runs", str(tmp_path / "absent")) == 2
     assert "no results directory" in capsys.readouterr().err
+
+
+def test_a_report_from_packed_results_reproduces_the_leaderboard(tmp_path, monkeypatch, cache):
+    """What a fresh clone of published results holds (packed episodes and the leaderboard written
+    from them) is enough to write the same leaderboard again, byte for byte."""
+    out = tmp_path / "runs"
+    api.run("sft_lora", ["random", "centroid"], "quick", out, budget=1, seeds=2)
+    assert bench_here(monkeypatch, "pack", "--runs", str(out)) == 0
+    assert bench_here(monkeypatch, "report", "--runs", str(out), "--out", str(out)) == 0
+    clone = tmp_path / "clone"
+    shutil.copytree(out / "packed", clone / "packed")
+    assert bench_here(monkeypatch, "report", "--runs", str(clone), "--out", str(tmp_path / "check")) == 0
+    assert (tmp_path / "check" / "leaderboard.csv").read_bytes() == (out / "leaderboard.csv").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (RESULTS / "packed").is_dir(), reason="results/ holds no packed episodes yet "
+                    "(scripts/reference_results.sh publishes them)")
+def test_the_published_results_reproduce_their_leaderboard(tmp_path, monkeypatch, cache):
+    assert bench_here(monkeypatch, "report", "--runs", str(RESULTS), "--out", str(tmp_path)) == 0
+    assert (tmp_path / "leaderboard.csv").read_bytes() == (RESULTS / "leaderboard.csv").read_bytes()

@@ -1,0 +1,57 @@
+"""scripts/reference_results.sh: what it runs, checked with a recording `bench` (the real run is
+hours of CPU). Every method it names resolves, every stage runs its suite, and exit codes follow
+the script's rule (1 from a run goes on and is returned at the end; 2 stops at once)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.methods import methods
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "reference_results.sh"
+
+
+def _script(tmp_path, stages: str, code: int = 0) -> tuple[int, list[list[str]]]:
+    """Run the script with `bench` replaced by a recorder that exits `code` on `run`."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "bench"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n[ "$1" = run ] && exit {code}\nexit 0\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "BENCH": str(fake), "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+           "STAGES": stages}
+    r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+    calls = [shlex.split(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return r.returncode, calls
+
+
+def _option(call: list[str], name: str) -> str:
+    return call[call.index(name) + 1]
+
+
+def test_every_stage_runs_its_suite_with_methods_that_exist(tmp_path):
+    rc, calls = _script(tmp_path, "paper,cv,ladder,ablations,cost,llm,pack,report")
+    assert rc == 0
+    runs = [c for c in calls if c[0] == "run"]
+    suites = {_option(c, "--suite") for c in runs}
+    assert suites == {"paper", "cv", "ladder", "cost"}
+    named = {m for c in runs for m in _option(c, "--method").split(",")}
+    assert named <= set(methods())
+    assert {"smac-bb", "smac-mf", "botorch-mf", "optuna-tpe", "autollmresearch", "autollmresearch-no-risk",
+            "autollmresearch-no-cautious", "autollmresearch-no-rl", "smollm2-135m-grpo"} <= named
+    assert not {"gpt-5", "autollmresearch-xfamily"} & named  # paid APIs; trained on every task per fold
+    assert [c[0] for c in calls[-2:]] == ["pack", "report"]
+    assert (tmp_path / "out" / "COMMIT").exists()
+
+
+@pytest.mark.parametrize(("code", "expected", "n_runs"), [(1, 1, 3), (2, 2, 1)])
+def test_failed_episodes_go_on_and_user_errors_stop(tmp_path, code, expected, n_runs):
+    rc, calls = _script(tmp_path, "paper,cv,ladder", code)
+    assert rc == expected
+    assert sum(c[0] == "run" for c in calls) == n_runs
