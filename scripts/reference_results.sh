@@ -39,7 +39,7 @@ LLM_METHODS=smollm2-135m,smollm2-135m-sft,smollm2-135m-grpo
 LLM_TASKS=sft_lora,pretrain_hparams,grpo
 
 mkdir -p "$OUT"
-git describe --always --dirty > "$OUT/COMMIT" 2>/dev/null || true
+if commit=$(git describe --always --dirty 2>/dev/null); then echo "$commit" > "$OUT/COMMIT"; fi
 failed=0
 run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything else stops
   "$BENCH" run --quiet --jobs "$JOBS" --executor "$EXECUTOR" ${SCHEDULER:+--scheduler "$SCHEDULER"} \

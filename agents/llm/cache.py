@@ -38,15 +38,18 @@ def shipped() -> dict[str, tuple[str, str, dict]]:
     """The shipped replies: cache key -> (provider, model, reply)."""
     replies = {}
     for path in sorted(SHIPPED.glob("*.jsonl.gz")):
-        try:
-            with gzip.open(path, "rt") as lines:
-                for line in lines:
-                    row = json.loads(line)
-                    replies[row["key"]] = (row["provider"], row["model"], row["reply"])
-        except (OSError, EOFError, ValueError, KeyError) as exc:
-            raise BenchError(f"the shipped LLM replay {path} is unreadable ({exc}); restore it with "
-                             "git") from exc
+        replies.update(_read_shipped(path))
     return replies
+
+
+def _read_shipped(path: Path) -> dict[str, tuple[str, str, dict]]:
+    try:
+        with gzip.open(path, "rt") as lines:
+            rows = [json.loads(line) for line in lines]
+        return {row["key"]: (row["provider"], row["model"], row["reply"]) for row in rows}
+    except (OSError, EOFError, ValueError, KeyError) as exc:
+        raise BenchError(f"the shipped LLM replay {path} is unreadable ({exc}); restore it with "
+                         "git") from exc
 
 
 def mode_from_env() -> str:
@@ -124,14 +127,16 @@ class ResponseCache:
         return here + sum((p, m) == (provider, model) for p, m, _ in shipped().values())
 
     def ship(self, provider: str, model: str, path: Path) -> int:
-        """Write this cache's replies of `model` to `path` as shipped replays (sorted, gzip without
-        a timestamp: the same replies give the same bytes); returns how many."""
-        rows = [] if not self.path.exists() else self._connect().execute(
-            "SELECT key, reply FROM responses WHERE provider = ? AND model = ? ORDER BY key",
-            (provider, model)).fetchall()
+        """Add this cache's replies of `model` to the shipped replays in `path` (the replies it
+        already holds are kept; the cache's win on the same key). Sorted, gzip without a
+        timestamp: the same replies give the same bytes. Returns how many it holds."""
+        replies = {key: reply for key, (_, _, reply) in _read_shipped(path).items()} if path.exists() else {}
+        if self.path.exists():
+            replies.update((key, json.loads(reply)) for key, reply in self._connect().execute(
+                "SELECT key, reply FROM responses WHERE provider = ? AND model = ?", (provider, model)))
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-            for key, reply in rows:
+            for key in sorted(replies):
                 out.write((json.dumps({"key": key, "provider": provider, "model": model,
-                                       "reply": json.loads(reply)}, sort_keys=True) + "\n").encode())
-        return len(rows)
+                                       "reply": replies[key]}, sort_keys=True) + "\n").encode())
+        return len(replies)
