@@ -58,9 +58,10 @@ def beside(mine: pd.DataFrame, reference: str) -> pd.DataFrame:
     """My episodes and the reference's episodes of the same (suite, task, experiment, budget, seed):
     a reference method that lacks any of them is left out, so every row compared is paired."""
     keys = ["suite", "task", "experiment", "budget_kind", "budget", "seed"]
+    cells = mine[keys].drop_duplicates()
     ref = episodes_frame(Store(reference).summaries())
-    ref = ref[ref.method != MINE].merge(mine[keys].drop_duplicates(), on=keys)
-    complete = ref.groupby("method").size() == len(mine[keys].drop_duplicates())
+    ref = ref[ref.method != MINE].merge(cells, on=keys)
+    complete = ref.groupby("method").size() == len(cells)
     if not complete.any():
         raise BenchError(f"{reference} has no method with every episode of this run; "
                          "run the suite and seeds it holds")
