@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from scipy.stats import norm, rankdata
+from scipy.special import ndtri
 
 
 def normal_scores_by_level(y: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -21,11 +21,30 @@ def normal_scores_by_level(y: np.ndarray, levels: np.ndarray) -> np.ndarray:
     standardisation with bilog tails (`robust`) ranked better on average (0.86 against 0.81) but
     picked no better (nregret 0.31 against 0.30; on every train experiment with seeds 0 and 1,
     `--experiments 99 --seeds 0 1`: 0.85 / 0.33 against 0.79 / 0.29)."""
+    y, levels = np.asarray(y, float), np.asarray(levels)
+    if len(y) and (levels == levels[0]).all():
+        return ndtri((mean_ranks(y) - 0.5) / len(y))
     out = np.zeros(len(y))
     for lv in np.unique(levels):
         mask = levels == lv
-        out[mask] = norm.ppf((rankdata(y[mask]) - 0.5) / mask.sum())
+        out[mask] = ndtri((mean_ranks(y[mask]) - 0.5) / mask.sum())
     return out
+
+
+def mean_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `v`, ties sharing their mean rank; all NaN if `v` holds a NaN: the values of
+    `scipy.stats.rankdata(v)` without its per-call overhead (the policy computes normal scores for
+    every state it reads; with scipy's rankdata and norm.ppf that overhead was a quarter of its
+    training time)."""
+    if np.isnan(v).any():
+        return np.full(len(v), np.nan)
+    order = np.argsort(v, kind="stable")
+    ordered = v[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, len(v)])
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat(starts + (counts + 1) / 2, counts)
+    return ranks
 
 
 @contextmanager
