@@ -108,12 +108,12 @@ class BoTorchEI(Optimizer):
 
 class BoTorchMF(Optimizer):
     def __init__(self, problem, seed, fit_points: int = 300, max_points: int = 2000, maxiter: int = 100,
-                 rounds: int = 10, max_batch: int = 100, init_share: float = 0.1, max_pairs: int = 3000,
-                 threads: int = 1):
+                 refit_maxiter: int = 20, rounds: int = 10, max_batch: int = 100, init_share: float = 0.1,
+                 max_pairs: int = 3000, threads: int = 1):
         super().__init__(problem, seed)
         self.threads = threads
         self.features = FidelityFeatures(problem)
-        self.model = MultiFidelityModel(self.features, fit_points, max_points, maxiter)
+        self.model = MultiFidelityModel(self.features, fit_points, max_points, maxiter, refit_maxiter)
         self.costs = {f.name: f.cost for f in problem.fidelities}
         self.by_cost = problem.budget.kind == "cost"
         self.cap = problem.budget_gpu_hours()
