@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the reference results in results/ from one commit, then pack and report them:
-#   paper, cv, ladder  every non-LLM method of `--method all` and the trained policy, every built-in task;
+#   paper, cv, ladder  every non-LLM method of `--method all` and the trained policy, every built-in task
+#                      (and on paper, SMAC with the library's own acquisition maximiser too);
 #   ablations          the policy's ablations and variants on cv and ladder at T=1 and T=3 (issue 23);
-#   cost               the methods that choose fidelities (random, smac-mf, botorch-mf, the policy);
+#   cost               the methods that choose fidelities (random, smac-mf-pool, botorch-mf, the policy);
 #   llm                the SmolLM2 presets on paper (replayed from the shipped replies where the
 #                      model is absent; a reply it lacks stops that method, the rest goes on);
 #   pack, report       `bench pack` (results/packed/<suite>.parquet) and `bench report`.
@@ -34,7 +35,8 @@ METHODS=$("$PYTHON" -c "from bench.methods import methods
 print(','.join(dict.fromkeys([n for n, s in methods().items() if s.family != 'llm' and s.in_all] + ['$POLICY'])))")
 ABLATIONS=$("$PYTHON" -c "from bench.methods import methods
 print(','.join(n for n, s in methods().items() if n.startswith('$POLICY-') and s.trains_on == 'task'))")
-COST_METHODS=random,smac-mf,botorch-mf,$POLICY
+LIBRARY_SMAC=smac-hpo,smac-bb,smac-mf  # `all` runs their -pool variants (baselines/smac_facades.py)
+COST_METHODS=random,smac-mf-pool,botorch-mf,$POLICY
 LLM_METHODS=smollm2-135m,smollm2-135m-sft,smollm2-135m-grpo
 LLM_TASKS=sft_lora,pretrain_hparams,grpo
 
@@ -47,7 +49,7 @@ run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything el
 }
 stage() { [[ ",$STAGES," == *",$1,"* ]] && echo "$(date -u +%FT%TZ) stage $1" >&2; }
 
-if stage paper; then run --task all --method "$METHODS" --suite paper; fi
+if stage paper; then run --task all --method "$METHODS,$LIBRARY_SMAC" --suite paper; fi
 if stage cv; then run --task all --method "$METHODS" --suite cv; fi
 if stage ladder; then run --task all --method "$METHODS" --suite ladder; fi
 if stage ablations; then

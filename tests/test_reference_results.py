@@ -43,9 +43,12 @@ def test_every_stage_runs_its_suite_with_methods_that_exist(tmp_path):
     assert suites == {"paper", "cv", "ladder", "cost"}
     named = {m for c in runs for m in _option(c, "--method").split(",")}
     assert named <= set(methods())
-    assert {"smac-bb", "smac-mf", "botorch-mf", "optuna-tpe", "autollmresearch", "autollmresearch-no-risk",
-            "autollmresearch-no-cautious", "autollmresearch-no-rl", "smollm2-135m-grpo"} <= named
+    assert {"smac-bb-pool", "smac-mf-pool", "botorch-mf", "optuna-tpe", "autollmresearch",
+            "autollmresearch-no-risk", "autollmresearch-no-cautious", "autollmresearch-no-rl",
+            "smollm2-135m-grpo"} <= named
     assert not {"gpt-5", "autollmresearch-xfamily"} & named  # paid APIs; trained on every task per fold
+    paper = {m for c in runs if _option(c, "--suite") == "paper" for m in _option(c, "--method").split(",")}
+    assert {"smac-hpo", "smac-bb", "smac-mf"} <= paper  # the library's maximiser, beside `all`'s
     assert [c[0] for c in calls[-2:]] == ["pack", "report"]
     assert (tmp_path / "out" / "COMMIT").exists()
 
