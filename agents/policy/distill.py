@@ -61,26 +61,18 @@ def distill(
     by_episode: dict[tuple, list[Trajectory]] = {}
     for tr in trajectories:
         by_episode.setdefault(tr.episode, []).append(tr)
-    keys = list(by_episode)
+    steps = {key: _steps(episodes[key], trs) for key, trs in by_episode.items()}
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
     for epoch in range(epochs):
-        total, order = 0.0, epoch_order(keys, rng)
+        total, order = 0.0, epoch_order(list(steps), rng)
         for key in order:
-            ep = episodes[key]
-            prefixes, labels = [], []
-            for tr in by_episode[key]:
-                ids = [s.candidate for s in tr.steps]
-                prefixes += [ids[:t] for t in range(len(ids))]
-                labels += ids
-            logit, mean, log_var, risk = net(*ep.states(prefixes))
-            tried = torch.zeros_like(logit, dtype=torch.bool)
-            for row, p in enumerate(prefixes):
-                tried[row, p] = True
+            inputs, tried, labels, scores, risks = steps[key]
+            logit, mean, log_var, risk = net(*inputs)
             logp = logit.masked_fill(tried, float("-inf")).log_softmax(-1)
-            loss = -logp[torch.arange(len(labels)), torch.tensor(labels)].mean()
-            loss = (loss + aux_weight * gaussian_nll(mean, log_var, ep.scores().expand_as(mean))
-                    + risk_weight * risk_loss(risk, ep.risks()))
+            loss = -logp[torch.arange(len(labels)), labels].mean()
+            loss = (loss + aux_weight * gaussian_nll(mean, log_var, scores.expand_as(mean))
+                    + risk_weight * risk_loss(risk, risks))
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -89,3 +81,19 @@ def distill(
         losses.append(total / max(len(order), 1))
         progress((epoch + 1) / epochs)
     return losses
+
+
+def _steps(ep: TrainingEpisode, trajectories: list[Trajectory]):
+    """One episode's batch, the same every epoch (so built once): the network's inputs after each
+    step's prefix, the mask of candidates tried before it, the teachers' picks, and the auxiliary
+    targets."""
+    prefixes, labels = [], []
+    for tr in trajectories:
+        ids = [s.candidate for s in tr.steps]
+        prefixes += [ids[:t] for t in range(len(ids))]
+        labels += ids
+    inputs = ep.states(prefixes)
+    tried = torch.zeros(len(prefixes), len(ep.values), dtype=torch.bool)
+    for row, p in enumerate(prefixes):
+        tried[row, p] = True
+    return inputs, tried, torch.tensor(labels), ep.scores(), ep.risks()
