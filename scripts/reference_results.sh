@@ -19,9 +19,9 @@
 # use (checkpoints in $BENCH_CACHE, one per task and cv fold). A failed episode is scored as a
 # failure and the script goes on; it exits 1 at the end if any failed, and stops at once on a user
 # error (exit 2: unknown method, bad data). The commit it ran is written to $OUT/COMMIT.
-# Estimated CPU time (benchmarks/suite_time.py estimate): paper 3.9 h, cv 17 h, ladder 13 h,
-# ablations about 20 h (mostly training the policy per cv fold), cost and llm under 1 h each:
-# about 28 h of wall time on 2 cores, under 1 h on 64.
+# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.5 h, cv 11 h, ladder 11 h,
+# ablations about 17 h (mostly training the policy per cv fold), cost and llm under 1 h each:
+# about 21 h of wall time on 2 cores, under 1 h on 64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
