@@ -85,17 +85,18 @@ class TrainingEpisode:
         return torch.as_tensor(normal_scores_by_level(oriented, np.zeros(len(oriented))), dtype=torch.float32)
 
     def states(self, prefixes: list[list[int]]):
-        """Batched network inputs after each prefix of target candidate ids."""
+        """Batched network inputs after each prefix of target candidate ids (a prefix repeated in
+        the batch, as the empty one of every copy of a rollout group, is computed once)."""
         x, horizon = self.view.cand_x, self.horizon
         level = self.view.target_level
-        out = [
-            self.view.state(
-                x[p], np.full(len(p), level), self.values[p], (horizon - len(p)) / horizon, horizon - len(p),
-                self.diverged[p],
+        made = {
+            p: self.view.state(
+                x[list(p)], np.full(len(p), level), self.values[list(p)], (horizon - len(p)) / horizon,
+                horizon - len(p), self.diverged[list(p)],
             )
-            for p in prefixes
-        ]
-        return batch(out)
+            for p in dict.fromkeys(map(tuple, prefixes))
+        }
+        return batch([made[tuple(p)] for p in prefixes])
 
 
 @dataclass(frozen=True)
