@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from bench.gym.suites import Protocol, Suite
 from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.summary import EpisodeSummary
-from bench.workers import LocalWorkers, Recorder
+from bench.workers import LocalWorkers, Recorder, exit_with_parent
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 50
@@ -143,14 +144,15 @@ def trainings(p: Plan) -> list[tuple[str, str, int | None]]:
 
 def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
     """Meta-train every checkpoint the plan needs (`trainings`) before any episode runs, in `jobs`
-    worker processes; existing checkpoints are reused."""
+    worker processes (which exit if this one is killed); existing checkpoints are reused."""
     todo = trainings(p)
     if not todo:
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     context = multiprocessing.get_context("spawn")  # no forked torch or thread state
     with Progress(*columns, disable=quiet) as bar, \
-            ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+            ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                                initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         bar_id = bar.add_task(f"training {len(todo)} checkpoint(s)", total=len(todo))
         for done in as_completed([pool.submit(train_one, *job) for job in todo]):
             log.info("checkpoint %s", done.result())

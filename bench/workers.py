@@ -230,11 +230,17 @@ class _PipeLog:
         send(self.out, ("trial", self.key, record))
 
 
+def exit_with_parent(parent: int) -> None:
+    """Exit this process once its parent, process `parent`, is gone (checked every WATCH_SECONDS;
+    at once if it is gone already): a worker, or a training process of
+    `bench.runner.train_first`, does not outlive a killed `bench run`."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
 def _watch_parent(parent: int) -> None:
-    while True:
+    while os.getppid() == parent:
         time.sleep(WATCH_SECONDS)
-        if os.getppid() != parent:
-            os._exit(3)
+    os._exit(3)
 
 
 def _run_batch(out, ref: str, keys: list[EpisodeKey], protocol) -> None:
@@ -275,7 +281,7 @@ def _warm(refs: list[str]) -> None:
 def main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # messages; stray prints of libraries go to stderr
     os.dup2(2, 1)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    exit_with_parent(os.getppid())
     while (request := receive(sys.stdin.buffer)) is not None:
         kind, *args = request
         if kind == "warm":

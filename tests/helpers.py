@@ -113,8 +113,12 @@ class LearnedCentre(LearnedOptimizer):
     VERSION = 1
 
     @classmethod
-    def meta_train(cls, data, seed, progress, shift: float = 0.0):
+    def meta_train(cls, data, seed, progress, shift: float = 0.0, sleep: float = 0.0):
+        import time
+
         import torch
+
+        time.sleep(sleep)  # a long training, to kill `bench run` during it
 
         best = []
         for i, exp in enumerate(data.fit):
@@ -123,7 +127,7 @@ class LearnedCentre(LearnedOptimizer):
             progress((i + 1) / len(data.fit))
         return {"centre": torch.tensor(np.mean(best, axis=0) + shift)}
 
-    def __init__(self, problem, seed, *, checkpoint, shift: float = 0.0):
+    def __init__(self, problem, seed, *, checkpoint, shift: float = 0.0, sleep: float = 0.0):
         super().__init__(problem, seed, checkpoint=checkpoint)
         self.centre = checkpoint.state["centre"].numpy()
 

@@ -42,10 +42,13 @@ def _trial_logs(out: Path) -> dict[str, list[str]]:
 
 @pytest.fixture
 def configs(tmp_path, monkeypatch):
-    """The project's configs plus a `stalling` preset (tests.helpers.Stalling)."""
+    """The project's configs plus a `stalling` preset (tests.helpers.Stalling) and a learned
+    method whose training takes a minute (`slow-learner`)."""
     yield from with_presets(tmp_path, monkeypatch, stalling={
         "class": "tests.helpers:Stalling", "family": "test", "in_all": False,
-        "params": {"seconds": 60.0, "stall_seed": 1}})
+        "params": {"seconds": 60.0, "stall_seed": 1}}, **{"slow-learner": {
+        "class": "tests.helpers:LearnedCentre", "family": "learned-bo", "in_all": False,
+        "params": {"sleep": 60.0}}})
 
 
 def _run(suite, methods_, out, **kw):
@@ -116,23 +119,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_workers_end_when_bench_run_is_killed(configs, tmp_path):
+@pytest.mark.parametrize(("method", "children"), [("stalling", 2), ("slow-learner", 4)],
+                         ids=["in episodes", "while training"])
+def test_workers_end_when_bench_run_is_killed(configs, tmp_path, method, children):
+    """Killed in its episodes (2 workers) or while it trains a checkpoint (the 2 workers, the
+    training process and its pool's resource tracker): nothing it started outlives it."""
     cmd = [sys.executable, "-c", "from bench.cli import main; main()", "run", "--task", "data_mixture",
-           "--method", "stalling", "--suite", "quick", "--seeds", "2", "--jobs", "2", "--quiet",
+           "--method", method, "--suite", "quick", "--seeds", "2", "--jobs", "2", "--quiet",
            "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(cmd, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(_children(proc.pid)) < 2 and time.time() < deadline:
+    while len(_children(proc.pid)) < children and time.time() < deadline:
         time.sleep(0.2)
-    workers = _children(proc.pid)
-    assert len(workers) >= 2
-    time.sleep(2)  # they are inside their episodes
+    started = _children(proc.pid)
+    assert len(started) >= children
+    time.sleep(2)  # inside their episodes, or training
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
-    while any(_alive(w) for w in workers) and time.time() < deadline:
+    while any(_alive(w) for w in started) and time.time() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "a worker outlived its parent"
+    survivors = [Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+                 for w in started if _alive(w)]
+    assert not survivors, f"outlived bench run: {survivors}"
 
 
 def test_a_second_run_on_the_same_out_gets_a_clear_message(tmp_path):
