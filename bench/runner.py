@@ -143,9 +143,9 @@ def trainings(p: Plan) -> list[tuple[str, str, int | None]]:
 
 
 def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
-    """Meta-train every checkpoint the plan needs (`trainings`) before any episode runs, in `jobs`
-    worker processes (which exit if this one is killed); existing checkpoints are reused."""
-    todo = trainings(p)
+    """Meta-train every checkpoint the plan needs (`trainings`) that does not exist yet (shipped or
+    cached) before any episode runs, in `jobs` worker processes (which exit if this one is killed)."""
+    todo = [job for job in trainings(p) if _fold_or_task_checkpoint(*job) is None]
     if not todo:
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -157,6 +157,13 @@ def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
         for done in as_completed([pool.submit(train_one, *job) for job in todo]):
             log.info("checkpoint %s", done.result())
             bar.advance(bar_id)
+
+
+def _fold_or_task_checkpoint(name: str, ref: str, fold: int | None):
+    from bench.training import trained_path
+
+    task = load_task(ref)
+    return trained_path(method(name), task if fold is None else task.cv_folds()[fold])
 
 
 def train_one(name: str, ref: str, fold: int | None = None) -> str:

@@ -221,6 +221,14 @@ def shipped_path(path: Path) -> Path:
     return SHIPPED / path.relative_to(cache_dir() / "checkpoints")
 
 
+def trained_path(spec, task: Task, seed: int = 0) -> Path | None:
+    """The checkpoint `train` would load without training (the shipped one, else the cache's), or
+    None."""
+    path = checkpoint_path(spec, training_data(spec, task, seed), seed)
+    shipped = shipped_path(path)
+    return shipped if shipped.is_file() else path if path.exists() else None
+
+
 def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | None = None,
           force: bool = False) -> tuple[Checkpoint, Path]:
     """Meta-train `spec` on `task`'s train experiments (or every built-in task's, `trains_on:
