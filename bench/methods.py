@@ -307,12 +307,18 @@ def _load_class(ref: str, name: str) -> type[Optimizer]:
     return cls
 
 
+_PLACED: set[tuple] = set()  # (package, working directory, PYTHONPATH, sys.path) checked by `_import`
+
+
 def _import(module: str):
     """Import `module` from sys.path, else from the working directory (as `python -m` does; the
     `bench` script's own path lacks it). A module found on a path entry that worker processes
     (`python -m bench.workers`: same working directory and environment) would lack, such as a
     script's folder, goes onto PYTHONPATH, which they inherit."""
     top = module.partition(".")[0]
+    placed = (top, os.getcwd(), os.environ.get("PYTHONPATH", ""), tuple(sys.path))
+    if placed in _PLACED and module in sys.modules:  # imported and placed already, nothing changed
+        return sys.modules[module]
     try:
         loaded = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -332,4 +338,5 @@ def _import(module: str):
                      site.getusersitepackages(), *sysconfig.get_paths().values()}
         if str(folder) not in inherited:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *pythonpath])
+    _PLACED.add((top, os.getcwd(), os.environ.get("PYTHONPATH", ""), tuple(sys.path)))
     return loaded

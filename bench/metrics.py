@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -74,7 +73,7 @@ def check_metric(metric: str) -> str:
 def _episode_row(key: EpisodeKey, s: EpisodeSummary) -> dict:
     sc, usage = s.scores, s.usage
     return {
-        **asdict(key), "score": sc["value"], "regret": sc["regret"], "nregret": sc["nregret"],
+        **key.record(), "score": sc["value"], "regret": sc["regret"], "nregret": sc["nregret"],
         "pregret": sc["pregret"], "nregret_curve": sc["nregret_curve"], "pregret_curve": sc["pregret_curve"],
         "diverged": sc["diverged"], "failed": s.failed is not None, "gpu_hours": s.gpu_hours,
         "budget_spent": s.gpu_hours / s.budget_gpu_hours if s.budget_gpu_hours else np.nan,

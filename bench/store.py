@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,6 +44,11 @@ class EpisodeKey:
     budget_kind: str
     budget: float
     seed: int
+
+    def record(self) -> dict[str, str | float | int]:
+        """Its fields by name (`dataclasses.asdict`'s result, without its deep copy: the fields
+        are flat, and this runs once per episode the client writes or a leaderboard reads)."""
+        return dict(vars(self))
 
     @property
     def budget_obj(self) -> Budget:
@@ -155,7 +160,7 @@ class Store:
         """Write the marker atomically: it exists only once the whole episode is on disk."""
         path = self.marker(key)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(dumps({"key": asdict(key), **summary.to_json()}))
+        tmp.write_text(dumps({"key": key.record(), **summary.to_json()}))
         os.replace(tmp, path)
 
     def summaries(self) -> Iterator[tuple[EpisodeKey, EpisodeSummary]]:
@@ -223,7 +228,7 @@ class Store:
             if self._loose_done(key):
                 error = self.error_file(key)
                 fresh.setdefault(key.suite, {})[key] = {
-                    **asdict(key), "summary": json.dumps(record), "trials": self.trial_log(key).read_text(),
+                    **key.record(), "summary": json.dumps(record), "trials": self.trial_log(key).read_text(),
                     "error": error.read_text() if error.exists() else None}
         for suite, rows in fresh.items():
             target = self.out / PACKED / f"{suite}.parquet"

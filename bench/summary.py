@@ -48,8 +48,9 @@ class EpisodeSummary:
     usage: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain values, `usage` flattened into the record."""
-        record = dataclasses.asdict(self)
+        """Its fields, `usage` flattened into the record (values are plain; nested ones are
+        shared, not copied: the record is written, not changed)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         usage = record.pop("usage")
         return {**record, **usage}
 
