@@ -232,9 +232,11 @@ def test_mf_initial_design_is_the_first_bracket():
 
 @pytest.mark.slow
 def test_hpo_and_bb_differ_after_the_initial_design():
+    """With the pool maximiser `--method all` runs (the library's costs seconds per ask here)."""
     task = load_task("data_mixture")
     problem = task.problem("pile_cc", Budget("trials", 5))  # initial design: 2 trials
-    runs = {f: [o.config for o in drive(problem, task.oracle("pile_cc"), SmacFacade(problem, 0, f), 5)]
+    oracle = task.oracle("pile_cc")
+    runs = {f: [o.config for o in drive(problem, oracle, SmacFacade(problem, 0, f, "pool"), 5)]
             for f in ("hpo", "bb")}
     assert runs["hpo"][:2] == runs["bb"][:2] and runs["hpo"][2:] != runs["bb"][2:]
 
