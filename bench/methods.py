@@ -316,8 +316,7 @@ def _import(module: str):
     (`python -m bench.workers`: same working directory and environment) would lack, such as a
     script's folder, goes onto PYTHONPATH, which they inherit."""
     top = module.partition(".")[0]
-    placed = (top, os.getcwd(), os.environ.get("PYTHONPATH", ""), tuple(sys.path))
-    if placed in _PLACED and module in sys.modules:  # imported and placed already, nothing changed
+    if _placement(top) in _PLACED and module in sys.modules:  # imported and placed already, nothing changed
         return sys.modules[module]
     try:
         loaded = importlib.import_module(module)
@@ -338,5 +337,10 @@ def _import(module: str):
                      site.getusersitepackages(), *sysconfig.get_paths().values()}
         if str(folder) not in inherited:
             os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), *pythonpath])
-    _PLACED.add((top, os.getcwd(), os.environ.get("PYTHONPATH", ""), tuple(sys.path)))
+    _PLACED.add(_placement(top))
     return loaded
+
+
+def _placement(top: str) -> tuple:
+    """What `_import`'s placement of package `top` depends on."""
+    return top, os.getcwd(), os.environ.get("PYTHONPATH", ""), tuple(sys.path)

@@ -159,19 +159,23 @@ def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
             bar.advance(bar_id)
 
 
+def _training_task(ref: str, fold: int | None):
+    """Task `ref`, or its cv fold `fold`: what a checkpoint of `trainings` is trained on."""
+    task = load_task(ref)
+    return task if fold is None else task.cv_folds()[fold]
+
+
 def _fold_or_task_checkpoint(name: str, ref: str, fold: int | None):
     from bench.training import trained_path
 
-    task = load_task(ref)
-    return trained_path(method(name), task if fold is None else task.cv_folds()[fold])
+    return trained_path(method(name), _training_task(ref, fold))
 
 
 def train_one(name: str, ref: str, fold: int | None = None) -> str:
     """Train (or find) one checkpoint of method `name` on task `ref`, or on its cv fold `fold`."""
     from bench.training import train
 
-    task = load_task(ref)
-    return str(train(method(name), task if fold is None else task.cv_folds()[fold])[1])
+    return str(train(method(name), _training_task(ref, fold))[1])
 
 
 def train_with_progress(spec, ref: str, seed: int = 0, force: bool = False, quiet: bool = False):
