@@ -34,7 +34,7 @@ from bench.gym.suites import Protocol, Suite
 from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.summary import EpisodeSummary
-from bench.workers import LocalWorkers, Recorder, exit_with_parent
+from bench.workers import LocalWorkers, Recorder, child_of
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 50
@@ -152,7 +152,7 @@ def train_first(p: Plan, jobs: int = 1, quiet: bool = False) -> None:
     context = multiprocessing.get_context("spawn")  # no forked torch or thread state
     with Progress(*columns, disable=quiet) as bar, \
             ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
-                                initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+                                initializer=child_of, initargs=(os.getpid(),)) as pool:
         bar_id = bar.add_task(f"training {len(todo)} checkpoint(s)", total=len(todo))
         for done in as_completed([pool.submit(train_one, *job) for job in todo]):
             log.info("checkpoint %s", done.result())

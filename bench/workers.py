@@ -22,6 +22,7 @@ failure with reason `timeout`), and reruns the episode of a worker that died, on
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import selectors
@@ -230,10 +231,13 @@ class _PipeLog:
         send(self.out, ("trial", self.key, record))
 
 
-def exit_with_parent(parent: int) -> None:
-    """Exit this process once its parent, process `parent`, is gone (checked every WATCH_SECONDS;
-    at once if it is gone already): a worker, or a training process of
-    `bench.runner.train_first`, does not outlive a killed `bench run`."""
+def child_of(parent: int) -> None:
+    """Set up a helper process of `bench run` (a worker, or a training process of
+    `bench.runner.train_first`), process `parent`'s child: it exits once its parent is gone
+    (checked every WATCH_SECONDS; at once if it is gone already), so it does not outlive a killed
+    `bench run`; and it does not repeat the warnings of the task tables it loads (rows merged, ...),
+    which the client, loading the same tables to plan the run, has shown once."""
+    logging.getLogger("bench.gym.spec").setLevel(logging.ERROR)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
@@ -281,7 +285,7 @@ def _warm(refs: list[str]) -> None:
 def main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # messages; stray prints of libraries go to stderr
     os.dup2(2, 1)
-    exit_with_parent(os.getppid())
+    child_of(os.getppid())
     while (request := receive(sys.stdin.buffer)) is not None:
         kind, *args = request
         if kind == "warm":

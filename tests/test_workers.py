@@ -145,6 +145,18 @@ def test_workers_end_when_bench_run_is_killed(configs, tmp_path, method, childre
     assert not survivors, f"outlived bench run: {survivors}"
 
 
+def test_a_table_warning_is_shown_once_whatever_the_job_count(tmp_path):
+    """sft_lora's table repeats runs (merged, with a warning when it loads): the client and its
+    two workers all load it, and the user reads the warning once."""
+    done = subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", "run", "--task",
+                           "sft_lora", "--method", "random,centroid", "--suite", "quick", "--budget", "1",
+                           "--seeds", "1", "--jobs", "2", "--quiet", "--out", str(tmp_path / "out")],
+                          env={**os.environ, "BENCH_CACHE": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("rows repeat a run") == 1, done.stderr
+
+
 def test_a_second_run_on_the_same_out_gets_a_clear_message(tmp_path):
     store = Store(tmp_path)
     with store.lock():
