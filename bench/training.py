@@ -224,7 +224,11 @@ def shipped_path(path: Path) -> Path:
 def trained_path(spec, task: Task, seed: int = 0) -> Path | None:
     """The checkpoint `train` would load without training (the shipped one, else the cache's), or
     None."""
-    path = checkpoint_path(spec, training_data(spec, task, seed), seed)
+    return _existing(checkpoint_path(spec, training_data(spec, task, seed), seed))
+
+
+def _existing(path: Path) -> Path | None:
+    """The checkpoint filed under cache path `path`: the package's copy, else the cache's, or None."""
     shipped = shipped_path(path)
     return shipped if shipped.is_file() else path if path.exists() else None
 
@@ -239,9 +243,8 @@ def train(spec, task: Task, seed: int = 0, progress: Callable[[float], None] | N
 
     data = training_data(spec, task, seed)
     path = checkpoint_path(spec, data, seed)
-    shipped = shipped_path(path)
-    if shipped.is_file() and not force:
-        return load(shipped), shipped
+    if not force and (found := _existing(path)):
+        return load(found), found
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):  # two runs training the same checkpoint: one trains
         if path.exists() and not force:
