@@ -13,12 +13,15 @@
 #   JOBS=64 bash scripts/reference_results.sh                  # a big machine
 #   EXECUTOR=dask SCHEDULER=tcp://host:8786 JOBS=256 bash scripts/reference_results.sh  # a cluster
 #   OUT=/tmp/ref bash scripts/reference_results.sh             # somewhere other than results/
+#   TASKS=sft_lora STAGES=cv,ladder bash scripts/reference_results.sh  # some tasks (a task's cv
+#                                                              # folds train once for cv and ladder)
 #
 # Every stage resumes: episodes already in $OUT (packed or loose) are kept, so the run can be
 # stopped and restarted, on this machine or another, and adds up. Learned methods train on first
 # use (checkpoints in $BENCH_CACHE, one per task and cv fold). A failed episode is scored as a
 # failure and the script goes on; it exits 1 at the end if any failed, and stops at once on a user
-# error (exit 2: unknown method, bad data). The commit it ran is written to $OUT/COMMIT.
+# error (exit 2: unknown method, bad data). Each invocation appends its commit, stages and tasks to
+# $OUT/COMMIT (a run split over sessions or machines says which part ran where).
 # Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.5 h, cv 11 h, ladder 11 h,
 # ablations about 17 h (mostly training the policy per cv fold), cost and llm under 1 h each:
 # about 21 h of wall time on 2 cores, under 1 h on 64.
@@ -30,6 +33,7 @@ OUT=${OUT:-results}
 JOBS=${JOBS:-2}
 EXECUTOR=${EXECUTOR:-local}
 STAGES=${STAGES:-paper,cv,ladder,ablations,cost,llm,pack,report}
+TASKS=${TASKS:-all}
 POLICY=autollmresearch
 METHODS=$("$PYTHON" -c "from bench.methods import methods
 print(','.join(dict.fromkeys([n for n, s in methods().items() if s.family != 'llm' and s.in_all] + ['$POLICY'])))")
@@ -41,7 +45,8 @@ LLM_METHODS=smollm2-135m,smollm2-135m-sft,smollm2-135m-grpo
 LLM_TASKS=sft_lora,pretrain_hparams,grpo
 
 mkdir -p "$OUT"
-if commit=$(git describe --always --dirty 2>/dev/null); then echo "$commit" > "$OUT/COMMIT"; fi
+commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+echo "$(date -u +%FT%TZ) $commit stages=$STAGES tasks=$TASKS" >> "$OUT/COMMIT"
 failed=0
 run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything else stops
   "$BENCH" run --quiet --jobs "$JOBS" --executor "$EXECUTOR" ${SCHEDULER:+--scheduler "$SCHEDULER"} \
@@ -49,14 +54,14 @@ run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything el
 }
 stage() { [[ ",$STAGES," == *",$1,"* ]] && echo "$(date -u +%FT%TZ) stage $1" >&2; }
 
-if stage paper; then run --task all --method "$METHODS,$LIBRARY_SMAC" --suite paper; fi
-if stage cv; then run --task all --method "$METHODS" --suite cv; fi
-if stage ladder; then run --task all --method "$METHODS" --suite ladder; fi
+if stage paper; then run --task "$TASKS" --method "$METHODS,$LIBRARY_SMAC" --suite paper; fi
+if stage cv; then run --task "$TASKS" --method "$METHODS" --suite cv; fi
+if stage ladder; then run --task "$TASKS" --method "$METHODS" --suite ladder; fi
 if stage ablations; then
-  for budget in 1 3; do run --task all --method "$ABLATIONS" --suite cv --budget "$budget"; done
-  run --task all --method "$ABLATIONS" --suite ladder
+  for budget in 1 3; do run --task "$TASKS" --method "$ABLATIONS" --suite cv --budget "$budget"; done
+  run --task "$TASKS" --method "$ABLATIONS" --suite ladder
 fi
-if stage cost; then run --task all --method "$COST_METHODS" --suite cost; fi
+if stage cost; then run --task "$TASKS" --method "$COST_METHODS" --suite cost; fi
 if stage llm; then
   for budget in 1 3; do
     for method in ${LLM_METHODS//,/ }; do

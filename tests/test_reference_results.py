@@ -50,7 +50,18 @@ def test_every_stage_runs_its_suite_with_methods_that_exist(tmp_path):
     paper = {m for c in runs if _option(c, "--suite") == "paper" for m in _option(c, "--method").split(",")}
     assert {"smac-hpo", "smac-bb", "smac-mf"} <= paper  # the library's maximiser, beside `all`'s
     assert [c[0] for c in calls[-2:]] == ["pack", "report"]
-    assert (tmp_path / "out" / "COMMIT").exists()
+    when, commit, stages, tasks = (tmp_path / "out" / "COMMIT").read_text().splitlines()[-1].split()
+    assert stages == "stages=paper,cv,ladder,ablations,cost,llm,pack,report" and tasks == "tasks=all"
+
+
+def test_some_tasks_and_a_record_of_each_invocation(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKS", "sft_lora,grpo")
+    _script(tmp_path, "cv")
+    rc, calls = _script(tmp_path, "ladder")
+    assert rc == 0 and {_option(c, "--task") for c in calls} == {"sft_lora,grpo"}
+    lines = (tmp_path / "out" / "COMMIT").read_text().splitlines()
+    assert [line.split()[2:] for line in lines] == [["stages=cv", "tasks=sft_lora,grpo"],
+                                                    ["stages=ladder", "tasks=sft_lora,grpo"]]
 
 
 @pytest.mark.parametrize(("code", "expected", "n_runs"), [(1, 1, 3), (2, 2, 1)])
