@@ -1,3 +1,31 @@
 """LLMConfig-Bench: configure expensive LLM experiments from cheap ones, on real outcomes."""
 
+import os
+import platform
+
 __version__ = "0.1.0"
+
+# The same numbers on every x86-64 machine with AVX2. NumPy, OpenBLAS, MKL and PyTorch pick their
+# kernels by CPU (AVX-512 builds of exp, log and pow, BLAS kernels that sum in another order), and a
+# difference in the last bit changes, through argmaxes, whole episodes, simulated tables (grpo) and
+# trained checkpoints. So they are held to their AVX2 kernels, before any of them loads (in a worker
+# or training process, `bench` is imported first); a value the user has set is kept.
+SAME_KERNELS = {
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # NumPy's dispatch targets above AVX2
+    "OPENBLAS_CORETYPE": "Haswell",  # NumPy's and SciPy's OpenBLAS: the AVX2 kernels
+    "MKL_CBWR": "AVX2",  # PyTorch's MKL: conditional numerical reproducibility, AVX2 code path
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels
+}
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return False
+
+
+if platform.system() == "Linux" and platform.machine() == "x86_64" and _has_avx2():
+    for _name, _value in SAME_KERNELS.items():
+        os.environ.setdefault(_name, _value)
