@@ -2,11 +2,13 @@
 over distillation on held-out members, train-only data, the episode contract, the cross-family
 policy on a user's spec."""
 
+import contextlib
 import json
 
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from agents.policy import curation, distill, rl, teachers
 from agents.policy.episodes import TrainingEpisode, draw
@@ -18,6 +20,7 @@ from bench.gym.problem import Budget
 from bench.gym.registry import load_task
 from bench.gym.task import Prior
 from bench.methods import methods
+from bench.numerics import torch_threads
 from bench.store import EpisodeKey, Store
 from bench.training import TrainingData, train
 from tests.helpers import drift_family, noisy_test_experiments
@@ -43,14 +46,23 @@ def _spec(name="autollmresearch", **params):
     return spec.model_copy(update={"params": {**spec.params, **TINY, **params}})
 
 
+def one_thread():
+    """One torch and one BLAS thread, as training has (the numbers do not depend on the worker's
+    earlier tests or its core count)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch_threads(1))
+    stack.enter_context(threadpool_limits(1))
+    return stack
+
+
 @pytest.fixture(scope="module")
 def family():
-    torch.set_num_threads(1)
-    task = drift_family()
-    data = TrainingData.of(task, 0)
-    curated = curation.curate(data, 0, variants=2)
-    episodes = draw(curated, np.random.default_rng(0), 24)
-    return task, data, curated, episodes, teachers.simulate(episodes, 0, keep=2, data=curated)
+    with one_thread():
+        task = drift_family()
+        data = TrainingData.of(task, 0)
+        curated = curation.curate(data, 0, variants=2)
+        episodes = draw(curated, np.random.default_rng(0), 24)
+        return task, data, curated, episodes, teachers.simulate(episodes, 0, keep=2, data=curated)
 
 
 def test_curation_shifts_the_space_and_holds_fit_experiments_only(family):
@@ -114,6 +126,11 @@ def test_distillation_imitates_the_teachers(family):
 
 
 def test_rl_improves_the_distilled_policy_on_held_out_members(family):
+    with one_thread():
+        _rl_improves(family)
+
+
+def _rl_improves(family):
     task, data, _, episodes, kept = family
     torch.manual_seed(0)
     net = PolicyNet(16, 2, 1, 32)
