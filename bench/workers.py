@@ -1,9 +1,10 @@
 """Worker processes that run episodes and stream what happens to the client, the single writer.
 
-A worker is `python -m bench.workers`, started with a fixed `PYTHONHASHSEED` (SMAC's run history
-depends on it): it reads requests on stdin, ("warm", task references) to import the harness and
-load those tasks ahead of its first batch, or ("batch", task reference, keys, protocol): episodes
-of one task. It writes length-prefixed pickled messages on its stdout, one per event:
+A worker is `python -m bench.workers PARENT` (PARENT: the client's pid), started with a fixed
+`PYTHONHASHSEED` (SMAC's run history depends on it): it reads requests on stdin, ("warm", task
+references) to import the harness and load those tasks ahead of its first batch, or ("batch", task
+reference, keys, protocol): episodes of one task. It writes length-prefixed pickled messages on
+its stdout, one per event:
     ("start", key)                          an episode begins
     ("trial", key, record)                  a trial happened (the record of the trial log)
     ("done", key, summary, error, warnings) it ended (error: the traceback of a scored failure)
@@ -133,8 +134,8 @@ class LocalWorkers:
 
     def _spawn(self) -> _Worker:
         env = {**os.environ, "PYTHONHASHSEED": "0"}
-        proc = subprocess.Popen([sys.executable, "-m", "bench.workers"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env, bufsize=0)
+        proc = subprocess.Popen([sys.executable, "-m", "bench.workers", str(os.getpid())],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
         return _Worker(proc)
 
     def start(self, refs: list[str] = ()) -> None:
@@ -285,7 +286,7 @@ def _warm(refs: list[str]) -> None:
 def main() -> None:
     out = os.fdopen(os.dup(1), "wb")  # messages; stray prints of libraries go to stderr
     os.dup2(2, 1)
-    child_of(os.getppid())
+    child_of(int(sys.argv[1]))  # not os.getppid(): a client killed while this one imports is gone by now
     while (request := receive(sys.stdin.buffer)) is not None:
         kind, *args = request
         if kind == "warm":

@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from bench.errors import BenchError
+from bench.gym.registry import load_task
 from bench.gym.suites import load_suite
 from bench.metrics import episodes_frame
 from bench.runner import execute, plan
-from bench.store import Store
+from bench.store import EpisodeKey, Store
+from bench.workers import send
 from tests.helpers import with_presets
 
 ROOT = Path(__file__).parents[1]
@@ -137,12 +139,30 @@ def test_workers_end_when_bench_run_is_killed(configs, tmp_path, method, childre
     time.sleep(2)  # inside their episodes, or training
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 10
+    deadline = time.time() + 30  # a process still importing (on a busy machine) exits when it is done
     while any(_alive(w) for w in started) and time.time() < deadline:
         time.sleep(0.2)
     survivors = [Path(f"/proc/{w}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
                  for w in started if _alive(w)]
     assert not survivors, f"outlived bench run: {survivors}"
+
+
+def test_a_worker_whose_client_is_gone_runs_nothing(configs):
+    """A client killed while its worker still imports has already sent the first batch (it waits
+    in the pipe): the worker, watching the client pid it was given rather than whichever process
+    adopted it, exits at once instead of running that batch (here an episode that stalls)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    worker = subprocess.Popen([sys.executable, "-m", "bench.workers", str(gone.pid)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    suite = load_suite("quick")
+    key = EpisodeKey("quick", "data_mixture", "stalling", load_task("data_mixture").split("test")[0],
+                     "trials", 3.0, 1)
+    send(worker.stdin, ("batch", "data_mixture", [key], suite.protocol("data_mixture")))
+    try:
+        assert worker.wait(timeout=60) == 3
+    finally:
+        worker.kill()
 
 
 def test_a_table_warning_is_shown_once_whatever_the_job_count(tmp_path):
