@@ -13,7 +13,10 @@ __version__ = "0.1.0"
 SAME_KERNELS = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # NumPy's dispatch targets above AVX2
     "OPENBLAS_CORETYPE": "Haswell",  # NumPy's and SciPy's OpenBLAS: the AVX2 kernels
-    "MKL_CBWR": "AVX2",  # PyTorch's MKL: conditional numerical reproducibility, AVX2 code path
+    # PyTorch's MKL: conditional numerical reproducibility on its AVX2 code path. Without it, MKL's
+    # results depend on memory alignment: FSBO trained on data_mixture gave two different
+    # checkpoints in two processes of one machine at one commit.
+    "MKL_CBWR": "AVX2",
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels
 }
 
