@@ -47,6 +47,7 @@ a uniform draw. Every query is at the target fidelity, also on cost budgets.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -65,6 +66,21 @@ from bench.optimizer import LearnedOptimizer
 
 DTYPE = torch.float64
 LOSS_POINTS = 20  # the training-loss curve kept in the checkpoint: means over this many spans
+
+
+def computing(threads: int) -> contextlib.ExitStack:
+    """Where FSBO computes: `threads` torch threads and gpytorch's settings fixed at the values
+    importing BoTorch sets for the whole process (exact solves, Cholesky up to 4,096 points). Left
+    to the process, they were gpytorch's own (fast approximations, Cholesky up to 800) until a
+    BoTorch method had been imported in the same worker: FSBO's checkpoints and asks depended on
+    what else the process had run."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch_threads(threads))
+    stack.enter_context(gpytorch.settings.fast_computations(False, False, False))
+    stack.enter_context(gpytorch.settings.max_cholesky_size(4096))
+    stack.enter_context(gpytorch.settings.cholesky_max_tries(6))
+    stack.enter_context(gpytorch.settings.max_eager_kernel_size(4096))
+    return stack
 
 
 @dataclass(frozen=True)
@@ -391,7 +407,7 @@ class FSBO(LearnedOptimizer):
 
         scores: list[float] = []
         deep_steps = settings.train_steps
-        with torch_threads(settings.threads):
+        with computing(settings.threads):
             if len(held):
                 inner = [t for i, t in enumerate(tables) if i not in set(held)]
                 episodes = held_out_episodes([tables[i] for i in held], data.priors, settings, centre,
@@ -474,6 +490,6 @@ class FSBO(LearnedOptimizer):
         ids = self.pool_ids()
         if not len(self.prior_scores) and len(ids) == len(self.problem.arrays()):
             return self.query_candidate(int(ids[int(self.rng.integers(len(ids)))]))
-        with torch_threads(self.settings.threads):
+        with computing(self.settings.threads):
             scores = self.acquisition(ids)
         return self.query_candidate(int(ids[int(torch.argmax(scores))]))

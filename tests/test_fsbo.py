@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +35,8 @@ from bench.optimizer import Checkpoint
 from bench.store import EpisodeKey, Store
 from bench.training import TrainingData, train
 from tests.helpers import noisy_test_experiments
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {"kernel_steps": 10, "train_steps": 20, "eval_every": 10, "holdout_draws": 1, "max_prior": 60,
         "finetune_steps": 2}
@@ -149,3 +155,18 @@ def test_first_ask_is_the_prior_pick_and_asks_repeat_per_seed(sft_checkpoint):
             asked.append(query.candidate)
         runs.append(asked)
     assert runs[0] == runs[1] and len(set(runs[0])) == 6
+
+
+def test_training_does_not_depend_on_what_the_process_imported(tmp_path):
+    """Importing BoTorch changes gpytorch's process-wide settings (exact solves, Cholesky up to
+    4,096 points); FSBO fixes them where it computes, so a worker that imported a BoTorch method
+    first trains the same checkpoint as one that did not."""
+    code = ("import sys, importlib, bench; [importlib.import_module(m) for m in sys.argv[1:]]; "
+            "from tests.test_fsbo import tiny_spec; from bench.gym.registry import load_task; "
+            "from bench.training import train; "
+            "print(train(tiny_spec(), load_task('data_mixture'), force=True)[0].meta['digest'])")
+    digests = [subprocess.run([sys.executable, "-c", code, *first], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "BENCH_CACHE": str(tmp_path / "-".join(first))},
+                              check=True, timeout=600).stdout.split()[-1]
+               for first in ([], ["botorch"])]
+    assert digests[0] == digests[1]
