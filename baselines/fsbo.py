@@ -68,19 +68,17 @@ DTYPE = torch.float64
 LOSS_POINTS = 20  # the training-loss curve kept in the checkpoint: means over this many spans
 
 
-def computing(threads: int) -> contextlib.ExitStack:
+@contextlib.contextmanager
+def computing(threads: int):
     """Where FSBO computes: `threads` torch threads and gpytorch's settings fixed at the values
     importing BoTorch sets for the whole process (exact solves, Cholesky up to 4,096 points). Left
     to the process, they were gpytorch's own (fast approximations, Cholesky up to 800) until a
     BoTorch method had been imported in the same worker: FSBO's checkpoints and asks depended on
     what else the process had run."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch_threads(threads))
-    stack.enter_context(gpytorch.settings.fast_computations(False, False, False))
-    stack.enter_context(gpytorch.settings.max_cholesky_size(4096))
-    stack.enter_context(gpytorch.settings.cholesky_max_tries(6))
-    stack.enter_context(gpytorch.settings.max_eager_kernel_size(4096))
-    return stack
+    with torch_threads(threads), gpytorch.settings.fast_computations(False, False, False), \
+            gpytorch.settings.max_cholesky_size(4096), gpytorch.settings.cholesky_max_tries(6), \
+            gpytorch.settings.max_eager_kernel_size(4096):
+        yield
 
 
 @dataclass(frozen=True)
