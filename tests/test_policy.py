@@ -46,13 +46,12 @@ def _spec(name="autollmresearch", **params):
     return spec.model_copy(update={"params": {**spec.params, **TINY, **params}})
 
 
+@contextlib.contextmanager
 def one_thread():
     """One torch and one BLAS thread, as training has (the numbers do not depend on the worker's
     earlier tests or its core count)."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch_threads(1))
-    stack.enter_context(threadpool_limits(1))
-    return stack
+    with torch_threads(1), threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="module")
