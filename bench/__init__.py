@@ -32,6 +32,8 @@ def _has_avx2() -> bool:
     return "avx2" in flags.split()
 
 
-if platform.system() == "Linux" and platform.machine() == "x86_64" and _has_avx2():
+# Whether this machine's kernels are held: Linux on x86-64 with AVX2.
+HOLDS_KERNELS = platform.system() == "Linux" and platform.machine() == "x86_64" and _has_avx2()
+if HOLDS_KERNELS:
     for _name, _value in SAME_KERNELS.items():
         os.environ.setdefault(_name, _value)

@@ -2,8 +2,6 @@
 libraries run the same kernels on every machine."""
 
 import os
-import platform
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,8 +42,7 @@ def test_normal_scores_are_scipys_to_the_bit(v, n_levels, rnd):
     assert ours[~np.isnan(ours)].tobytes() == theirs[~np.isnan(theirs)].tobytes()
 
 
-@pytest.mark.skipif(not (platform.system() == "Linux" and platform.machine() == "x86_64"
-                         and "avx2" in Path("/proc/cpuinfo").read_text()), reason="x86-64 with AVX2 only")
+@pytest.mark.skipif(not bench.HOLDS_KERNELS, reason="x86-64 with AVX2 only")
 def test_numpy_and_blas_run_the_same_kernels_on_every_machine():
     """`bench` loads before NumPy (pytest's `-p bench`; a worker imports it first) and holds NumPy's
     dispatch and OpenBLAS to their AVX2 kernels: an AVX-512 machine computes what an AVX2 one does
