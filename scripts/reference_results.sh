@@ -15,6 +15,7 @@
 #   OUT=/tmp/ref bash scripts/reference_results.sh             # somewhere other than results/
 #   TASKS=sft_lora STAGES=cv,ladder bash scripts/reference_results.sh  # some tasks (a task's cv
 #                                                              # folds train once for cv and ladder)
+#   METHODS=random,nap STAGES=paper,cv,ladder bash scripts/reference_results.sh  # some methods
 #
 # Every stage resumes: episodes already in $OUT (packed or loose) are kept, so the run can be
 # stopped and restarted, on this machine or another, and adds up. Learned methods train on first
@@ -35,8 +36,9 @@ EXECUTOR=${EXECUTOR:-local}
 STAGES=${STAGES:-paper,cv,ladder,ablations,cost,llm,pack,report}
 TASKS=${TASKS:-all}
 POLICY=autollmresearch
-METHODS=$("$PYTHON" -c "from bench.methods import methods
-print(','.join(dict.fromkeys([n for n, s in methods().items() if s.family != 'llm' and s.in_all] + ['$POLICY'])))")
+CHOSEN=${METHODS:-}  # METHODS given: only those (said in COMMIT)
+METHODS=${METHODS:-$("$PYTHON" -c "from bench.methods import methods
+print(','.join(dict.fromkeys([n for n, s in methods().items() if s.family != 'llm' and s.in_all] + ['$POLICY'])))")}
 ABLATIONS=$("$PYTHON" -c "from bench.methods import methods
 print(','.join(n for n, s in methods().items() if n.startswith('$POLICY-') and s.trains_on == 'task'))")
 LIBRARY_SMAC=smac-hpo,smac-bb,smac-mf  # `all` runs their -pool variants (baselines/smac_facades.py)
@@ -46,7 +48,7 @@ LLM_TASKS=sft_lora,pretrain_hparams,grpo
 
 mkdir -p "$OUT"
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
-echo "$(date -u +%FT%TZ) $commit stages=$STAGES tasks=$TASKS" >> "$OUT/COMMIT"
+echo "$(date -u +%FT%TZ) $commit stages=$STAGES tasks=$TASKS${CHOSEN:+ methods=$CHOSEN}" >> "$OUT/COMMIT"
 failed=0
 run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything else stops
   "$BENCH" run --quiet --jobs "$JOBS" --executor "$EXECUTOR" ${SCHEDULER:+--scheduler "$SCHEDULER"} \
