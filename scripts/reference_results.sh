@@ -56,7 +56,7 @@ run() {  # bench run; exit 1 (some episodes failed, scored) goes on, anything el
 }
 stage() { [[ ",$STAGES," == *",$1,"* ]] && echo "$(date -u +%FT%TZ) stage $1" >&2; }
 
-if stage paper; then run --task "$TASKS" --method "$METHODS,$LIBRARY_SMAC" --suite paper; fi
+if stage paper; then run --task "$TASKS" --method "${CHOSEN:-$METHODS,$LIBRARY_SMAC}" --suite paper; fi
 if stage cv; then run --task "$TASKS" --method "$METHODS" --suite cv; fi
 if stage ladder; then run --task "$TASKS" --method "$METHODS" --suite ladder; fi
 if stage ablations; then

@@ -64,6 +64,14 @@ def test_some_tasks_and_a_record_of_each_invocation(tmp_path, monkeypatch):
                                                     ["stages=ladder", "tasks=sft_lora,grpo"]]
 
 
+def test_some_methods_run_alone_and_are_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("METHODS", "random,nap")
+    rc, calls = _script(tmp_path, "paper,cv")
+    runs = {_option(c, "--suite"): _option(c, "--method") for c in calls if c[0] == "run"}
+    assert rc == 0 and runs == {"paper": "random,nap", "cv": "random,nap"}
+    assert (tmp_path / "out" / "COMMIT").read_text().split()[-1] == "methods=random,nap"
+
+
 @pytest.mark.parametrize(("code", "expected", "n_runs"), [(1, 1, 3), (2, 2, 1)])
 def test_failed_episodes_go_on_and_user_errors_stop(tmp_path, code, expected, n_runs):
     rc, calls = _script(tmp_path, "paper,cv,ladder", code)
