@@ -15,6 +15,7 @@ from agents.policy.episodes import TrainingEpisode, draw
 from agents.policy.features import CANDIDATE_COLUMNS, CROSS_FIDELITY, FIDELITY_WIDTH, EpisodeView
 from agents.policy.model import PolicyNet
 from agents.policy.policy import AutoLLMResearch
+from baselines.extrapolate import Extrapolate
 from bench.episode import run_episode
 from bench.gym.problem import Budget
 from bench.gym.registry import load_task
@@ -227,6 +228,19 @@ def test_extrapolated_optimum_tracks_the_landscape_shift():
         top = view.summaries[-1]["location"]
         nearer.append(abs(view.optimum_location[0] - best[0]) < abs(top[0] - best[0]))
     assert np.mean(nearer) >= 0.75
+
+
+def test_the_extrapolate_experts_pick_is_the_nearest_candidate_of_to_extrapolated():
+    """`to_extrapolated` is the distance to the `extrapolate` baseline's predicted configuration:
+    its nearest candidate is the one the baseline asks first."""
+    task = drift_family()
+    column = CANDIDATE_COLUMNS.index("to_extrapolated")
+    for exp in task.split("train")[:4]:
+        problem = task.problem(exp, Budget("trials", 1), "cheaper", seed=3)
+        f = EpisodeView(problem).prior_features[:, column]
+        first = problem.encoder.one(Extrapolate(problem, 3).ask().config)
+        asked = int(np.argmin(((problem.arrays().x - first) ** 2).sum(axis=1)))
+        assert f.min() < f.max() and int(np.argmin(f)) == asked
 
 
 def test_cross_family_policy_trains_once_and_runs_on_a_user_spec(cache, tmp_path):

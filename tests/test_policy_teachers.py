@@ -129,8 +129,9 @@ def test_curation_adds_pseudo_targets_of_fit_experiments_and_ladder_priors():
         assert {tuple(r) for r in rows[["fidelity", "x", "value"]].to_numpy().tolist()} <= runs
     assert curated.validation == [] and not {"v", "b"} & {n.split("@")[0].split("~")[0] for n in names}
     budget = load_suite("far").prior_for("toy").budget
-    assert set(curated.priors) == set(data.priors) | {Prior("cheaper", float(g), budget)
-                                                      for g in load_suite("ladder").gaps}
+    gaps = load_suite("ladder").gaps  # every run at each distance (as `ladder` tests), and capped as `far`
+    assert set(curated.priors) == set(data.priors) | {Prior("cheaper", float(g), b) for g in gaps
+                                                      for b in (None, budget)}
     assert not set(curation.curate(data, 0, variants=1, truncate=False).fit) - {"a", "c"}
     assert all(math.isfinite(v) for v in curated.task.table.value)
 

@@ -13,9 +13,13 @@ data's own: the optimum moves between fidelities as it really did. Episodes are 
 the curated experiments (`TrainingData.draw`; each fit experiment weighs the same, half its own
 ladder and half its pseudo-targets) with the protocols the method is tested under (`paper`, and
 `far` with its gap and capped prior) and with ladder-like priors: at each of the `ladder` suite's
-distances, capped at the `far` suite's prior budget for the task (drawn among the priors an
-experiment offers), so priors are capped and distant as at test time, and at every distance the
-ladder reads scores against.
+distances, every run there (as the `ladder` suite gives it) and capped at the `far` suite's prior
+budget for the task (drawn among the priors an experiment offers), so priors are full or sparse,
+near or distant, as at test time. Before the full ones, 7 of 8 distinct priors drawn were capped
+(only `paper` was full), while `cv` and every `ladder` distance give full sweeps: on
+pretrain_hparams' inner folds (outer cv fold 1) the policy then scored 0.146 at T=1 with the
+`paper` prior, where the `extrapolate` teacher scored 0.022 (with them and the
+`to_extrapolated` feature: 0.127; `features`).
 
 Curated experiments keep their source experiment's group, so the policy's inner folds hold out a
 train experiment together with everything curated from it.
@@ -84,9 +88,11 @@ def ladders(task: Task, exp: str, truncate: bool = True) -> list[tuple[str, tupl
 
 
 def ladder_priors(task: str) -> tuple[Prior, ...]:
-    """Priors at the `ladder` suite's distances, each capped at the `far` suite's prior budget."""
+    """Priors at the `ladder` suite's distances: each as the suite gives it (every run there),
+    then each capped at the `far` suite's prior budget."""
+    full = tuple(run.prior_for(task) for run in load_suite("ladder").per_gap())
     budget = load_suite("far").prior_for(task).budget
-    return tuple(Prior("cheaper", gap=float(g), budget=budget) for g in load_suite("ladder").gaps or ())
+    return full + tuple(dataclasses.replace(p, budget=budget) for p in full)
 
 
 def _shifted(x: np.ndarray, target: np.ndarray, rng: np.random.Generator, min_width: float) -> np.ndarray:

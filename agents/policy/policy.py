@@ -107,7 +107,7 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
 
 
 class AutoLLMResearch(LearnedOptimizer):
-    VERSION = 6
+    VERSION = 7
 
     # Training --------------------------------------------------------------------------------
     @classmethod
