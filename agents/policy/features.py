@@ -43,9 +43,10 @@ trained policy runs on every task and on a user's spec:
                  one fidelity's distance with one
 Scores are normal scores per fidelity (larger is better), so levels with different loss scales
 (the landscape shift) are comparable. Without cross-fidelity features (an ablation) the trend,
-slope, to_optimum, to_extrapolated and onset columns are zero and prior tokens carry no fidelity features:
-the policy sees the cheap runs as one undifferentiated set. Without risk features (an ablation)
-the raw and diverged token fields and the raw_top, risk_top and onset columns are zero.
+slope, to_optimum, to_extrapolated and onset columns are zero and prior tokens carry no
+fidelity features: the policy sees the cheap runs as one undifferentiated set. Without risk
+features (an ablation) the raw and diverged token fields and the raw_top, risk_top and onset
+columns are zero.
 """
 
 from __future__ import annotations
@@ -252,12 +253,12 @@ class EpisodeView:
             base[:, 2], base[:, 3] = np.clip(trend, -3, 3), slope
             base[:, 4] = np.sqrt(msd(self.cand_x, self.optimum_location[None])[:, 0])
             with np.errstate(over="ignore"):  # a far extrapolation overflows exp(); clipped to the bounds
-                self.extrapolated = problem.encoder.one(Extrapolate(problem, 0).predicted)
-            base[:, 5] = np.sqrt(msd(self.cand_x, self.extrapolated[None])[:, 0])
+                extrapolated = problem.encoder.one(Extrapolate(problem, 0).predicted)
+            base[:, 5] = np.sqrt(msd(self.cand_x, extrapolated[None])[:, 0])
             base[:, 6] = np.sqrt(msd(self.cand_x, self.summaries[-1]["best"][None])[:, 0])
             self.own_bandwidth = self.summaries[-1]["h"]
         else:
-            self.optimum_location, self.extrapolated, self.own_bandwidth = None, None, DEFAULT_BANDWIDTH
+            self.optimum_location, self.own_bandwidth = None, DEFAULT_BANDWIDTH
         risky = np.zeros((n, len(RISK)))
         if self.levels and risk:
             shares = np.array(diverged_share).reshape(len(self.levels), n)
