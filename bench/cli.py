@@ -315,6 +315,38 @@ def pack(runs: Runs = None) -> None:
                   f"({sizes / 1e6:.1f} MB)", highlight=False)
 
 
+@app.command()
+def forget(method: Annotated[str, typer.Option("--method", help="The method whose episodes go.")],
+           runs: Runs = None,
+           task: Annotated[str | None, typer.Option(help="Only these tasks (comma-separated).")] = None,
+           suite: Annotated[str | None, typer.Option(
+               help="Only these suites (comma-separated; a ladder's name picks its gaps).")] = None) -> None:
+    """Delete one method's episodes from a results directory, packed and loose: after you change your
+    optimizer, so that `bench run` runs it again. Other methods' episodes are untouched."""
+    import pandas as pd
+
+    from bench.report import pick_suites
+    from bench.store import Store
+
+    store = Store(runs or DEFAULT_OUT)
+    keys = [key for key, _ in store.summaries()]
+    mine = pd.DataFrame([(k.suite, k.task) for k in keys if k.method == method], columns=["suite", "task"])
+    if mine.empty:
+        held = sorted({k.method for k in keys})
+        raise BenchError(f"no episodes of method {method!r} in {store.out}"
+                         + (f"; it holds: {', '.join(held)}" if held else ""))
+    suites = pick_suites(mine, suite) if suite else None
+    tasks = [t.strip() for t in task.split(",") if t.strip()] if task else None
+    missing = sorted(set(tasks or []) - set(mine.task))
+    if missing:
+        raise BenchError(f"no episodes of {method} on task {', '.join(missing)} in {store.out}; "
+                         f"it has: {', '.join(sorted(mine.task.unique()))}")
+    with store.lock():
+        gone = store.forget(method, tasks, suites)
+    console.print(f"deleted {gone} episodes of {method} from {store.out}; run `bench leaderboard` or "
+                  "`bench report` again to update the tables written from them", highlight=False)
+
+
 @app.command("leaderboard")
 def leaderboard_cmd(runs: Runs = None,
                     suite: Annotated[str | None, typer.Option(

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.errors import BenchError
@@ -238,19 +240,53 @@ class Store:
                 kept = [row for row in packed
                         if EpisodeKey(**{name: row[name] for name in KEY_FIELDS}) not in rows]
             table = sorted([*kept, *rows.values()], key=lambda row: [row[name] for name in KEY_FIELDS])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            pq.write_table(pa.Table.from_pylist(table, schema=PACKED_SCHEMA), tmp, compression="zstd",
-                           compression_level=19)
-            os.replace(tmp, target)
+            _write(target, pa.Table.from_pylist(table, schema=PACKED_SCHEMA))
         for key in (key for rows in fresh.values() for key in rows):
             for path in (self.trial_log(key), self.marker(key), self.error_file(key)):
                 path.unlink(missing_ok=True)
+        self._tidy()
+        return sum(len(rows) for rows in fresh.values())
+
+    def forget(self, method: str, tasks: Collection[str] | None = None,
+               suites: Collection[str] | None = None) -> int:
+        """Delete `method`'s episodes of these tasks and suites (default: all): its packed rows and
+        its loose files, complete or not. Returns how many completed episodes went."""
+        def chosen(suite: str, task: str, name: str) -> bool:
+            return name == method and (tasks is None or task in tasks) and (suites is None or suite in suites)
+
+        gone = {key for key in [*(key for _, key, _ in self._markers()), *self.packed()]
+                if chosen(key.suite, key.task, key.method)}
+        for file in sorted((self.out / PACKED).glob("*.parquet")):
+            table = pq.read_table(file)
+            drop = pc.equal(table["method"], method)
+            for column, names in (("task", tasks), ("suite", suites)):
+                if names is not None:
+                    drop = pc.and_(drop, pc.is_in(table[column], pa.array(sorted(names), pa.string())))
+            left = table.filter(pc.invert(drop))
+            if left.num_rows == 0:
+                file.unlink()
+            elif left.num_rows < table.num_rows:
+                _write(file, left.cast(PACKED_SCHEMA))
+        for folder in sorted((self.out / "episodes").glob("*/*/*/")):
+            if chosen(*(unquote(part) for part in folder.parts[-3:])):
+                shutil.rmtree(folder)
+        self._tidy()
+        return len(gone)
+
+    def _tidy(self) -> None:
+        """Remove empty episode folders and forget what was read of the packed files."""
         for folder in sorted((self.out / "episodes").glob("**/"), key=lambda p: -len(p.parts)):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         self._packed, self._trials = None, {}
-        return sum(len(rows) for rows in fresh.values())
+
+
+def _write(target: Path, table: pa.Table) -> None:
+    """A packed file, replaced atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd", compression_level=19)
+    os.replace(tmp, target)
 
 
 def _read(file: Path, columns: list[str]) -> dict[str, list]:

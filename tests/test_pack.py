@@ -89,3 +89,34 @@ def test_a_report_from_packed_results_reproduces_the_leaderboard(tmp_path, monke
 def test_the_published_results_reproduce_their_leaderboard(tmp_path, monkeypatch, cache):
     assert bench_here(monkeypatch, "report", "--runs", str(RESULTS), "--out", str(tmp_path)) == 0
     assert (tmp_path / "leaderboard.csv").read_bytes() == (RESULTS / "leaderboard.csv").read_bytes()
+
+
+def test_forget_deletes_one_methods_episodes_and_nothing_else(tmp_path, monkeypatch, cache, capsys):
+    out = tmp_path / "runs"
+    for task in ("data_mixture", "sft_lora"):
+        api.run(task, ["random", "centroid"], "quick", out, budget=1, seeds=1)
+    assert bench_here(monkeypatch, "pack", "--runs", str(out)) == 0
+    api.run("data_mixture", ["best-prior", "centroid"], "quick", out, budget=3, seeds=1)  # loose, beside
+    stray = Store(out).trial_log(next(k for k, _ in Store(out).summaries() if k.method == "centroid"))
+    stray = stray.with_name("T9-s0.jsonl")  # an episode cut short: loose, no marker
+    stray.write_text("{}\n")
+    before = _everything(out)
+
+    assert bench_here(monkeypatch, "forget", "--runs", str(out), "--method", "centroid",
+                      "--task", "data_mixture") == 0
+    assert "deleted 4 episodes of centroid" in capsys.readouterr().out  # 2 packed (T=1), 2 loose (T=3)
+    left = _everything(out)
+    assert left == {k: v for k, v in before.items()
+                    if not (k.method == "centroid" and k.task == "data_mixture")}
+    assert {k.task for k in left if k.method == "centroid"} == {"sft_lora"} and not stray.exists()
+    assert not (out / "episodes" / "quick" / "data_mixture" / "centroid").exists()
+
+    assert bench_here(monkeypatch, "forget", "--runs", str(out), "--method", "centroid") == 0
+    assert not any(k.method == "centroid" for k in _everything(out))
+    for argv in (["--method", "centroid"], ["--method", "random", "--task", "grpo"],
+                 ["--method", "random", "--suite", "cv"]):
+        assert bench_here(monkeypatch, "forget", "--runs", str(out), *argv) == 2
+    message = capsys.readouterr().err
+    assert "holds: best-prior, random" in message and "it has: data_mixture, sft_lora" in message
+    assert "no episodes of suite cv" in message
+    assert {k.method for k in _everything(out)} == {"best-prior", "random"}  # nothing lost to bad input
