@@ -230,7 +230,8 @@ def run(
         if not quiet:
             for line in p.skipped:
                 console.print(f"skipped {line}", highlight=False)
-            console.print(f"suite {s.name}: {len(p.todo)} episodes to run, {p.done} already done "
+            same = f", {len(p.copies)} the same as another suite's (copied, not run)" if p.copies else ""
+            console.print(f"suite {s.name}: {len(p.todo)} episodes to run{same}, {p.done} already done "
                           f"-> {out}")
 
     _, writer = run_suite(s, task_refs, method_names, store, jobs=jobs, executor=executor,

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.progress import (
     BarColumn,
@@ -30,7 +30,7 @@ from rich.progress import (
 from bench.episode import failure_summary
 from bench.errors import BenchError
 from bench.gym.registry import load_task
-from bench.gym.suites import Protocol, Suite
+from bench.gym.suites import Protocol, Suite, load_suite, suite_names
 from bench.methods import method
 from bench.store import EpisodeKey, Store
 from bench.summary import EpisodeSummary
@@ -43,9 +43,12 @@ MAX_BATCH = 50
 @dataclass
 class Plan:
     """Episodes to run: (task reference, key) pairs; done ones are counted, not rerun.
-    `protocols`: (suite name, task name) -> how those episodes are set up."""
+    `protocols`: (suite name, task name) -> how those episodes are set up. `copies`: key -> the
+    same episode under another suite's name (`Protocol.same_episodes`: a built-in suite's, or a
+    nearer distance of this ladder), copied once that one is complete instead of run again."""
 
     todo: list[tuple[str, EpisodeKey]] = field(default_factory=list)
+    copies: dict[EpisodeKey, EpisodeKey] = field(default_factory=dict)
     done: int = 0
     skipped: list[str] = field(default_factory=list)  # what the protocol leaves out, and why
     protocols: dict[tuple[str, str], Protocol] = field(default_factory=dict)
@@ -57,7 +60,7 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     methods; completed ones are counted, not rerun (failed ones too, unless `retry_failed`).
     Learned methods that cannot train (`MethodSpec.untrainable`; under `cv`, a task of one group)
     are left out, said in `skipped`. Unknown experiment names are an error."""
-    p = Plan()
+    p, queued = Plan(), set()
     families = {m: method(m).family for m in method_names}
     seen: set[str] = set()
     for ref in tasks:
@@ -76,9 +79,14 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
             untrainable = {m: why for m in names if (why := method(m).untrainable(task))}
             p.skipped += [f"{task.name}: {m} not run: {why}" for m, why in untrainable.items()]
             names = [m for m in names if m not in untrainable]
-        for run in suite.per_gap():
+        runs = suite.per_gap()
+        elsewhere = {other.name: other.protocol(task.name) for name in suite_names()
+                     for other in load_suite(name).per_gap() if other.name not in {r.name for r in runs}}
+        for run in runs:
             p.protocols[run.name, task.name] = run.protocol(task.name)
-            _plan_task(p, run, ref, task, experiments, names, families, store, retry_failed)
+            nearer = {name: proto for (name, t), proto in p.protocols.items() if t == task.name}
+            _plan_task(p, run, ref, task, experiments, names, families, store, retry_failed,
+                       {**nearer, **elsewhere}, queued)
     if isinstance(suite.experiments, list) and (unknown := [e for e in suite.experiments if e not in seen]):
         known = sorted({e for ref in tasks for e in (list(load_task(ref).experiments) if suite.cv
                                                      else load_task(ref).split(suite.split))})
@@ -89,8 +97,15 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
 
 
 def _plan_task(p: Plan, suite: Suite, ref: str, task, experiments: list[str], method_names: list[str],
-               families: dict[str, str], store: Store, retry_failed: bool) -> None:
-    prior = suite.prior_for(task.name)
+               families: dict[str, str], store: Store, retry_failed: bool,
+               others: dict[str, Protocol], queued: set[EpisodeKey]) -> None:
+    """`others`: the protocols of suites whose episodes this one may copy (`Plan.copies`);
+    `queued`: the plan's keys to run so far."""
+    prior, mine = suite.prior_for(task.name), p.protocols[suite.name, task.name]
+
+    def usable(key: EpisodeKey) -> bool:
+        return store.is_done(key) and not (retry_failed and store.is_failed(key))
+
     for exp in experiments:
         if not task.offers(exp, prior):
             why = f"no prior fidelity costs at most 1/{prior.gap:g} of the target" if prior.gap \
@@ -106,14 +121,34 @@ def _plan_task(p: Plan, suite: Suite, ref: str, task, experiments: list[str], me
                 p.skipped.append(f"{suite.name} {task.name}/{exp}: budgets {listed} exceed half the "
                                  f"target pool ({pool} candidates)")
             budgets = [b for b in budgets if b not in too_big]
+        twins = [other for other, protocol in others.items()
+                 if other != suite.name and protocol.same_episodes(mine, task, exp)]
         for name in method_names:
             for b in budgets:
                 for seed in suite.seeds_for(families[name]):
                     key = EpisodeKey(suite.name, task.name, name, exp, b.kind, b.amount, seed)
-                    if store.is_done(key) and not (retry_failed and store.is_failed(key)):
+                    if usable(key):
                         p.done += 1
+                        continue
+                    source = next((twin for other in twins if (twin := replace(key, suite=other)) in queued
+                                   or twin in p.copies or usable(twin)), None)
+                    if source is not None:
+                        p.copies[key] = source
                     else:
                         p.todo.append((ref, key))
+                        queued.add(key)
+
+
+def copy_twins(p: Plan, store: Store) -> int:
+    """Complete each of `p.copies` whose source is complete, as a copy of it (its summary's `gap`
+    its own suite's); returns how many, and drops them from the plan."""
+    copied = 0
+    for key, source in list(p.copies.items()):  # in plan order: a copy of a copy follows its source
+        if store.is_done(source):
+            store.copy(source, key, gap=p.protocols[key.suite, key.task].prior.gap)
+            del p.copies[key]
+            copied += 1
+    return copied
 
 
 def batches(todo: list[tuple[str, EpisodeKey]], jobs: int, most: int = MAX_BATCH
@@ -257,9 +292,11 @@ def run_suite(suite: Suite, refs: list[str], method_names: list[str], store: Sto
             workers.start(refs)
         p = plan(suite, refs, method_names, store, retry_failed=retry_failed)
         planned(p)
+        copy_twins(p, store)
         train_first(p, jobs=jobs, quiet=quiet)
         writer = execute(p, suite, store, jobs=jobs, scheduler=scheduler, quiet=quiet, executor=executor,
                          limit=limit, workers=workers if local else None)
+        copy_twins(p, store)  # those whose source ran just now
     return p, writer
 
 

@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -92,7 +92,7 @@ class Store:
     def __init__(self, out: Path):
         self.out = Path(out)
         self._packed: dict[EpisodeKey, tuple[Path, int, dict]] | None = None  # key -> (file, row, summary)
-        self._trials: dict[Path, list] = {}  # a packed file's trials column, read on first use
+        self._columns: dict[tuple[Path, str], list] = {}  # a packed file's column, read on first use
 
     def check_writable(self) -> None:
         try:
@@ -199,13 +199,46 @@ class Store:
         try:
             if self.marker(key).exists() or key not in self.packed():
                 return [orjson.loads(line) for line in path.read_bytes().splitlines()]
-            file, row, _ = self.packed()[key]
-            if file not in self._trials:
-                self._trials[file] = _read(file, ["trials"])["trials"]
-            return [orjson.loads(line) for line in self._trials[file][row].splitlines()]
+            return [orjson.loads(line) for line in self._packed_cell(key, "trials").splitlines()]
         except (OSError, orjson.JSONDecodeError) as exc:
             raise BenchError(f"trial log {path} is unreadable ({exc}); delete its .done.json and rerun "
                              "`bench run` to recompute that episode") from exc
+
+    def summary(self, key: EpisodeKey) -> EpisodeSummary:
+        """A completed episode's summary (its loose marker, else its packed row)."""
+        if self.marker(key).exists():
+            record = json.loads(self.marker(key).read_text())
+            record.pop("key")
+        else:
+            record = dict(self.packed()[key][2])
+        return EpisodeSummary.from_json(record)
+
+    def error(self, key: EpisodeKey) -> str | None:
+        """A completed episode's traceback, if it failed with one."""
+        if self.marker(key).exists():
+            path = key.folder(self.out) / f"{key.stem()}.error.txt"
+            return path.read_text() if path.exists() else None
+        return self._packed_cell(key, "error")
+
+    def copy(self, source: EpisodeKey, key: EpisodeKey, **changes) -> None:
+        """Complete `key` as a copy of the completed episode `source` (the same episode filed under
+        another suite's name, `bench.runner.Plan.copies`), its summary's fields changed by `changes`."""
+        log = self.open_log(key)
+        try:
+            for record in self.trials(source):
+                log.append(record)
+        finally:
+            log.close()
+        if (error := self.error(source)) is not None:
+            self.error_file(key).write_text(error)
+        self.complete(key, replace(self.summary(source), **changes))
+
+    def _packed_cell(self, key: EpisodeKey, column: str) -> str | None:
+        """One packed episode's `trials` or `error`; a file's column is read once."""
+        file, row, _ = self.packed()[key]
+        if (file, column) not in self._columns:
+            self._columns[file, column] = _read(file, [column])[column]
+        return self._columns[file, column][row]
 
     def packed(self) -> dict[EpisodeKey, tuple[Path, int, dict]]:
         """The packed episodes: key -> (file, row, summary record), read once."""
@@ -278,7 +311,7 @@ class Store:
         for folder in sorted((self.out / "episodes").glob("**/"), key=lambda p: -len(p.parts)):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        self._packed, self._trials = None, {}
+        self._packed, self._columns = None, {}
 
 
 def _write(target: Path, table: pa.Table) -> None:

@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from bench import api
 from bench.errors import BenchError
 from bench.gym.problem import Budget
 from bench.gym.registry import BUILTIN, load_task, task_names
 from bench.gym.spec import TaskSpec, build_task
 from bench.gym.suites import load_suite
-from bench.gym.task import merge_groups, shared_runs
+from bench.gym.task import Prior, merge_groups, shared_runs
 from bench.methods import MethodSpec
 from bench.runner import plan, trainings
 from bench.store import Store
@@ -343,7 +344,7 @@ def test_ladder_plan_skips_distances_a_task_cannot_offer(tmp_path):
     p = plan(ladder, ["pretrain_hparams"], ["random"], Store(tmp_path / "out"))
     offered = {(f"ladder-gap{g:g}", n) for g in ladder.gaps for n, e in task.experiments.items()
                if any(f.cost <= e.target.cost / g for f in e.fidelities[:-1])}
-    assert {(k.suite, k.experiment) for _, k in p.todo} == offered
+    assert {(k.suite, k.experiment) for k in [*(k for _, k in p.todo), *p.copies]} == offered
     skipped = {(f"ladder-gap{g:g}", n) for g in ladder.gaps for n in task.experiments} - offered
     said = {(line.split()[0], line.split()[1].split("/")[1].rstrip(":")) for line in p.skipped}
     assert skipped and said == skipped
@@ -392,6 +393,55 @@ def test_cv_plan_with_one_group_runs_non_learned_methods_only(tmp_path, configs)
     (line,) = [s for s in p.skipped if "learned-centre" in s]
     assert "one experiment group" in line and "non-learned methods only" in line
     assert trainings(p) == []
+
+
+def _record(store: Store, key) -> tuple[dict, list[dict]]:
+    """An episode's summary and trials without what was timed or where it was filed."""
+    timed = {"ask_seconds", "setup_seconds"}
+    summary = {k: v for k, v in store.summary(key).to_json().items() if k not in timed | {"gap"}}
+    return summary, [{k: v for k, v in t.items() if k not in timed} for t in store.trials(key)]
+
+
+def test_episodes_a_ladder_shares_with_cv_or_a_nearer_distance_are_copied(tmp_path, configs, cache):
+    """A distance whose prior is `cv`'s (distance 1 always: no cheaper fidelity costs more than the
+    target) or a nearer distance's (no fidelity costs in between) has the same episodes: they are
+    copied, not run again. Catches a copy of an episode whose prior differs, a distinct one not
+    run, and a copy that is not what running it gives (trials, scores, fold) or lacks its own gap."""
+    ref = write_spec(tmp_path / "task", [2, 1, 1])
+    task = load_task(ref)
+    methods, copied = ["random", "learned-centre"], tmp_path / "copied"
+    api.run(ref, methods, "cv", copied, budget=1, seeds=2)
+    Store(copied).pack()  # copied from packed rows (as from results/)
+    ladder = load_suite("ladder").model_copy(update={"seeds": 2, "budgets": [1]})
+    p = plan(ladder, [ref], methods, Store(copied))
+
+    def prior(suite: str, experiment: str) -> list[str]:
+        gap = None if suite == "cv" else float(suite.rsplit("-gap", 1)[1])
+        return [f.name for f in task.prior_fidelities(experiment, Prior("cheaper", gap))]
+
+    assert p.copies and all(prior(k.suite, k.experiment) == prior(s.suite, s.experiment)
+                            for k, s in p.copies.items())
+    assert {k.suite for k in p.copies} >= {"ladder-gap1", "ladder-gap3", "ladder-gap10"}
+    for _, key in p.todo:  # run: no nearer distance, nor cv, gives it the same prior
+        nearer = [f"ladder-gap{g:g}" for g in ladder.gaps if g < float(key.suite.rsplit("-gap", 1)[1])]
+        assert all(prior(s, key.experiment) != prior(key.suite, key.experiment) for s in ["cv", *nearer])
+    assert len(p.todo) + len(p.copies) == 2 * 2 * sum(
+        task.offers(e, Prior("cheaper", g)) for g in ladder.gaps for e in task.experiments)
+
+    api.run(ref, methods, "ladder", copied, budget=1, seeds=2)
+    store = Store(copied)
+    ran = tmp_path / "ran"  # each distance alone: nothing to copy from
+    for gap in ladder.gaps:
+        alone = tmp_path / f"gap{gap:g}.yaml"
+        alone.write_text(yaml.safe_dump({"name": "alone", "cv": True, "gaps": [gap], "budgets": [1],
+                                         "seeds": 2, "prior": "cheaper"}))
+        api.run(ref, methods, str(alone), ran, budget=1, seeds=2)
+    reference = Store(ran)
+    for key, source in p.copies.items():
+        assert store.summary(key).gap == float(key.suite.rsplit("-gap", 1)[1])
+        assert _record(store, key) == _record(store, source)
+        alone = dataclasses.replace(key, suite=key.suite.replace("ladder", "alone"))
+        assert _record(store, key) == _record(reference, alone)
 
 
 # ---------------------------------------------------------------------------------------------

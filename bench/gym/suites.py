@@ -27,6 +27,16 @@ class Protocol:
         """The task an episode of `experiment` runs on: its cv fold, or the task itself."""
         return task.cv_fold(experiment) if self.cv else task
 
+    def same_episodes(self, other: Protocol, task: Task, experiment: str) -> bool:
+        """Whether `other` gives `experiment`'s episodes exactly what this protocol does: the same
+        task (fold or not) and the same prior (kind, fidelities and budget). An episode's key then
+        differs only in its suite's name (e.g. a ladder's distance 1 and `cv`: no cheaper fidelity
+        costs more than the target)."""
+        mine, theirs = self.prior, other.prior
+        return (self.cv == other.cv and mine.kind == theirs.kind and mine.budget == theirs.budget
+                and [f.name for f in task.prior_fidelities(experiment, mine)]
+                == [f.name for f in task.prior_fidelities(experiment, theirs)])
+
 
 class Suite(BaseModel):
     model_config = ConfigDict(extra="forbid")
