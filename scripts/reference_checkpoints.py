@@ -11,6 +11,11 @@ deterministic on one machine; another CPU may differ in the last bits of a float
     python scripts/reference_checkpoints.py                  # every built-in task (about an hour)
     python scripts/reference_checkpoints.py --task data_mixture
     python scripts/reference_checkpoints.py --task data_mixture --check
+    python scripts/reference_checkpoints.py --method autollmresearch --cache DIR  # reuse DIR's stages
+
+`--cache DIR` trains in DIR instead, reusing the cached stage artifacts there (the policy's
+trajectories and distilled weights, keyed by everything they depend on): for a change that
+leaves those stages as they were.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ def main() -> int:
     parser.add_argument("--task", default="all", help="built-in task(s), comma-separated, or all")
     parser.add_argument("--method", default="", help="learned preset(s), comma-separated (default: all)")
     parser.add_argument("--check", action="store_true", help="retrain and compare digests; write nothing")
+    parser.add_argument("--cache", help="train in this cache, reusing its stage artifacts (default: scratch)")
     args = parser.parse_args()
-    os.environ["BENCH_CACHE"] = tempfile.mkdtemp(prefix="reference-checkpoints-")
+    os.environ["BENCH_CACHE"] = args.cache or tempfile.mkdtemp(prefix="reference-checkpoints-")
 
     from bench.gym.registry import load_task, resolve_tasks
     from bench.methods import method, resolve_methods

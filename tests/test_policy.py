@@ -3,6 +3,7 @@ over distillation on held-out members, train-only data, the episode contract, th
 policy on a user's spec."""
 
 import contextlib
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from agents.policy import curation, distill, rl, teachers
 from agents.policy.episodes import TrainingEpisode, draw
 from agents.policy.features import CANDIDATE_COLUMNS, CROSS_FIDELITY, FIDELITY_WIDTH, EpisodeView
 from agents.policy.model import PolicyNet
-from agents.policy.policy import AutoLLMResearch
+from agents.policy.policy import AutoLLMResearch, choose_rules, situation
 from baselines.extrapolate import Extrapolate
 from bench.episode import run_episode
 from bench.gym.problem import Budget
@@ -253,3 +254,53 @@ def test_cross_family_policy_trains_once_and_runs_on_a_user_spec(cache, tmp_path
     summary = run_episode(key, user, spec, Store(tmp_path / "out"))
     assert summary.failed is None and summary.target_trials == 3
     assert isinstance(AutoLLMResearch, type)
+
+
+def test_situation_says_what_the_prior_is_and_reads_no_outcome():
+    """The last pick's rule is chosen per situation (`policy.situation`): the full ladder `cv`
+    gives, a withheld rung, a sparse prior, both, none. Catches a label that depends on the
+    outcomes (a leak: the same prior with its values sorted has the same situation)."""
+    task = drift_family()
+    exp, one = task.split("test")[0], Budget("trials", 1)
+    cases = {Prior("cheaper"): "full", Prior("cheaper", gap=30): "gap",  # costs 1, 10; target 100
+             Prior("cheaper", budget=0.5): "sparse", Prior("cheaper", gap=30, budget=0.2): "gap, sparse",
+             Prior("none"): "none"}
+    for prior, expected in cases.items():
+        problem = task.problem(exp, one, prior, seed=4)
+        assert situation(problem) == expected, prior
+        ranked = problem.prior.sort_values("value").reset_index(drop=True)
+        ranked["value"] = np.sort(ranked["value"].to_numpy())[::-1]
+        assert situation(dataclasses.replace(problem, prior=ranked)) == expected
+
+
+def test_each_situation_takes_the_rule_that_scored_best_on_two_or_more_held_out_experiments():
+    rules = ("logit", "expected", "extrapolated", "trend")
+
+    def row(**scores):
+        return {r: scores.get(r, 0.5) for r in rules}
+
+    results = [("full", "a", row(extrapolated=0.0)), ("full", "b", row(extrapolated=0.1, logit=0.2)),
+               ("gap", "a", row(trend=0.0)), ("gap", "a", row(trend=0.1)),  # one experiment only
+               ("sparse", "c", row(logit=0.3, expected=0.3)), ("sparse", "d", row(logit=0.3, expected=0.3))]
+    chosen, report = choose_rules(results, rules)
+    assert chosen == {"default": "extrapolated", "by_situation": {"full": "extrapolated", "sparse": "logit"}}
+    assert report["gap"] == {"experiments": 1, "logit": 0.5, "expected": 0.5, "extrapolated": 0.5,
+                             "trend": 0.05}
+    assert choose_rules([], rules)[0] == {"default": "logit", "by_situation": {}}
+
+
+def test_the_last_pick_follows_its_situations_rule(cache):
+    """A checkpoint whose `full` situation picks `extrapolated`: at T=1 with the full prior the
+    policy asks the `extrapolate` expert's configuration; with a gap (the default rule, the logit)
+    what its network ranks first. Catches the rule read once for every prior, or not at all."""
+    task = drift_family()
+    checkpoint, _ = train(_spec(), task)
+    checkpoint.state["last_pick"] = {"default": "logit", "by_situation": {"full": "extrapolated"}}
+    column = CANDIDATE_COLUMNS.index("to_extrapolated")
+    for exp in task.split("test"):
+        full = task.problem(exp, Budget("trials", 1), Prior("cheaper"), seed=1)
+        asked = AutoLLMResearch(full, 1, checkpoint=checkpoint).ask().candidate
+        assert asked == int(np.argmin(EpisodeView(full).prior_features[:, column]))
+        gap = task.problem(exp, Budget("trials", 1), Prior("cheaper", gap=30), seed=1)
+        policy = AutoLLMResearch(gap, 1, checkpoint=checkpoint)
+        assert policy.ask().candidate == int(np.argmax(policy.outputs()[0]))

@@ -13,8 +13,9 @@ Selection is on inner grouped folds (`TrainingData.inner_folds`, `inner_folds` o
 run once per inner fold, on the curated episodes of the other folds' groups, and that member's
 weights (distilled, or after some RL updates) are selected on its own fold's real validation
 episodes, which it never learned from. The checkpoint is the ensemble of the members (`ensemble`);
-the last pick's rule is selected on every member's held-out episodes together, and the reported
-validation score is the members' out-of-fold score (`out_of_fold`). So every train experiment
+the last pick's rule is selected, per prior `situation`, on every member's held-out episodes
+together (`select_last_pick`), and the reported validation score is the members' out-of-fold score
+(`out_of_fold`). So every train experiment
 teaches and every one judges, and no choice rests on a single held-out experiment.
 Trajectories and distilled weights are cached under `$BENCH_CACHE/policy/` keyed by everything
 they depend on (so the ablation without RL reuses the full method's distillation).
@@ -32,7 +33,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,17 +42,22 @@ from scipy.stats import norm
 
 from agents.policy import curation, distill, rl, teachers
 from agents.policy.episodes import VALIDATION_SEEDS, draw, final_pregrets, greedy_pregret, validation_set
-from agents.policy.features import EpisodeView
+from agents.policy.features import CANDIDATE_COLUMNS, EpisodeView
 from agents.policy.model import PolicyNet, batch
 from agents.policy.trajectories import Trajectory
-from bench.gym.problem import Query
+from bench.gym.problem import Problem, Query
 from bench.numerics import seeded_torch, torch_threads
 from bench.optimizer import LearnedOptimizer
 from bench.paths import cache_dir
 from bench.training import TrainingData
 
 STAGES = ("curation", "simulation", "distillation", "rl")
-LAST_PICKS = ("logit", "expected")  # how the last trial picks (`last_pick`), chosen on validation
+# How the last trial may pick (`last_pick`), chosen per `situation` on held-out episodes; the last two
+# read cross-fidelity columns (the experts' picks: `extrapolate`'s configuration, the trend's best).
+LAST_PICKS = ("logit", "expected", "extrapolated", "trend")
+CROSS_FIDELITY_PICKS = ("extrapolated", "trend")  # read the to_extrapolated and trend columns
+MIN_EXPERIMENTS = 2  # a situation gets its own rule only on held-out episodes of this many experiments
+ARTIFACTS = 7  # the version of stages 1-3 (cached trajectories and distilled weights): bump when they change
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
 
 
 class AutoLLMResearch(LearnedOptimizer):
-    VERSION = 7
+    VERSION = 8  # 8: the last pick's rule per prior situation, among four (stages 1-3 as at 7)
 
     # Training --------------------------------------------------------------------------------
     @classmethod
@@ -137,12 +143,12 @@ class AutoLLMResearch(LearnedOptimizer):
                 members.append(net)
                 held_out.append((net, valid))
                 reports.append(report)
-            rule, by_rule = select_last_pick(held_out) if s.risk else ("logit", {})
+            rules, by_rule = select_last_pick(held_out, pick_rules(s))
         progress(1.0)
         return {
             "settings": dataclasses.asdict(s),
             "members": [{k: v.detach().clone() for k, v in net.state_dict().items()} for net in members],
-            "last_pick": rule,
+            "last_pick": rules,
             "report": {
                 "seconds": {k: round(v, 1) for k, v in seconds.items()},
                 "trajectories": len(trajectories),
@@ -150,7 +156,7 @@ class AutoLLMResearch(LearnedOptimizer):
                 "members": reports,
                 "validation_by_task": out_of_fold(held_out),
                 "tasks": [d.task.name for d in datas],
-                "last_pick": {"rule": rule, **{k: round(v, 4) for k, v in by_rule.items()}},
+                "last_pick": {**rules, "held_out": by_rule},
             },
         }
 
@@ -165,7 +171,8 @@ class AutoLLMResearch(LearnedOptimizer):
             net.load_state_dict(weights)
             self.nets.append(net.eval())
         self.view = EpisodeView(problem, self.settings.cross_fidelity, self.settings.risk)
-        self.last_pick = checkpoint.state["last_pick"]
+        rules = checkpoint.state["last_pick"]
+        self.last_pick = rules["by_situation"].get(situation(problem), rules["default"])
 
     def outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per target candidate, of the members together (`ensemble`): the policy's log-
@@ -183,11 +190,13 @@ class AutoLLMResearch(LearnedOptimizer):
 
     def ask(self) -> Query:
         """The untried target candidate of the highest logit; the last trial of a trial budget
-        (every trial when the budget is 1) picks by the checkpoint's `last_pick` rule."""
+        (every trial when the budget is 1) picks by the checkpoint's rule for the prior's
+        `situation`."""
         ids = self.pool_ids()
         logit, mean, _, diverges = self.outputs()
         last = self.problem.budget.kind == "trials" and self.remaining() <= 1
-        i = last_pick(logit, mean, diverges, ids, self.last_pick if last else "logit")
+        rule = self.last_pick if last else "logit"
+        i = last_pick(rule, ids, logit, mean, diverges, self.view.prior_features)
         value = self.view.predicted_value(float(mean[i]))
         info = {
             "rationale": self.view.explain(i, float(mean[i])),
@@ -211,12 +220,88 @@ class AutoLLMResearch(LearnedOptimizer):
         return mid, np.abs(up - down) / 2
 
 
-def last_pick(logit: np.ndarray, mean: np.ndarray, diverges: np.ndarray, ids: np.ndarray, rule: str) -> int:
-    """The candidate of `ids` a pick takes: the highest policy logit (`logit`), or the highest
-    expected outcome when a diverged run is the worst one (`expected`): (1 - P(diverged)) x the
-    predicted quantile of the candidate's score among the target pool, Phi(mean)."""
-    score = logit if rule == "logit" else (1.0 - diverges) * norm.cdf(mean)
+def last_pick(rule: str, ids: np.ndarray, logit: np.ndarray, mean: np.ndarray, diverges: np.ndarray,
+              features: np.ndarray) -> int:
+    """The candidate of `ids` a pick takes by `rule`: the highest policy logit (`logit`); the highest
+    expected outcome when a diverged run is the worst one (`expected`: (1 - P(diverged)) x the
+    predicted quantile of the candidate's score among the target pool, Phi(mean)); the nearest to
+    the configuration the `extrapolate` expert predicts (`extrapolated`); or the highest
+    cross-fidelity trend (`trend`). `features`: the prior's candidate features (`EpisodeView`)."""
+    if rule == "logit":
+        score = logit
+    elif rule == "expected":
+        score = (1.0 - diverges) * norm.cdf(mean)
+    elif rule == "extrapolated":
+        score = -features[:, CANDIDATE_COLUMNS.index("to_extrapolated")]
+    else:
+        score = features[:, CANDIDATE_COLUMNS.index("trend")]
     return int(ids[int(np.argmax(score[ids]))])
+
+
+def pick_rules(s: Settings) -> tuple[str, ...]:
+    """The rules the last pick may take: the logit alone without risk features (that ablation has
+    no guard), and no rule reading cross-fidelity columns without those."""
+    if not s.risk:
+        return ("logit",)
+    return tuple(r for r in LAST_PICKS if s.cross_fidelity or r not in CROSS_FIDELITY_PICKS)
+
+
+def situation(problem: Problem) -> str:
+    """What kind of prior an episode has, as the researcher knows it without any outcome: `gap`
+    when a fidelity between the prior's most expensive one and the target was not run, `sparse`
+    when some prior fidelity holds fewer runs than it has candidates; `full` when neither (every
+    candidate of every cheaper rung, as `cv` gives), `none` without prior runs."""
+    prior = problem.prior["fidelity"]
+    if prior.empty:
+        return "none"
+    names = [f.name for f in problem.fidelities]
+    gap = max(names.index(f) for f in set(prior)) < len(names) - 2
+    counts = prior.value_counts()
+    sparse = any(n < len(problem.pools[f]) for f, n in counts.items())
+    return ", ".join(word for word, on in (("gap", gap), ("sparse", sparse)) if on) or "full"
+
+
+def select_last_pick(held_out: list[tuple[PolicyNet, list]], rules: tuple[str, ...]) -> tuple[dict, dict]:
+    """The last pick's rules, chosen on the members' held-out episodes with a budget of one trial
+    (their one pick is the last one), each member on its own inner fold: `default`, the rule of
+    the lowest mean pregret over them all, and per `situation` with held-out episodes of at least
+    `MIN_EXPERIMENTS` experiments, that situation's own (ties: the earlier rule). Returns them
+    and, per situation, every rule's mean and the number of experiments."""
+    results = []  # (situation, experiment, {rule: pregret})
+    if len(rules) == 1:
+        return choose_rules(results, rules)
+    with torch.no_grad():
+        for net, valid in held_out:
+            for ep in (ep for ep in valid if ep.horizon == 1):
+                logit, mean, _, risk = net(*ep.states([[]]))
+                outputs = logit[0].numpy(), mean[0].numpy(), torch.sigmoid(risk[0]).numpy()
+                ids = np.arange(len(ep.values))
+                results.append((situation(ep.problem), ep.key[1], {
+                    rule: float(ep.pregret(ep.values[last_pick(rule, ids, *outputs, ep.view.prior_features)]))
+                    for rule in rules}))
+    return choose_rules(results, rules)
+
+
+def choose_rules(results: list[tuple[str, str, dict[str, float]]], rules: tuple[str, ...]
+                 ) -> tuple[dict, dict]:
+    """`select_last_pick`'s choice from per-episode results (situation, experiment, pregret by rule)."""
+    def best(rows) -> str:
+        return min(rules, key=lambda r: (np.mean([row[r] for row in rows]), rules.index(r)))
+
+    if not results:
+        return {"default": rules[0], "by_situation": {}}, {}
+    groups: dict[str, list] = defaultdict(list)
+    for where, experiment, row in results:
+        groups[where].append((experiment, row))
+    chosen = {"default": best([row for _, _, row in results]), "by_situation": {}}
+    report = {}
+    for where, rows in sorted(groups.items()):
+        experiments = len({e for e, _ in rows})
+        report[where] = {"experiments": experiments,
+                         **{r: round(float(np.mean([row[r] for _, row in rows])), 4) for r in rules}}
+        if experiments >= MIN_EXPERIMENTS:
+            chosen["by_situation"][where] = best([row for _, row in rows])
+    return chosen, report
 
 
 def ensemble(nets: list[PolicyNet], inputs) -> tuple[torch.Tensor, ...]:
@@ -230,26 +315,6 @@ def ensemble(nets: list[PolicyNet], inputs) -> tuple[torch.Tensor, ...]:
     variance = torch.stack([o[2].exp() for o in outs]).mean(0) + means.var(0, unbiased=False)
     diverges = torch.stack([torch.sigmoid(o[3]) for o in outs]).mean(0)
     return logp, means.mean(0), variance.log(), diverges
-
-
-def select_last_pick(held_out: list[tuple[PolicyNet, list]]) -> tuple[str, dict[str, float]]:
-    """The `LAST_PICKS` rule with the lowest mean pregret over the members' held-out episodes
-    with a budget of one trial (their one pick is the last one), each member on its own inner
-    fold's validation episodes (ties: `logit`), and every rule's mean."""
-    scores: dict[str, list[float]] = {rule: [] for rule in LAST_PICKS}
-    with torch.no_grad():
-        for net, valid in held_out:
-            for ep in (ep for ep in valid if ep.horizon == 1):
-                logit, mean, _, risk = net(*ep.states([[]]))
-                logit, mean, diverges = logit[0].numpy(), mean[0].numpy(), torch.sigmoid(risk[0]).numpy()
-                ids = np.arange(len(ep.values))
-                for rule in LAST_PICKS:
-                    pick = last_pick(logit, mean, diverges, ids, rule)
-                    scores[rule].append(float(ep.pregret(ep.values[pick])))
-    if not scores["logit"]:
-        return "logit", {}
-    means = {rule: float(np.mean(v)) for rule, v in scores.items()}
-    return min(LAST_PICKS, key=lambda r: (means[r], LAST_PICKS.index(r))), means
 
 
 def out_of_fold(held_out: list[tuple[PolicyNet, list]]) -> dict[str, float]:
@@ -283,7 +348,7 @@ def _identity(datas, seed: int, s: Settings) -> list:
     """What every cached stage artifact depends on besides its settings: the train data, seed,
     code version and, with learned teachers, their checkpoints."""
     learned = [teachers.learned_key(d, seed) for d in datas] if s.learned_teachers else []
-    return [d.fingerprint() for d in datas] + [seed, AutoLLMResearch.VERSION] + learned
+    return [d.fingerprint() for d in datas] + [seed, ARTIFACTS] + learned
 
 
 def _curated_episodes(datas, s: Settings, seed: int):
