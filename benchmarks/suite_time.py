@@ -9,9 +9,10 @@ in task: the episodes each has times the seconds an episode of that (method, tas
 the RUNS directories (the last one holding that method and task; ask + setup seconds + the
 harness's 1.7 ms; a budget not run: the line through the budgets that were (set-up plus a cost
 per trial), else the method's seconds per target trial on that task, else its median over tasks,
-times the budget; listed as imputed),
-plus, for learned methods, each checkpoint the suite trains (one per task, or per cv fold) times
-the training seconds recorded in CACHE's checkpoints (else the method's median). Wall time on W
+times the budget; listed as imputed), except the episodes a suite shares with `cv` (run first) or
+within itself, which are copied; plus, for learned methods, each checkpoint the suite trains (one
+per task, or per cv fold; none for a suite on the cv folds, which `cv` trained) times the training
+seconds recorded in CACHE's checkpoints (else the method's median). Wall time on W
 workers = CPU time / W, a lower bound (episodes are independent; start-up and the slowest batch
 are ignored). The `cv` suite's per-method breakdown is printed with the goal (<= 1 h on 2 cores).
 `main` and `tests` run the commands and time them (the machine should be otherwise idle).
@@ -104,16 +105,21 @@ class Seconds:
 
 
 def suite_cpu_seconds(suite_name: str, seconds: Seconds) -> pd.DataFrame:
-    """Per method: episodes, their CPU seconds, trainings and their CPU seconds."""
+    """Per method: episodes, their CPU seconds, trainings and their CPU seconds. The episodes a suite
+    shares with `cv` are not counted for it (`scripts/reference_results.sh` runs `cv` first, and
+    `bench run` copies them), nor those it shares within itself (`Plan.copies`); a suite on the cv
+    folds trains nothing `cv` has not."""
     suite, empty = load_suite(suite_name), Store(Path("/nonexistent-results-dir"))
     names = [m for m, s in methods().items() if s.family != "llm" and s.in_all and not s.missing()]
     rows = []
     for task in task_names():
-        p = plan(suite, [task], names, empty)
+        p, cv, view = plan(suite, [task], names, empty), load_suite("cv").protocol(task), load_task(task)
         for _, key in p.todo:
+            if suite_name != "cv" and p.protocols[key.suite, task].same_episodes(cv, view, key.experiment):
+                continue
             rows.append({"method": key.method, "episodes": 1, "trainings": 0,
                          "episode_s": seconds.episode(key.method, key.task, key.budget), "training_s": 0.0})
-        for name, ref, fold in trainings(p):
+        for name, ref, fold in trainings(p) if suite_name == "cv" or not suite.cv else []:
             scope = ref if fold is None else f"{ref}-{load_task(ref).cv_folds()[fold].fold}"
             rows.append({"method": name, "episodes": 0, "trainings": 1, "episode_s": 0.0,
                          "training_s": seconds.training(name, scope)})
