@@ -23,9 +23,10 @@
 # failure and the script goes on; it exits 1 at the end if any failed, and stops at once on a user
 # error (exit 2: unknown method, bad data). Each invocation appends its commit, stages and tasks to
 # $OUT/COMMIT (a run split over sessions or machines says which part ran where).
-# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.5 h, cv 11 h, ladder 11 h,
-# ablations about 17 h (mostly training the policy per cv fold), cost and llm under 1 h each:
-# about 21 h of wall time on 2 cores, under 1 h on 64.
+# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.2 h, cv 8.5 h, ladder 1.5 h (it
+# copies the episodes it shares with cv, and trains nothing cv has not), ablations about 17 h
+# (mostly training the policy per cv fold), cost and llm under 1 h each: about 16 h of wall time
+# on 2 cores, under 1 h on 64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
