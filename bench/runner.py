@@ -62,6 +62,10 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
     are left out, said in `skipped`. Unknown experiment names are an error."""
     p, queued = Plan(), set()
     families = {m: method(m).family for m in method_names}
+    runs = suite.per_gap()
+    own = {run.name for run in runs}
+    others = [other for name in suite_names() for other in load_suite(name).per_gap()
+              if other.name not in own]  # built-in suites whose episodes these may copy
     seen: set[str] = set()
     for ref in tasks:
         task = load_task(ref)
@@ -79,9 +83,7 @@ def plan(suite: Suite, tasks: list[str], method_names: list[str], store: Store,
             untrainable = {m: why for m in names if (why := method(m).untrainable(task))}
             p.skipped += [f"{task.name}: {m} not run: {why}" for m, why in untrainable.items()]
             names = [m for m in names if m not in untrainable]
-        runs = suite.per_gap()
-        elsewhere = {other.name: other.protocol(task.name) for name in suite_names()
-                     for other in load_suite(name).per_gap() if other.name not in {r.name for r in runs}}
+        elsewhere = {other.name: other.protocol(task.name) for other in others}
         for run in runs:
             p.protocols[run.name, task.name] = run.protocol(task.name)
             nearer = {name: proto for (name, t), proto in p.protocols.items() if t == task.name}

@@ -216,7 +216,7 @@ class Store:
     def error(self, key: EpisodeKey) -> str | None:
         """A completed episode's traceback, if it failed with one."""
         if self.marker(key).exists():
-            path = key.folder(self.out) / f"{key.stem()}.error.txt"
+            path = self.error_file(key)
             return path.read_text() if path.exists() else None
         return self._packed_cell(key, "error")
 
