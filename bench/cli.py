@@ -363,9 +363,10 @@ def leaderboard_cmd(runs: Runs = None,
         discrimination,
         episodes_frame,
         leaderboard,
+        missing_tasks,
         unpaired,
     )
-    from bench.report import across_view, board_view, ladder_views, legend, pick_suites
+    from bench.report import across_view, board_view, ladder_views, legend, missing_note, pick_suites
     from bench.store import Store
 
     out = _runs_dir(runs, old_out)
@@ -387,6 +388,9 @@ def leaderboard_cmd(runs: Runs = None,
             title = f"{s} / all tasks, each weighed once" + (
                 f" (incl. SIMULATED {', '.join(sim)})" if sim else "")
             console.print(_table(title, across_view(rows)))
+            note = missing_note(missing_tasks(ep), s)
+            if note:
+                console.print(note, highlight=False)
     for title, view, notes in ladder_views(ep, board, metric):  # distance ladders: one headline each
         console.print(_table(title, view))
         console.print("\n".join(notes), highlight=False)

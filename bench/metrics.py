@@ -23,7 +23,9 @@ Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS
   the group has; `rank_cells` says how many. `unpaired()` lists what was left out.
 - Across tasks (`across_tasks`): a task is weighed once: the mean of per-task means, its
   interval from the per-task bootstraps, and the mean of per-task ranks; never a pool of
-  episodes (a task with many experiments, or heavy tails, must not decide it alone).
+  episodes (a task with many experiments, or heavy tails, must not decide it alone). Only the
+  methods that ran every task of the suite and budget get a row (a mean over fewer tasks is not
+  comparable); `missing_tasks` lists the others.
 - Distance ladders (`ladder`): per distance g the rung's leaderboard mean; the headline per (task,
   method) is the mean over the distances the task offers, each weighed once; the distances of
   the ladder's grid a task does not offer are listed.
@@ -207,7 +209,8 @@ def across_tasks(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | N
     `diverged_rate` the mean of the per-task rates; the `tasks` and `experiments` behind it, and
     `few_experiments` when some task has fewer than FEW_EXPERIMENTS (its interval is a range).
     `board`: `leaderboard(ep, metric)`, when the caller has it already. A method that lacks some
-    of the group's tasks is averaged over its own (`tasks` says how many)."""
+    of the group's tasks gets no row: its mean over other tasks would not compare with the rest
+    (`missing_tasks` lists it)."""
     check_metric(metric)
     if ep.empty:
         return pd.DataFrame(columns=ACROSS_COLS)
@@ -218,6 +221,8 @@ def across_tasks(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | N
         seeds = {t: i for i, t in enumerate(sorted(group.task.unique()))}  # one bootstrap seed per task
         for method, g in group.groupby("method", sort=True):
             tasks = sorted(g.task.unique())
+            if len(tasks) < len(seeds):
+                continue
             draws = np.mean([_bootstrap_means(t, metric, seed=seeds[name])[1]
                              for name, t in g.groupby("task", sort=True)], axis=0)
             per_task = board.loc[[(key[0], t, key[1], key[2], method) for t in tasks]]
@@ -234,6 +239,20 @@ def across_tasks(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | N
             })
     out = pd.DataFrame(rows)
     return out.sort_values([*outer, "rank_mean", "mean"])[ACROSS_COLS].reset_index(drop=True)
+
+
+def missing_tasks(ep: pd.DataFrame) -> pd.DataFrame:
+    """Per (suite, budget, method) that lacks some task the suite has at that budget: the tasks it
+    `ran` and those it did not (`missing`, comma-separated). These have no `across_tasks` row."""
+    rows = []
+    for key, group in ep.groupby(["suite", "budget_kind", "budget"], sort=True):
+        every = set(group.task)
+        for method, g in group.groupby("method", sort=True):
+            if set(g.task) != every:
+                rows.append({**dict(zip(["suite", "budget_kind", "budget"], key, strict=True)),
+                             "method": method, "ran": g.task.nunique(), "of": len(every),
+                             "missing": ", ".join(sorted(every - set(g.task)))})
+    return pd.DataFrame(rows, columns=["suite", "budget_kind", "budget", "method", "ran", "of", "missing"])
 
 
 LADDER = re.compile(r"^(?P<base>.+)-gap(?P<g>[0-9.]+(?:e[+-]?[0-9]+)?)$")  # `ladder-gap30`: ladder, 30

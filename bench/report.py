@@ -46,6 +46,7 @@ from bench.metrics import (
     experiment_scores,
     ladder,
     leaderboard,
+    missing_tasks,
     near_optimum,
     near_threshold,
     rank_curves,
@@ -205,15 +206,17 @@ def cd_results(ep: pd.DataFrame, metric: str = METRIC) -> list[tuple[float, obje
 def suite_ranks(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """`rank_curves` on `metric` per task and, with several tasks, across them (task `all`) at the
     largest budget every task has: after each trial, the mean of the per-task mean ranks (each
-    task weighs once; `rank_cells` sums the tasks' cells)."""
+    task weighs once; `rank_cells` sums the tasks' cells), for the methods that ran every task."""
     ranks = rank_curves(ep, check_metric(metric))
     if ep.task.nunique() > 1:
         common = set.intersection(*(set(g.budget) for _, g in ep.groupby("task")))
         at = ranks[ranks.budget == max(common)] if common else ranks.iloc[:0]
         if not at.empty:
             across = (at.groupby(["suite", "budget_kind", "budget", "trial", "method"], sort=True)
-                      .agg(rank_mean=("rank_mean", "mean"), rank_cells=("rank_cells", "sum"))
+                      .agg(rank_mean=("rank_mean", "mean"), rank_cells=("rank_cells", "sum"),
+                           tasks=("task", "nunique"))
                       .reset_index().assign(task=ALL_TASKS))
+            across = across[across.tasks == at.task.nunique()]
             ranks = pd.concat([ranks, across[ranks.columns]], ignore_index=True)
     return ranks
 
@@ -323,6 +326,18 @@ def across_view(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
+    """One line naming the methods of `suite` left out of its `all tasks` rows (`missing_tasks`),
+    with the tasks they lack and at which budgets; None when none is."""
+    rows = missing[missing.suite == suite]
+    if rows.empty:
+        return None
+    said = [f"{method} ({g.ran.iloc[0]} of {g.of.iloc[0]} tasks, not {lack}; "
+            f"T={', '.join(f'{b:g}' for b in g.budget)})"
+            for (method, lack), g in rows.groupby(["method", "missing"], sort=True)]
+    return "Not in `all tasks` (it averages only the methods that ran every task): " + "; ".join(said) + "."
+
+
 def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metric: str = METRIC
                    ) -> pd.DataFrame:
     """Methods x (task, T=b): mean `metric` at HEADLINE_BUDGETS (one the suite lacks is replaced by
@@ -426,6 +441,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
     Store(out).check_writable()
     board = leaderboard(ep, metric)
     overall = across_tasks(ep[ep.suite.isin(picked)], metric, board[board.suite.isin(picked)])
+    missing = missing_tasks(ep[ep.suite.isin(picked)])
     written = [out / "leaderboard.csv", out / "leaderboard_overall.csv"]
     board.to_csv(written[0], index=False)
     overall.to_csv(written[1], index=False)
@@ -438,7 +454,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
              + ".")
     doc.text(legend(metric))
     for suite in picked:
-        written += _suite_section(doc, suite, board, overall, drawn, out, metric)
+        written += _suite_section(doc, suite, board, overall, missing, drawn, out, metric)
     written += _ladder_section(doc, ep[ep.suite.isin(picked)], board, drawn, out, metric)
     for d in drawn:
         if d.suite is None and d.task is None:
@@ -458,9 +474,9 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
 
 
 def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataFrame,
-                   drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
+                   missing: pd.DataFrame, drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
     """One suite: headline table (also written as .tex and .md), the leaderboard per task, then
-    every task weighed once, the figures."""
+    every task weighed once (`missing`: `missing_tasks`, those left out of it), the figures."""
     from bench.gym.suites import load_suite
 
     doc.heading(2, f"Suite {suite}")
@@ -473,8 +489,10 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
     text = (f"Suite {suite}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
             "target trials, per task, then all tasks (the mean of the per-task means, each task "
             "weighed once); best per column in bold.")
+    note = missing_note(missing, suite)
     tex, md = out / f"table_{suite}.tex", out / f"table_{suite}.md"
     tex.write_text(latex_table(table, text, f"tab:{suite}"))
+    text += f" {note}" if note else ""
     md.write_text(f"{text}\n\n{markdown_table(headline_markdown(table))}\n")
     doc.heading(3, f"Headline: {metric} at {' and '.join(budgets)}")
     doc.text(text)

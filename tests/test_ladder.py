@@ -149,6 +149,10 @@ def test_report_has_a_distance_ladder_section(runs, tmp_path):
     table = ladder_table(ladder(frame())[1], "toy")
     assert table.loc["c", ("u", "T=1")] == pytest.approx(0.7) and np.isnan(table.loc["c", ("t", "T=1")])
     assert np.isnan(table.loc["c", ("all tasks", "T=1")])  # c lacks task t: no pooled number
+    assert "Not in `all tasks` (it averages only the methods that ran every task): c (1 of 2 tasks, not t; " \
+        "T=1, 3)." in (rep / "table_toy-gap1.md").read_text()
+    overall = pd.read_csv(rep / "leaderboard_overall.csv")
+    assert "c" not in set(overall.method) and {"a", "b"} <= set(overall.method)
     assert '<img alt="ladder_toy"' in (rep / "report.html").read_text()
 
 

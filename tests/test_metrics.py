@@ -14,6 +14,7 @@ from bench.metrics import (
     episodes_frame,
     hierarchical_bootstrap,
     leaderboard,
+    missing_tasks,
     unpaired,
 )
 from bench.scores import Scorer
@@ -183,6 +184,21 @@ def test_across_tasks_weighs_each_task_once():
     assert not board.loc[("big", "a"), "few_experiments"] and board.loc[("small", "a"), "few_experiments"]
     nreg = across_tasks(ep, "nregret").set_index("method")
     assert set(nreg.metric) == {"nregret"} and nreg.loc["a", "mean"] == pytest.approx((0 + 1.5) / 2)
+
+
+def test_across_tasks_leaves_out_a_method_that_lacks_a_task():
+    """`c` ran only the easy task: a mean over it would put `c` ahead of methods that also faced the
+    hard one, so `c` gets no all-tasks row and `missing_tasks` names what it lacks."""
+    rows = []
+    for e in ("e1", "e2"):
+        rows += [_summary("a", e, 0, 0.5, task="easy"), _summary("c", e, 0, 0.0, task="easy"),
+                 _summary("a", e, 0, 2.0, task="hard")]
+    ep = episodes_frame(rows)
+    across = across_tasks(ep)
+    assert across.method.tolist() == ["a"] and across.tasks.tolist() == [2]
+    missing = missing_tasks(ep)
+    assert missing[["method", "ran", "of", "missing"]].values.tolist() == [["c", 1, 2, "hard"]]
+    assert missing_tasks(ep[ep.method == "a"]).empty
 
 
 def test_interval_does_not_shrink_by_repeating_a_deterministic_method():
