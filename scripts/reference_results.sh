@@ -27,6 +27,9 @@
 # copies the episodes it shares with cv, and trains nothing cv has not), ablations about 17 h
 # (mostly training the policy per cv fold), cost and llm under 1 h each: about 16 h of wall time
 # on 2 cores, under 1 h on 64.
+# The body is one block: bash reads all of it before it runs any, so editing this file while a run
+# uses it (a `git pull`, a fix for the next part) cannot change what that run does.
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
@@ -76,3 +79,4 @@ fi
 if stage pack; then "$BENCH" pack --runs "$OUT"; fi
 if stage report; then "$BENCH" report --runs "$OUT" --out "$OUT"; fi
 exit "$failed"
+}

@@ -18,15 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "reference_results.sh"
 
 
-def _script(tmp_path, stages: str, code: int = 0) -> tuple[int, list[list[str]]]:
-    """Run the script with `bench` replaced by a recorder that exits `code` on `run`."""
+def _script(tmp_path, stages: str, code: int = 0, script: Path = SCRIPT, then: str = ""
+            ) -> tuple[int, list[list[str]]]:
+    """Run `script` with `bench` replaced by a recorder that exits `code` on `run`, after running
+    the shell command `then`."""
     log = tmp_path / "calls"
     fake = tmp_path / "bench"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n[ "$1" = run ] && exit {code}\nexit 0\n')
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n{then}\n[ "$1" = run ] && exit {code}\nexit 0\n')
     fake.chmod(0o755)
     env = {**os.environ, "BENCH": str(fake), "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
            "STAGES": stages}
-    r = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
     calls = [shlex.split(line) for line in log.read_text().splitlines()] if log.exists() else []
     return r.returncode, calls
 
@@ -77,3 +79,16 @@ def test_failed_episodes_go_on_and_user_errors_stop(tmp_path, code, expected, n_
     rc, calls = _script(tmp_path, "paper,cv,ladder", code)
     assert rc == expected
     assert sum(c[0] == "run" for c in calls) == n_runs
+
+
+def test_editing_the_script_while_it_runs_changes_nothing(tmp_path):
+    """Bash reads a script as it goes; this one is a single block, read whole before it starts. Here
+    every `bench` call overwrites the file in place (same size, comments only): every stage still runs."""
+    copy = tmp_path / "repo" / "scripts" / SCRIPT.name
+    copy.parent.mkdir(parents=True)
+    copy.write_text(SCRIPT.read_text())
+    size = copy.stat().st_size
+    rewrite = f"printf '%{size}s' '' | tr ' ' '#' | dd of={copy} conv=notrunc status=none"
+    rc, calls = _script(tmp_path, "paper,cv,ladder,pack,report", script=copy, then=rewrite)
+    assert copy.read_text() == "#" * size  # it was rewritten under the running script
+    assert rc == 0 and [c[0] for c in calls] == ["run", "run", "run", "pack", "report"]
