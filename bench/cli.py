@@ -382,13 +382,14 @@ def leaderboard_cmd(runs: Runs = None,
     for (s, t), sub in board.groupby(["suite", "task"], sort=False):
         console.print(_table(f"{s} / {t}" + (" (SIMULATED)" if sub.simulated.any() else ""),
                              board_view(sub, metric, compact=True)))
+    missing = missing_tasks(ep)
     for s, rows in across_tasks(ep, metric, board).groupby("suite", sort=True):
         if rows.tasks.max() > 1:
             sim = sorted(board[(board.suite == s) & board.simulated].task.unique())
             title = f"{s} / all tasks, each weighed once" + (
                 f" (incl. SIMULATED {', '.join(sim)})" if sim else "")
             console.print(_table(title, across_view(rows)))
-            note = missing_note(missing_tasks(ep), s)
+            note = missing_note(missing, s)
             if note:
                 console.print(note, highlight=False)
     for title, view, notes in ladder_views(ep, board, metric):  # distance ladders: one headline each
