@@ -326,6 +326,11 @@ def across_view(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def budget_mark(kind: str) -> str:
+    """How a budget is written: `T` for target trials, `C` for a cost budget (target-run equivalents)."""
+    return "C" if kind == "cost" else "T"
+
+
 def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
     """One line naming the methods of `suite` left out of its `all tasks` rows (`missing_tasks`),
     with the tasks they lack and at which budgets; None when none is."""
@@ -333,16 +338,16 @@ def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
     if rows.empty:
         return None
     said = [f"{method} ({g.ran.iloc[0]} of {g.of.iloc[0]} tasks, not {lack}; "
-            f"T={', '.join(f'{b:g}' for b in g.budget)})"
+            f"{budget_mark(g.budget_kind.iloc[0])}={', '.join(f'{b:g}' for b in g.budget)})"
             for (method, lack), g in rows.groupby(["method", "missing"], sort=True)]
     return "Not in `all tasks` (it averages only the methods that ran every task): " + "; ".join(said) + "."
 
 
 def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metric: str = METRIC
                    ) -> pd.DataFrame:
-    """Methods x (task, T=b): mean `metric` at HEADLINE_BUDGETS (one the suite lacks is replaced by
-    its smallest other budget), every task, then all of them (`overall`: `across_tasks`, each task
-    weighed once); simulated tasks say so."""
+    """Methods x (task, T=b, or C=b for a cost suite): mean `metric` at HEADLINE_BUDGETS (one the
+    suite lacks is replaced by its smallest other budget), every task, then all of them (`overall`:
+    `across_tasks`, each task weighed once); simulated tasks say so."""
     check_metric(metric)
     board = board[board.suite == suite]
     across = overall[overall.suite == suite].rename(columns={"mean": f"{metric}_mean"})
@@ -359,7 +364,8 @@ def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metri
     order = [*sorted(set(rows.task) - {ALL_TASKS}), ALL_TASKS]
     table = rows.pivot_table(index="method", columns=["task", "budget"], values=f"{metric}_mean")
     table = table.reindex(columns=[(t, b) for t in order for b in budgets if (t, b) in table.columns])
-    table.columns = pd.MultiIndex.from_tuples([(label[t], f"T={b:g}") for t, b in table.columns])
+    mark = budget_mark(board.budget_kind.iloc[0])
+    table.columns = pd.MultiIndex.from_tuples([(label[t], f"{mark}={b:g}") for t, b in table.columns])
     return table
 
 
@@ -486,8 +492,9 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
         pass
     table = headline_table(board, overall, suite, metric)
     budgets = sorted({b for _, b in table.columns}, key=lambda b: float(b[2:]))
+    unit = "target-run equivalents of GPU-hours" if budgets[0][0] == "C" else "target trials"
     text = (f"Suite {suite}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
-            "target trials, per task, then all tasks (the mean of the per-task means, each task "
+            f"{unit}, per task, then all tasks (the mean of the per-task means, each task "
             "weighed once); best per column in bold.")
     note = missing_note(missing, suite)
     tex, md = out / f"table_{suite}.tex", out / f"table_{suite}.md"

@@ -23,10 +23,10 @@
 # failure and the script goes on; it exits 1 at the end if any failed, and stops at once on a user
 # error (exit 2: unknown method, bad data). Each invocation appends its commit, stages and tasks to
 # $OUT/COMMIT (a run split over sessions or machines says which part ran where).
-# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.2 h, cv 8.5 h, ladder 1.5 h (it
-# copies the episodes it shares with cv, and trains nothing cv has not), ablations about 17 h
-# (mostly training the policy per cv fold), cost and llm under 1 h each: about 16 h of wall time
-# on 2 cores, under 1 h on 64.
+# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.2 h and the library SMAC about 3 h
+# more (0.6 h on data_mixture, measured), cv 8.5 h, ladder 1.5 h (it copies the episodes it shares
+# with cv, and trains nothing cv has not), ablations about 17 h (mostly training the policy per cv
+# fold), cost and llm under 1 h each: about 17 h of wall time on 2 cores, under 1 h on 64.
 # The body is one block: bash reads all of it before it runs any, so editing this file while a run
 # uses it (a `git pull`, a fix for the next part) cannot change what that run does.
 {

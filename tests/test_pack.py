@@ -2,6 +2,8 @@
 losslessly; leaderboards, reports and reruns read packed and loose episodes alike."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +91,16 @@ def test_a_report_from_packed_results_reproduces_the_leaderboard(tmp_path, monke
 def test_the_published_results_reproduce_their_leaderboard(tmp_path, monkeypatch, cache):
     assert bench_here(monkeypatch, "report", "--runs", str(RESULTS), "--out", str(tmp_path)) == 0
     assert (tmp_path / "leaderboard.csv").read_bytes() == (RESULTS / "leaderboard.csv").read_bytes()
+
+
+@pytest.mark.skipif(not (RESULTS / "packed").is_dir(), reason="results/ holds no packed episodes yet")
+def test_the_readme_headline_tables_are_the_published_leaderboard():
+    readme = (RESULTS.parent / "README.md").read_text()
+    for suite, budget in (("cv", "1"), ("cv", "3"), ("ladder-gap3", "1")):
+        table = subprocess.run([sys.executable, str(RESULTS.parent / "scripts" / "readme_headline.py"),
+                                str(RESULTS), "--suite", suite, "--budget", budget],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        assert table.count("\n") > 10 and table in readme, f"README's {suite} T={budget} table is stale"
 
 
 def test_forget_deletes_one_methods_episodes_and_nothing_else(tmp_path, monkeypatch, cache, capsys):

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import PIL.Image
 import pytest
 from scipy.stats import chi2
 from typer.testing import CliRunner
@@ -30,7 +31,15 @@ from bench.metrics import (
     near_threshold,
     rank_curves,
 )
-from bench.report import board_view, cd_results, suite_ranks, target_proposals, write_report
+from bench.report import (
+    board_view,
+    cd_results,
+    headline_table,
+    missing_note,
+    suite_ranks,
+    target_proposals,
+    write_report,
+)
 from bench.runner import plan
 from bench.scores import Scorer
 from bench.store import EpisodeKey, Store
@@ -281,6 +290,7 @@ def test_report_numbers_equal_the_leaderboard(runs, ep, tmp_path):
                                       "discrimination_quick", "extrapolation", "landscape_data_mixture",
                                       "landscape_grpo", "landscape_sft_lora"}
     assert all(p.with_suffix(".pdf").is_file() for p in pngs)
+    assert {PIL.Image.open(p).mode for p in pngs} == {"P"}  # palette PNGs: a third of full colour's size
     linked = re.findall(r'<img alt="[^"]+" src="([^"]+)">', page)
     assert sorted(linked) == [f"figures/{p.name}" for p in pngs] and "base64" not in page
     assert '<span class="sim">SIMULATED</span>' in page
@@ -331,3 +341,15 @@ def test_report_bad_input_is_one_line_exit_2(runs, tmp_path):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     with pytest.raises(BenchError, match="no episodes of suite nosuch in the results; they hold: quick"):
         write_report(runs, tmp_path / "rep", "nosuch")
+
+
+def test_a_cost_suite_headline_writes_its_budgets_as_cost_not_trials():
+    board = pd.DataFrame({"suite": "cost", "task": ["a", "a", "b"], "method": ["m", "m", "m"],
+                          "budget_kind": "cost", "budget": [1.0, 5.0, 1.0], "pregret_mean": [0.5, 0.2, 0.4],
+                          "simulated": False})
+    overall = pd.DataFrame({"suite": ["cost"], "task": ["all"], "method": ["m"], "budget": [1.0],
+                            "mean": [0.45]})
+    assert {b for _, b in headline_table(board, overall, "cost").columns} == {"C=1", "C=5"}
+    missing = pd.DataFrame({"suite": ["cost"], "budget_kind": ["cost"], "budget": [5.0], "method": ["m"],
+                            "ran": [1], "of": [2], "missing": ["b"]})
+    assert "(1 of 2 tasks, not b; C=5)" in missing_note(missing, "cost")
