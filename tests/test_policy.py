@@ -273,7 +273,7 @@ def test_situation_says_what_the_prior_is_and_reads_no_outcome():
         assert situation(dataclasses.replace(problem, prior=ranked)) == expected
 
 
-def test_each_situation_takes_the_rule_that_scored_best_on_two_or_more_held_out_experiments():
+def test_each_situation_takes_the_best_rule_of_two_or_more_held_out_experiments_where_choosing_generalises():
     rules = ("logit", "expected", "extrapolated", "trend")
 
     def row(**scores):
@@ -281,11 +281,19 @@ def test_each_situation_takes_the_rule_that_scored_best_on_two_or_more_held_out_
 
     results = [("full", "a", row(extrapolated=0.0)), ("full", "b", row(extrapolated=0.1, logit=0.2)),
                ("gap", "a", row(trend=0.0)), ("gap", "a", row(trend=0.1)),  # one experiment only
-               ("sparse", "c", row(logit=0.3, expected=0.3)), ("sparse", "d", row(logit=0.3, expected=0.3))]
+               ("sparse", "c", row(logit=0.3, expected=0.3)), ("sparse", "d", row(logit=0.3, expected=0.3)),
+               # trend is best on the mean, thanks to one experiment; chosen without it, it loses on it
+               ("gap, sparse", "a", row(trend=0.0, logit=0.4)), ("gap, sparse", "b", row(logit=0.4)),
+               ("gap, sparse", "c", row(logit=0.4))]
     chosen, report = choose_rules(results, rules)
-    assert chosen == {"default": "extrapolated", "by_situation": {"full": "extrapolated", "sparse": "logit"}}
+    assert chosen == {"default": "logit", "by_situation": {"full": "extrapolated", "sparse": "logit",
+                                                           "gap, sparse": "logit"}}
     assert report["gap"] == {"experiments": 1, "logit": 0.5, "expected": 0.5, "extrapolated": 0.5,
                              "trend": 0.05}
+    assert report["full"]["nested"] == pytest.approx(0.05)  # each left out, chosen on the other: 0.0, 0.1
+    assert report["gap, sparse"]["trend"] < report["gap, sparse"]["logit"]  # best in sample, yet
+    assert report["gap, sparse"]["nested"] == pytest.approx((0.4 + 0.5 + 0.5) / 3)  # > the logit's 0.4
+    assert report["sparse"]["nested"] is None  # the logit is best: nothing to guard
     assert choose_rules([], rules)[0] == {"default": "logit", "by_situation": {}}
 
 
