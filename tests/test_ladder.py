@@ -122,8 +122,10 @@ def test_ladder_figure_has_a_line_per_method_at_log10_g_and_is_written(tmp_path)
     assert any(t.get_text() == "not offered: g = 100" for t in axes[1].texts)
     assert not any("not offered" in t.get_text() for t in axes[0].texts)
     assert plots.ladder_figure(points, head, "nosuch") is None
+    first = plots.save(plots.ladder_figure(points, head, "toy"), tmp_path / "a", "ladder_toy")
     paths = plots.save(fig, tmp_path, "ladder_toy")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in paths]  # no timestamp: same bytes
 
 
 def test_report_has_a_distance_ladder_section(runs, tmp_path):
