@@ -293,8 +293,8 @@ def choose_rules(results: list[tuple[str, str, dict[str, float]]], rules: tuple[
     those scores (`nested`, each experiment weighed once) must beat the first rule's on the same
     experiments. Version 8 took the best rule outright; leaving one held-out train experiment out
     of that choice, its switches lost to the logit on 6 of 10 (checkpoint, situation) cells (e.g.
-    sft_lora's `full`: 0.138 against 0.098) and won on 4 (pretrain_hparams cv fold 1's `full`:
-    0.022 against 0.127), all on train experiments."""
+    the sft_lora fixed split's `full`: 0.138 against 0.098) and won on 4 (pretrain_hparams cv fold
+    1's `full`: 0.022 against 0.127), all on train experiments."""
     def best(rows) -> str:
         return min(rules, key=lambda r: (np.mean([row[r] for _, row in rows]), rules.index(r)))
 
