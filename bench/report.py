@@ -492,7 +492,8 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
         pass
     table = headline_table(board, overall, suite, metric)
     budgets = sorted({b for _, b in table.columns}, key=lambda b: float(b[2:]))
-    unit = "target-run equivalents of GPU-hours" if budgets[0][0] == "C" else "target trials"
+    cost = (board[board.suite == suite].budget_kind == "cost").any()
+    unit = "target-run equivalents of GPU-hours" if cost else "target trials"
     text = (f"Suite {suite}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
             f"{unit}, per task, then all tasks (the mean of the per-task means, each task "
             "weighed once); best per column in bold.")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report import markdown_table
+
 
 def headline(board: pd.DataFrame, suite: str, budget: float, metric: str = "pregret") -> str:
     rows = board[(board.suite == suite) & (board.budget == budget) & (board.budget_kind == "trials")]
@@ -27,7 +29,7 @@ def headline(board: pd.DataFrame, suite: str, budget: float, metric: str = "preg
     order = means[shared].mean(axis=1).sort_values(kind="stable").index
     head = ["method", *(f"{t} ({experiments[t]} exps{', range' if few[t] else ''})" for t in tasks),
             f"mean of the {len(shared)} tasks all ran", "diverged, highest task"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for method in order:
         out = [method]
         for t in tasks:
@@ -39,8 +41,8 @@ def headline(board: pd.DataFrame, suite: str, budget: float, metric: str = "preg
             out.append(f"**{text}**" if c[f"{metric}_mean"] - means[t].min() < 5e-4 else text)
         out.append(f"{means.loc[method, shared].mean():.3f}")
         out.append(f"{rows[rows.method == method].diverged_rate.max():.0%}")
-        lines.append("| " + " | ".join(out) + " |")
-    return "\n".join(lines)
+        table.append(out)
+    return markdown_table(pd.DataFrame(table, columns=head))
 
 
 def main() -> None:
