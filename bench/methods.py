@@ -32,7 +32,7 @@ import re
 import site
 import sys
 import sysconfig
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
@@ -147,6 +147,20 @@ def method(name: str) -> MethodSpec:
         return spec
     raise BenchError(f"unknown method {name!r}; known: {', '.join([*known, *plugins.method_names()])}, "
                      "or module:Class (an Optimizer importable here)")
+
+
+def variants(names: Iterable[str]) -> dict[str, str]:
+    """Among `names`, each preset that is a variant of another: the same class, its name the
+    other's and `-...` (`autollmresearch-no-rl` of `autollmresearch`); the longest such name when
+    several are. A name that is no preset (a `module:Class`) is no variant."""
+    known = methods()
+    names = [n for n in names if n in known]
+    out = {}
+    for name in names:
+        bases = [b for b in names if name.startswith(b + "-") and known[b].cls == known[name].cls]
+        if bases:
+            out[name] = max(bases, key=len)
+    return out
 
 
 def resolve_methods(arg: str) -> list[str]:

@@ -29,6 +29,9 @@ Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS
 - Distance ladders (`ladder`): per distance g the rung's leaderboard mean; the headline per (task,
   method) is the mean over the distances the task offers, each weighed once; the distances of
   the ladder's grid a task does not offer are listed.
+- Variants (`differences`): a method against another (an ablation against its preset), paired
+  cell by cell: the mean difference, its interval, the share of cells it wins; per suite, and
+  over each ladder's distances.
 """
 
 from __future__ import annotations
@@ -91,17 +94,20 @@ def episodes_frame(episodes: Iterable[tuple[EpisodeKey, EpisodeSummary]]) -> pd.
     return pd.DataFrame([_episode_row(key, s) for key, s in episodes], columns=EPISODE_COLS)
 
 
-def hierarchical_bootstrap(by_experiment: list[np.ndarray], n: int = BOOTSTRAP, seed: int = 0
-                           ) -> np.ndarray:
+def hierarchical_bootstrap(by_experiment: list[np.ndarray], n: int = BOOTSTRAP, seed: int = 0,
+                           exps: np.ndarray | None = None) -> np.ndarray:
     """`n` resamples (n x experiments x seeds): experiments with replacement, then seeds within
-    each (as many draws as the largest experiment has seeds, so experiments weigh equally)."""
+    each (as many draws as the largest experiment has seeds, so experiments weigh equally).
+    `exps`: the experiments' draw (n x experiments indices), when several resamplings must share
+    it; an experiment without values then resamples as NaN."""
     rng = np.random.default_rng(seed)
     counts = np.array([len(v) for v in by_experiment])
     width = int(counts.max())
     table = np.full((len(by_experiment), width), np.nan)
     for i, v in enumerate(by_experiment):
         table[i, : len(v)] = v
-    exps = rng.integers(len(by_experiment), size=(n, len(by_experiment)))
+    if exps is None:
+        exps = rng.integers(len(by_experiment), size=(n, len(by_experiment)))
     seeds = (rng.random((n, len(by_experiment), width)) * counts[exps][..., None]).astype(int)
     return table[exps[..., None], seeds]
 
@@ -264,9 +270,8 @@ LADDER_HEADLINE_COLS = ["ladder", "task", "budget_kind", "budget", "method", "me
 
 def ladder(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = None
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score against extrapolation distance, for every distance ladder in `ep`: its rungs are the
-    suites `<ladder>-gap<g>` whose episodes carry that prior gap g (`Suite.per_gap`); a `--gap` run
-    of a suite file that declares no `gaps` (`paper-gap30`) is no rung. Returns:
+    """Score against extrapolation distance, for every distance ladder in `ep` (`ladder_rungs`).
+    Returns:
 
     - points: per (ladder, task, budget, method, gap): the leaderboard's `mean` of `metric` on that
       rung (experiments weigh equally) with its 95% interval `lo`/`hi`, `experiments`, `episodes`;
@@ -278,6 +283,33 @@ def ladder(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = 
 
     `board`: `leaderboard(ep, metric)`, when the caller has it already."""
     check_metric(metric)
+    rungs, grids = ladder_rungs(ep)
+    if not rungs:
+        return pd.DataFrame(columns=LADDER_COLS), pd.DataFrame(columns=LADDER_HEADLINE_COLS)
+    board = leaderboard(ep[ep.suite.isin(rungs)], metric) if board is None else board
+    board = board[board.suite.isin(rungs)]
+    points = board.assign(ladder=board.suite.map(lambda s: rungs[s][0]),
+                          gap=board.suite.map(lambda s: rungs[s][1]), mean=board[f"{metric}_mean"],
+                          lo=board[f"{metric}_lo"], hi=board[f"{metric}_hi"])
+    points = points.sort_values(["ladder", "task", "budget_kind", "budget", "method", "gap"])[LADDER_COLS]
+    rows = []
+    outer = ["ladder", "task", "budget_kind", "budget"]
+    for key, group in points.groupby(outer, sort=True):
+        offered = tuple(sorted(group.gap.unique()))
+        missing = tuple(sorted(grids[key[0]] - set(offered)))
+        simulated = bool(group.simulated.any())
+        for method, g in group.groupby("method", sort=True):
+            rows.append({**dict(zip(outer, key, strict=True)), "method": method, "metric": metric,
+                         "mean": float(g["mean"].mean()), "gaps": g.gap.nunique(), "offered": offered,
+                         "missing": missing, "simulated": simulated})
+    return points.reset_index(drop=True), pd.DataFrame(rows, columns=LADDER_HEADLINE_COLS)
+
+
+def ladder_rungs(ep: pd.DataFrame) -> tuple[dict[str, tuple[str, float]], dict[str, set[float]]]:
+    """The distance ladders' rungs in `ep`: suite -> (ladder, g) for each suite `<ladder>-gap<g>`
+    whose episodes carry that prior gap g (`Suite.per_gap`), and each ladder's grid (its suite
+    file's `gaps` and every g in `ep`). A `--gap` run of a suite file that declares no `gaps`
+    (`paper-gap30`) is no rung."""
     from bench.gym.suites import load_suite
 
     gaps = pd.to_numeric(ep.gap, errors="coerce")
@@ -298,25 +330,76 @@ def ladder(ep: pd.DataFrame, metric: str = METRIC, board: pd.DataFrame | None = 
             continue
         rungs[suite] = base, float(g[0])
         grids.setdefault(base, set(map(float, declared[base]))).add(float(g[0]))
-    if not rungs:
-        return pd.DataFrame(columns=LADDER_COLS), pd.DataFrame(columns=LADDER_HEADLINE_COLS)
-    board = leaderboard(ep[ep.suite.isin(rungs)], metric) if board is None else board
-    board = board[board.suite.isin(rungs)]
-    points = board.assign(ladder=board.suite.map(lambda s: rungs[s][0]),
-                          gap=board.suite.map(lambda s: rungs[s][1]), mean=board[f"{metric}_mean"],
-                          lo=board[f"{metric}_lo"], hi=board[f"{metric}_hi"])
-    points = points.sort_values(["ladder", "task", "budget_kind", "budget", "method", "gap"])[LADDER_COLS]
+    return rungs, grids
+
+
+DIFFERENCE_COLS = ["suite", "task", "budget_kind", "budget", "method", "against", "metric", "diff", "lo",
+                   "hi", "better", "experiments", "cells", "gaps"]
+
+
+def differences(ep: pd.DataFrame, pairs: dict[str, str], metric: str = METRIC) -> pd.DataFrame:
+    """Each method of `pairs` against the method it maps to (an ablation against its preset),
+    paired on the (experiment, seed) cells both have, per (suite, task, budget) where both ran:
+    `diff`, the mean over experiments of the mean over seeds of method - against (> 0: the method
+    scores worse; `metric` is lower-better), with the 95% interval `lo`/`hi` of a hierarchical
+    bootstrap of the cells' differences; `better`, the share of cells where the method scores
+    lower (ties count half); `experiments` and `cells`. Each distance ladder (`ladder_rungs`) also
+    gets headline rows, `suite` its name: the mean over the distances both ran (`gaps`; 0 on a
+    suite's own rows) of the per-distance `diff`, experiments resampled once for every distance
+    (the rungs test the same experiments)."""
+    check_metric(metric)
+    rungs, _ = ladder_rungs(ep)
+    ep = ep[ep.method.isin({*pairs, *pairs.values()})]
     rows = []
+    for key, group in ep.groupby(GROUP, sort=True):
+        rows += _difference_rows(dict(zip(GROUP, key, strict=True)), [group], pairs, metric, gaps=0)
+    steps = ep[ep.suite.isin(rungs)]
     outer = ["ladder", "task", "budget_kind", "budget"]
-    for key, group in points.groupby(outer, sort=True):
-        offered = tuple(sorted(group.gap.unique()))
-        missing = tuple(sorted(grids[key[0]] - set(offered)))
-        simulated = bool(group.simulated.any())
-        for method, g in group.groupby("method", sort=True):
-            rows.append({**dict(zip(outer, key, strict=True)), "method": method, "metric": metric,
-                         "mean": float(g["mean"].mean()), "gaps": g.gap.nunique(), "offered": offered,
-                         "missing": missing, "simulated": simulated})
-    return points.reset_index(drop=True), pd.DataFrame(rows, columns=LADDER_HEADLINE_COLS)
+    for key, group in steps.assign(ladder=steps.suite.map(lambda s: rungs[s][0])).groupby(outer, sort=True):
+        head = dict(zip(["suite", *outer[1:]], key, strict=True))
+        rows += _difference_rows(head, [g for _, g in group.groupby("suite", sort=True)], pairs, metric)
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLS)
+
+
+def _difference_rows(key: dict, rungs: list[pd.DataFrame], pairs: dict[str, str], metric: str,
+                     gaps: int | None = None) -> list[dict]:
+    """`differences`' rows of one group, from its episodes on each rung (one, or a ladder's)."""
+    rows = []
+    for method, against in sorted(pairs.items()):
+        cells = []
+        for rung in rungs:
+            if {method, against} <= set(rung.method):
+                table = paired(rung[rung.method.isin([method, against])], metric)
+                cells.append((table[method] - table[against]).rename("diff").reset_index())
+        cells = [c for c in cells if len(c)]
+        if not cells:
+            continue
+        diff, lo, hi = _mean_difference(cells)
+        every = pd.concat(cells)
+        d = every["diff"]
+        rows.append({**key, "method": method, "against": against, "metric": metric, "diff": diff,
+                     "lo": lo, "hi": hi, "better": float(((d < 0) + 0.5 * (d == 0)).mean()),
+                     "experiments": every.experiment.nunique(), "cells": len(every),
+                     "gaps": len(cells) if gaps is None else gaps})
+    return rows
+
+
+def _mean_difference(rungs: list[pd.DataFrame], seed: int = 0) -> tuple[float, float, float]:
+    """The mean over `rungs` (each: experiment, seed, diff) of the mean over experiments of the
+    mean over seeds of `diff`, and its 95% interval: experiments resampled once for every rung,
+    then seeds within each; a draw with no experiment of a rung leaves that rung out of it."""
+    exps = sorted(set().union(*(r.experiment for r in rungs)))
+    pick = np.random.default_rng(seed).integers(len(exps), size=(BOOTSTRAP, len(exps)))
+    points, draws = [], []
+    for rung in rungs:
+        by_exp = dict(list(rung.groupby("experiment")["diff"]))
+        points.append(np.mean([v.mean() for v in by_exp.values()]))
+        values = [by_exp[e].to_numpy(float) if e in by_exp else np.array([]) for e in exps]
+        per_exp = hierarchical_bootstrap(values, seed=seed, exps=pick).mean(axis=2)  # NaN: not on this rung
+        with np.errstate(invalid="ignore"):
+            draws.append(np.nansum(per_exp, axis=1) / (~np.isnan(per_exp)).sum(axis=1))
+    draws = np.nanmean(draws, axis=0)
+    return float(np.mean(points)), float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
 
 
 def discrimination(board: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:

@@ -12,6 +12,9 @@ Under the report directory:
                             headline (methods x tasks, the mean over the distances each task
                             offers) as table_<ladder>.tex/.md, the distances offered and not,
                             ladder_<ladder>.csv (the metric per distance) and the ladder figure
+  Variants                  each preset's variants in the results (`bench.methods.variants`:
+                            ablations, warm starts) against it, paired (`bench.metrics.differences`),
+                            a table per preset; every row in variants.csv
   figures/                  `write_figures` (what `bench plot` renders), PNG and PDF
 Tables, ranks and figures use one metric (`--metric`: pregret by default, or nregret); the CSVs
 hold both. Every number comes from `bench.metrics`; this module only selects, formats and lays out.
@@ -31,6 +34,7 @@ import pandas as pd
 from bench import plots
 from bench.errors import BenchError
 from bench.gym.task import Task
+from bench.methods import variants
 from bench.metrics import (
     ALL_TASKS,
     FEW_EXPERIMENTS,
@@ -41,10 +45,12 @@ from bench.metrics import (
     across_tasks,
     check_metric,
     critical_difference,
+    differences,
     discrimination,
     episodes_frame,
     experiment_scores,
     ladder,
+    ladder_rungs,
     leaderboard,
     missing_tasks,
     near_optimum,
@@ -462,6 +468,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
     for suite in picked:
         written += _suite_section(doc, suite, board, overall, missing, drawn, out, metric)
     written += _ladder_section(doc, ep[ep.suite.isin(picked)], board, drawn, out, metric)
+    written += _variants_section(doc, ep[ep.suite.isin(picked)], out, metric)
     for d in drawn:
         if d.suite is None and d.task is None:
             doc.heading(2, "Across suites: extrapolation distance")
@@ -618,3 +625,50 @@ def _ladder_section(doc: _Doc, ep: pd.DataFrame, board: pd.DataFrame, drawn: lis
                 doc.figure(d)
         written += [tex, md, csv]
     return written
+
+
+def variants_table(diffs: pd.DataFrame, against: str, rungs: set[str] = frozenset()) -> pd.DataFrame:
+    """(task, variant) x (suite or ladder, T=b) of `against`'s variants (`bench.metrics.differences`
+    rows, less the suites in `rungs`: a ladder shows through its headline): the paired difference
+    and its interval as text, bold where the interval excludes 0, a dagger where it rests on fewer
+    than FEW_EXPERIMENTS experiments. Budgets: HEADLINE_BUDGETS where a suite has them, else its
+    smallest."""
+    rows = diffs[(diffs.against == against) & ~diffs.suite.isin(rungs)]
+    columns = {}
+    for suite, g in rows.groupby("suite", sort=True):
+        have = sorted(g.budget.unique())
+        mark = budget_mark(g.budget_kind.iloc[0])
+        for b in [b for b in HEADLINE_BUDGETS if b in have] or have[: len(HEADLINE_BUDGETS)]:
+            at = g[g.budget == b].set_index(["task", "method"])
+            columns[f"{suite} {mark}={b:g}"] = at.apply(_difference_text, axis=1)
+    table = pd.DataFrame(columns).sort_index().fillna("-")
+    return table.rename_axis(["task", "variant"]).reset_index()
+
+
+def _difference_text(r: pd.Series) -> str:
+    """One `differences` row as a table cell: `+0.012 [-0.004, +0.030]`, marked as `variants_table` says."""
+    text = f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" + ("†" if r.experiments < FEW_EXPERIMENTS else "")
+    return f"**{text}**" if r.lo > 0 or r.hi < 0 else text
+
+
+def _variants_section(doc: _Doc, ep: pd.DataFrame, out: Path, metric: str = METRIC) -> list[Path]:
+    """Each preset's variants in `ep` (`bench.methods.variants`) against it, paired
+    (`bench.metrics.differences`): a table per preset, every row in variants.csv."""
+    diffs = differences(ep, variants(set(ep.method)), metric)
+    if diffs.empty:
+        return []
+    csv = out / "variants.csv"
+    diffs.to_csv(csv, index=False)
+    doc.heading(2, "Variants against their preset")
+    doc.text(f"A preset's variants (the same optimizer, other settings: ablations, warm starts) against "
+             f"it, paired on the (experiment, seed) cells both ran: the mean over experiments of the mean "
+             f"over seeds of variant - preset {metric} (> 0: the variant is worse) [95% interval from a "
+             "hierarchical bootstrap]; bold: the interval excludes 0; †: fewer than "
+             f"{FEW_EXPERIMENTS} experiments (a range, not a confidence statement). A ladder's column is "
+             "the mean over the distances both ran, experiments resampled once for all of them. "
+             f"Every suite, budget and distance: `{csv.name}`.")
+    rungs = set(ladder_rungs(ep)[0])
+    for against in sorted(diffs.against.unique()):
+        doc.heading(3, f"Variants of {against}")
+        doc.table(variants_table(diffs, against, rungs))
+    return [csv]

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from bench import plots
 from bench.cli import app
 from bench.gym.suites import load_suite
-from bench.metrics import episodes_frame, ladder, leaderboard
-from bench.report import ladder_table, write_report
+from bench.metrics import differences, episodes_frame, ladder, leaderboard
+from bench.report import ladder_table, variants_table, write_report
 from bench.scores import Scorer
 from bench.store import EpisodeKey, Store
 from bench.summary import EpisodeSummary
@@ -167,3 +167,25 @@ def test_leaderboard_prints_the_ladder_headline(runs):
     assert f"{HEADLINE['t', 'a']:.3f}" in tail and f"{HEADLINE['u', 'c']:.3f}" in tail
     assert "toy / u T=1, 3: offers g = 1 (1 exp), 10 (1 exp); not offered: 100" in text
     assert "quick: mean pregret over" not in text and "cv: mean" not in text
+
+
+def test_a_variant_on_a_ladder_is_paired_per_distance_and_averaged_over_them():
+    """`differences` on the ladder `toy` with b as a variant of a: per rung the paired difference,
+    and the ladder's headline row the mean over the distances both ran (task t: g = 1, 10, 100),
+    with experiments resampled once for all rungs: drawing e2 twice leaves g = 100 (e1 only) out."""
+    diffs = differences(frame(), {"b": "a", "c": "a"})
+    t1 = diffs[(diffs.task == "t") & (diffs.budget == 1)].set_index("suite")
+    assert t1.loc["toy-gap1", "diff"] == pytest.approx(-0.35) and t1.loc["toy-gap1", "gaps"] == 0
+    assert t1.loc["toy-gap100", "diff"] == pytest.approx(0.1)
+    head = t1.loc["toy"]
+    assert head["diff"] == pytest.approx(HEADLINE["t", "b"] - HEADLINE["t", "a"]) == pytest.approx(-0.15)
+    assert (head.gaps, head.experiments, head.cells, head.better) == (3, 2, 8, 7 / 8)
+    assert head.lo == pytest.approx(-0.4) and -0.15 < head.hi <= -0.1 / 3 + 1e-9
+    u = diffs[(diffs.task == "u") & (diffs.budget == 1) & (diffs.suite == "toy")].set_index("method")
+    assert u.loc["b", "diff"] == pytest.approx(-0.1) and u.loc["b", "gaps"] == 2
+    assert u.loc["c", "diff"] == pytest.approx(0.1) and u.loc["c", "gaps"] == 1  # c ran g = 1 only
+
+    table = variants_table(diffs, "a", rungs={f"toy-gap{g}" for g in (1, 10, 100)} | {"ladder-gap10"})
+    assert list(table.columns) == ["task", "variant", "toy T=1", "toy T=3"]  # cv: a alone
+    cell = table.set_index(["task", "variant"]).loc[("t", "b"), "toy T=1"]
+    assert cell == "**-0.150 [-0.400, " + f"{head.hi:+.3f}" + "]†**"  # excludes 0; 2 experiments

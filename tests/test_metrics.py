@@ -11,6 +11,7 @@ from bench.metrics import (
     ACROSS_COLS,
     ALL_TASKS,
     across_tasks,
+    differences,
     episodes_frame,
     hierarchical_bootstrap,
     leaderboard,
@@ -252,3 +253,22 @@ def test_regret_figures_for_trial_and_cost_suites(tmp_path):
             png, pdf = save(fig, tmp_path, f"regret_{suite}_{metric}")
             assert png.stat().st_size > 5_000 and pdf.is_file()
     assert regret_figure(ep, "none") is None
+
+
+def test_differences_pair_a_variant_with_its_preset_cell_by_cell():
+    """variant - preset on the cells both have: e1 -1/9 on both seeds, e2 0 (a tie); a cell only
+    the preset has is left out; a pair whose method did not run gives no row."""
+    rows = [_summary("a", "e1", 0, 0.3), _summary("a", "e1", 1, 0.3), _summary("a", "e2", 0, 1.5),
+            _summary("a", "e2", 1, 1.5), _summary("a", "e2", 2, 0.0),
+            _summary("a-x", "e1", 0, 0.1), _summary("a-x", "e1", 1, 0.1), _summary("a-x", "e2", 0, 1.5),
+            _summary("a-x", "e2", 1, 1.5), _summary("b", "e1", 0, 4.0)]
+    diffs = differences(episodes_frame(rows), {"a-x": "a", "c": "a"})
+    assert len(diffs) == 1
+    r = diffs.iloc[0]
+    assert (r.method, r.against, r.metric, r.suite, r.gaps) == ("a-x", "a", "pregret", "s", 0)
+    assert r["diff"] == pytest.approx(-1 / 18) and (r.experiments, r.cells) == (2, 4)
+    assert r.better == pytest.approx(0.75)  # 2 wins, 2 ties
+    assert r.lo == pytest.approx(-1 / 9) and r.hi == pytest.approx(0.0)  # resampling the 2 experiments
+    flipped = differences(episodes_frame(rows), {"a": "a-x"}).iloc[0]
+    assert flipped["diff"] == pytest.approx(1 / 18) and flipped.better == pytest.approx(0.25)
+    assert differences(episodes_frame(rows), {"a-x": "a"}, "nregret").iloc[0].metric == "nregret"

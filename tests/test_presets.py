@@ -129,3 +129,21 @@ def test_method_params_reach_a_module_class_method_and_its_workers():
                                  ('{"top_k": 2}', "extrapolate", "found none")]:
         with pytest.raises(BenchError, match=message), using(method_params=params, method_arg=arg):
             pass
+
+
+def test_a_variant_is_a_preset_of_the_same_class_whose_name_extends_another(tmp_path):
+    """`bench.methods.variants`: what the report compares with its preset; a name that extends
+    another but runs another class is no variant, nor is a `module:Class`."""
+    from bench.methods import using, variants
+
+    names = ["autollmresearch", "autollmresearch-no-rl", "optuna-tpe", "optuna-tpe-warm", "random",
+             "extrapolate-wide", "extrapolate", "baselines.random_search:RandomSearch"]
+    assert variants(names) == {"autollmresearch-no-rl": "autollmresearch", "optuna-tpe-warm": "optuna-tpe"}
+    path = tmp_path / "mine.yaml"
+    path.write_text("extrapolate-wide:\n  class: baselines.extrapolate:Extrapolate\n  family: heuristic\n"
+                    "  params: {top_k: 9}\n"
+                    "random-mine:\n  class: baselines.centroid:Centroid\n  family: user\n")
+    with using(methods_file=path):
+        assert variants([*names, "random-mine"]) == {
+            "autollmresearch-no-rl": "autollmresearch", "optuna-tpe-warm": "optuna-tpe",
+            "extrapolate-wide": "extrapolate"}

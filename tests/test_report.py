@@ -353,3 +353,24 @@ def test_a_cost_suite_headline_writes_its_budgets_as_cost_not_trials():
     missing = pd.DataFrame({"suite": ["cost"], "budget_kind": ["cost"], "budget": [5.0], "method": ["m"],
                             "ran": [1], "of": [2], "missing": ["b"]})
     assert "(1 of 2 tasks, not b; C=5)" in missing_note(missing, "cost")
+
+
+def test_report_compares_a_preset_s_variants_with_it(tmp_path):
+    """optuna-tpe-warm (a variant of optuna-tpe) gains 0.4 on arxiv and ties on github: -0.2 [-0.4, 0],
+    two experiments (a range); random is no variant and is not in the section or variants.csv."""
+    store = Store(tmp_path / "runs")
+    for exp, (base, warm) in {"arxiv": (1.0, 0.0), "github": (2.0, 2.0)}.items():
+        for seed in (0, 1):
+            for name, value in (("optuna-tpe", base), ("optuna-tpe-warm", warm), ("random", 4.0)):
+                key, s = summary(dict(suite="quick", task="data_mixture", method=name, experiment=exp,
+                                      budget_kind="trials", budget=1, seed=seed), value)
+                store.open_log(key).close()
+                store.complete(key, s)
+    written = write_report(tmp_path / "runs", tmp_path / "rep", say=lambda _: None)
+    section = (tmp_path / "rep" / "report.md").read_text().split("## Variants against their preset\n")[1]
+    assert "### Variants of optuna-tpe\n" in section and "random" not in section
+    assert "| data_mixture | optuna-tpe-warm | -0.200 [-0.400, +0.000]† |" in section
+    rows = pd.read_csv(tmp_path / "rep" / "variants.csv")
+    assert tmp_path / "rep" / "variants.csv" in written
+    assert rows[["method", "against", "diff", "cells"]].values.tolist() == [
+        ["optuna-tpe-warm", "optuna-tpe", pytest.approx(-0.2), 4]]
