@@ -2,6 +2,8 @@
 `leaderboard.csv` (as `bench report` wrote it): per method and task the mean pregret with its
 interval (95% from the experiments; a task with few experiments gives the range of resampling them,
 marked so), the mean over the tasks every method ran, and the highest per-task divergence rate.
+The methods of `--method all` only: the policy's ablations and other named presets are in the
+report (its "Variants against their preset" section).
 
     python scripts/readme_headline.py results --suite cv --budget 1
 """
@@ -13,11 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.methods import methods
 from bench.report import markdown_table
 
 
 def headline(board: pd.DataFrame, suite: str, budget: float, metric: str = "pregret") -> str:
     rows = board[(board.suite == suite) & (board.budget == budget) & (board.budget_kind == "trials")]
+    known = methods()
+    rows = rows[[m in known and known[m].in_all for m in rows.method]]
     if rows.empty:
         raise SystemExit(f"no {suite} rows at T={budget:g} in {suite}'s leaderboard")
     tasks = sorted(rows.task.unique())
