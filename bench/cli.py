@@ -356,17 +356,29 @@ def leaderboard_cmd(runs: Runs = None,
                     old_out: OldOut = None) -> None:
     """Aggregate completed episodes into <runs>/leaderboard.csv and print it: per task, then each
     suite's tasks weighed once (mean of per-task means and ranks), then each distance ladder's
-    headline (per task, the mean over the distances it offers)."""
+    headline (per task, the mean over the distances it offers), then each preset's variants
+    against it (paired differences)."""
+    from bench.methods import variants
     from bench.metrics import (
         across_tasks,
         check_metric,
+        differences,
         discrimination,
         episodes_frame,
+        ladder_rungs,
         leaderboard,
         missing_tasks,
         unpaired,
     )
-    from bench.report import across_view, board_view, ladder_views, legend, missing_note, pick_suites
+    from bench.report import (
+        across_view,
+        board_view,
+        ladder_views,
+        legend,
+        missing_note,
+        pick_suites,
+        variants_table,
+    )
     from bench.store import Store
 
     out = _runs_dir(runs, old_out)
@@ -395,6 +407,11 @@ def leaderboard_cmd(runs: Runs = None,
     for title, view, notes in ladder_views(ep, board, metric):  # distance ladders: one headline each
         console.print(_table(title, view))
         console.print("\n".join(notes), highlight=False)
+    diffs = differences(ep, variants(set(ep.method)), metric)
+    for against in sorted(diffs.against.unique()):  # a preset's variants (ablations) against it
+        console.print(_table(f"variants of {against}: variant - {against}, {metric}, paired [95% interval]; "
+                             "**: the interval excludes 0; a ladder: over its distances",
+                             variants_table(diffs, against, set(ladder_rungs(ep)[0]))))
     console.print(legend(metric) + f" {path} has every column, of both metrics.", highlight=False)
     disc = discrimination(board, metric)
     for s_name, d in disc.groupby("suite"):

@@ -374,3 +374,6 @@ def test_report_compares_a_preset_s_variants_with_it(tmp_path):
     assert tmp_path / "rep" / "variants.csv" in written
     assert rows[["method", "against", "diff", "cells"]].values.tolist() == [
         ["optuna-tpe-warm", "optuna-tpe", pytest.approx(-0.2), 4]]
+    shown = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "runs")], terminal_width=250)
+    assert shown.exit_code == 0 and "variants of optuna-tpe" in shown.output
+    assert "-0.200 [-0.400, +0.000]†" in shown.output
