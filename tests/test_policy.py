@@ -5,6 +5,7 @@ policy on a user's spec."""
 import contextlib
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -171,9 +172,10 @@ def _rl_improves(family):
     assert reward() > 0.95 * distilled
 
 
-def test_training_never_reads_test_experiments_and_is_deterministic(cache):
+def test_training_never_reads_test_experiments_and_is_deterministic(cache, monkeypatch):
     task = drift_family()
     first, _ = train(_spec(), task, force=True)
+    shutil.rmtree(cache / "policy")  # every stage again, none from the cache
     noisy, _ = train(_spec(), noisy_test_experiments(task), force=True)
     assert first.meta["digest"] == noisy.meta["digest"]
     report = first.state["report"]
@@ -189,6 +191,17 @@ def test_training_never_reads_test_experiments_and_is_deterministic(cache):
     assert trajectories and all(
         "m9" not in p.read_text() and "m11" not in p.read_text() for p in trajectories
     )
+
+    # retrained, every stage comes from the cache (RL does not run) and the checkpoint is the same
+    stages = sorted(p.name.split("-")[0] for p in (cache / "policy").iterdir())
+    assert stages == ["distilled"] * 3 + ["rl"] * 3 + ["trajectories"]
+
+    def no_rl(*args, **kwargs):
+        raise AssertionError("RL ran again")
+
+    monkeypatch.setattr(rl, "grpo", no_rl)
+    again, _ = train(_spec(), task, force=True)
+    assert again.meta["digest"] == first.meta["digest"] and again.state["report"]["members"] == members
 
 
 def test_episode_logs_a_rationale_and_asks_only_untried_candidates(cache, tmp_path):

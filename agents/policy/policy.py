@@ -17,8 +17,9 @@ the last pick's rule is selected, per prior `situation`, on every member's held-
 together, where a nested estimate says the choice generalises (`select_last_pick`), and the
 reported validation score is the members' out-of-fold score (`out_of_fold`). So every train
 experiment teaches and every one judges, and no choice rests on a single held-out experiment.
-Trajectories and distilled weights are cached under `$BENCH_CACHE/policy/` keyed by everything
-they depend on (so the ablation without RL reuses the full method's distillation).
+Trajectories, distilled and RL weights are cached under `$BENCH_CACHE/policy/` keyed by everything
+they depend on (so the ablation without RL reuses the full method's distillation, and a change to
+the selection alone retrains in minutes).
 
 The network (`model`) reads any search space and any fidelity descriptors (`features`), so the
 cross-family preset, trained on every built-in task's train experiments, runs on a user's spec
@@ -57,7 +58,7 @@ STAGES = ("curation", "simulation", "distillation", "rl")
 LAST_PICKS = ("logit", "expected", "extrapolated", "trend")
 CROSS_FIDELITY_PICKS = ("extrapolated", "trend")  # read the to_extrapolated and trend columns
 MIN_EXPERIMENTS = 2  # a situation gets its own rule only on held-out episodes of this many experiments
-ARTIFACTS = 7  # the version of stages 1-3 (cached trajectories and distilled weights): bump when they change
+ARTIFACTS = 7  # the version of stages 1-4 (cached trajectories, distilled, RL weights): bump on a change
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ DISTILLATION_FIELDS = SIMULATION_FIELDS + (
     "aux_weight",
     "risk_weight",
 )
+RL_FIELDS = DISTILLATION_FIELDS + ("rl_steps", "group", "episodes_per_step", "rl_lr", "kl", "shaping",
+                                   "eval_every", "validation_seeds")
 
 
 class AutoLLMResearch(LearnedOptimizer):
@@ -405,12 +408,8 @@ def _member(identity, s: Settings, train, trajectories, fold, i: int, seed: int,
         t0 = time.perf_counter()
         curves = None
         if s.rl:
-            curves = rl.grpo(
-                net, episodes, valid, s.rl_steps, s.group, s.episodes_per_step, s.rl_lr, s.kl, s.shaping,
-                s.aux_weight, s.eval_every, np.random.default_rng((seed, i)),
-                torch.Generator().manual_seed(seed * s.inner_folds + i), lambda f: progress(0.5 + 0.5 * f),
-                risk_weight=s.risk_weight,
-            )
+            curves = _cached_rl(identity + [i, s.inner_folds], s, net, episodes, valid, seed, i,
+                                lambda f: progress(0.5 + 0.5 * f))
         seconds["rl"] += time.perf_counter() - t0
     report = {
         "validation": sorted({e for d in fold for e in d.validation}),
@@ -453,6 +452,25 @@ def _cached_trajectories(identity, s: Settings, train, seed: int, datas) -> list
     tmp.write_text(json.dumps({"trajectories": records}))
     tmp.replace(path)
     return out
+
+
+def _cached_rl(identity, s: Settings, net: PolicyNet, episodes, valid, seed: int, i: int, progress) -> dict:
+    """Stage 4 of member `i`: GRPO from its distilled `net` (updated in place to the selected
+    weights), from the cache when it exists; returns its curves."""
+    path = _artifact("rl", identity, s, RL_FIELDS, ".pt")
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        net.load_state_dict(blob["weights"])
+        return blob["curves"]
+    curves = rl.grpo(
+        net, episodes, valid, s.rl_steps, s.group, s.episodes_per_step, s.rl_lr, s.kl, s.shaping,
+        s.aux_weight, s.eval_every, np.random.default_rng((seed, i)),
+        torch.Generator().manual_seed(seed * s.inner_folds + i), progress, risk_weight=s.risk_weight,
+    )
+    tmp = path.with_suffix(".tmp")
+    torch.save({"weights": net.state_dict(), "curves": curves}, tmp)
+    tmp.replace(path)
+    return curves
 
 
 def _cached_distillation(identity, s: Settings, episodes, trajectories, seed: int, progress):
