@@ -164,6 +164,27 @@ def paired(group: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     return rows.pivot_table(index=["experiment", "seed"], columns="method", values=metric)
 
 
+def identical(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Per (suite, task, budget): the sets of methods (`methods`, a tuple of 2 or more) that score
+    the same `metric` on every common (experiment, seed) cell, not one value on all of them (as
+    methods that all find the optimum do): e.g. methods whose only trial is the same seeded draw
+    (common random numbers)."""
+    check_metric(metric)
+    rows = []
+    for key, group in ep.groupby(GROUP, sort=True):
+        table = paired(group, metric)
+        if table.empty:
+            continue
+        sets: dict[bytes, list[str]] = {}
+        for method in table.columns:
+            values = table[method].to_numpy(float)
+            if np.ptp(values) > 0:
+                sets.setdefault(values.tobytes(), []).append(method)
+        head = dict(zip(GROUP, key, strict=True))
+        rows += [{**head, "methods": tuple(m)} for m in sets.values() if len(m) > 1]
+    return pd.DataFrame(rows, columns=[*GROUP, "methods"])
+
+
 def unpaired(ep: pd.DataFrame) -> pd.DataFrame:
     """Per group and method: the episodes left out of the paired comparisons (not in every
     method's cells), so that nothing is mixed silently."""

@@ -49,6 +49,7 @@ from bench.metrics import (
     discrimination,
     episodes_frame,
     experiment_scores,
+    identical,
     ladder,
     ladder_rungs,
     leaderboard,
@@ -349,6 +350,23 @@ def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
     return "Not in `all tasks` (it averages only the methods that ran every task): " + "; ".join(said) + "."
 
 
+def identical_note(same: pd.DataFrame, board: pd.DataFrame, suite: str) -> str | None:
+    """One line naming the methods of `suite` that score the same on every cell (`identical`),
+    at HEADLINE_BUDGETS, with the tasks where they do (`board`: the leaderboard, for the suite's tasks);
+    None when none do."""
+    rows = same[(same.suite == suite) & same.budget.isin(HEADLINE_BUDGETS)]
+    if rows.empty:
+        return None
+    tasks_at = board[board.suite == suite].groupby("budget").task.nunique()
+    said = []
+    for (kind, budget, methods), g in rows.groupby(["budget_kind", "budget", "methods"], sort=True):
+        every = g.task.nunique() == tasks_at[budget] > 1
+        tasks = "every task" if every else ", ".join(sorted(g.task))
+        said.append(f"{budget_mark(kind)}={budget:g}: {' = '.join(methods)} ({tasks})")
+    return ("The same score on every (experiment, seed) cell, e.g. the same seeded first trial (common "
+            "random numbers): " + "; ".join(said) + ".")
+
+
 def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metric: str = METRIC
                    ) -> pd.DataFrame:
     """Methods x (task, T=b, or C=b for a cost suite): mean `metric` at HEADLINE_BUDGETS (one the
@@ -454,6 +472,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
     board = leaderboard(ep, metric)
     overall = across_tasks(ep[ep.suite.isin(picked)], metric, board[board.suite.isin(picked)])
     missing = missing_tasks(ep[ep.suite.isin(picked)])
+    same = identical(ep[ep.suite.isin(picked)], metric)
     written = [out / "leaderboard.csv", out / "leaderboard_overall.csv"]
     board.to_csv(written[0], index=False)
     overall.to_csv(written[1], index=False)
@@ -466,7 +485,7 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
              + ".")
     doc.text(legend(metric))
     for suite in picked:
-        written += _suite_section(doc, suite, board, overall, missing, drawn, out, metric)
+        written += _suite_section(doc, suite, board, overall, missing, same, drawn, out, metric)
     written += _ladder_section(doc, ep[ep.suite.isin(picked)], board, drawn, out, metric)
     written += _variants_section(doc, ep[ep.suite.isin(picked)], out, metric)
     for d in drawn:
@@ -486,10 +505,11 @@ def write_report(runs: Path, out: Path, suites: str | None = None, task_refs: li
     return written + doc.write("LLMConfig-Bench report") + [p for d in drawn for p in d.paths]
 
 
-def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataFrame,
-                   missing: pd.DataFrame, drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
-    """One suite: headline table (also written as .tex and .md), the leaderboard per task, then
-    every task weighed once (`missing`: `missing_tasks`, those left out of it), the figures."""
+def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataFrame, missing: pd.DataFrame,
+                   same: pd.DataFrame, drawn: list[Drawn], out: Path, metric: str = METRIC) -> list[Path]:
+    """One suite: headline table (also written as .tex and .md; `same`: `identical`, named under
+    it), the leaderboard per task, then every task weighed once (`missing`: `missing_tasks`, those
+    left out of it), the figures."""
     from bench.gym.suites import load_suite
 
     doc.heading(2, f"Suite {suite}")
@@ -504,7 +524,7 @@ def _suite_section(doc: _Doc, suite: str, board: pd.DataFrame, overall: pd.DataF
     text = (f"Suite {suite}: mean {metric} ({_SCALE[metric].split(';')[0]}) at {' and '.join(budgets)} "
             f"{unit}, per task, then all tasks (the mean of the per-task means, each task "
             "weighed once); best per column in bold.")
-    note = missing_note(missing, suite)
+    note = " ".join(filter(None, [missing_note(missing, suite), identical_note(same, board, suite)]))
     tex, md = out / f"table_{suite}.tex", out / f"table_{suite}.md"
     tex.write_text(latex_table(table, text, f"tab:{suite}"))
     text += f" {note}" if note else ""

@@ -14,6 +14,7 @@ from bench.metrics import (
     differences,
     episodes_frame,
     hierarchical_bootstrap,
+    identical,
     leaderboard,
     missing_tasks,
     unpaired,
@@ -272,3 +273,14 @@ def test_differences_pair_a_variant_with_its_preset_cell_by_cell():
     flipped = differences(episodes_frame(rows), {"a": "a-x"}).iloc[0]
     assert flipped["diff"] == pytest.approx(1 / 18) and flipped.better == pytest.approx(0.25)
     assert differences(episodes_frame(rows), {"a-x": "a"}, "nregret").iloc[0].metric == "nregret"
+
+
+def test_identical_names_methods_with_the_same_scores_on_every_cell_unless_constant():
+    """a and b score alike on every cell (e.g. one seeded draw): named; c and d both find the
+    optimum everywhere: not named (no common draw is needed for that); e differs on one cell."""
+    values = {"a": [0.3, 1.5, 2.0], "b": [0.3, 1.5, 2.0], "c": [0.0] * 3, "d": [0.0] * 3,
+              "e": [0.3, 1.5, 3.0]}
+    rows = [_summary(m, f"e{i}", 0, v) for m, vs in values.items() for i, v in enumerate(vs)]
+    same = identical(episodes_frame(rows))
+    assert same.methods.tolist() == [("a", "b")] and same.suite.tolist() == ["s"]
+    assert identical(episodes_frame(rows[:3])).empty  # one method

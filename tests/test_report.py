@@ -35,6 +35,7 @@ from bench.report import (
     board_view,
     cd_results,
     headline_table,
+    identical_note,
     missing_note,
     suite_ranks,
     target_proposals,
@@ -377,3 +378,13 @@ def test_report_compares_a_preset_s_variants_with_it(tmp_path):
     shown = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "runs")], terminal_width=250)
     assert shown.exit_code == 0 and "variants of optuna-tpe" in shown.output
     assert "-0.200 [-0.400, +0.000]†" in shown.output
+
+
+def test_identical_note_names_each_set_once_with_its_tasks():
+    same = pd.DataFrame([("cv", t, "trials", b, m) for t, b, m in (
+        ("t1", 1.0, ("a", "b")), ("t2", 1.0, ("a", "b")), ("t1", 3.0, ("c", "d")), ("t1", 5.0, ("a", "e")))],
+        columns=["suite", "task", "budget_kind", "budget", "methods"])
+    board = pd.DataFrame({"suite": "cv", "task": ["t1", "t2", "t1", "t2"], "budget": [1.0, 1.0, 3.0, 3.0]})
+    note = identical_note(same, board, "cv")
+    assert note.endswith("T=1: a = b (every task); T=3: c = d (t1).")  # T=5 is no headline budget
+    assert identical_note(same, board, "paper") is None
