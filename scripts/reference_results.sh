@@ -27,8 +27,9 @@
 # $OUT/COMMIT (a run split over sessions or machines says which part ran where).
 # Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.2 h and the library SMAC about 3 h
 # more (0.6 h on data_mixture, measured), cv 8.5 h, ladder 1.5 h (it copies the episodes it shares
-# with cv, and trains nothing cv has not), ablations about 17 h (mostly training the policy per cv
-# fold), cost and llm under 1 h each: about 17 h of wall time on 2 cores, under 1 h on 64.
+# with cv, and trains nothing cv has not), ablations about 9 h (mostly training the policy per cv
+# fold; measured: grpo 1.2 h, sft_lora 0.5 h of wall time on 2 cores), cost and llm under 1 h
+# each: about 13 h of wall time on 2 cores, under 1 h on 64.
 # The body is one block: bash reads all of it before it runs any, so editing this file while a run
 # uses it (a `git pull`, a fix for the next part) cannot change what that run does.
 {
