@@ -358,14 +358,11 @@ def leaderboard_cmd(runs: Runs = None,
     suite's tasks weighed once (mean of per-task means and ranks), then each distance ladder's
     headline (per task, the mean over the distances it offers), then each preset's variants
     against it (paired differences)."""
-    from bench.methods import variants
     from bench.metrics import (
         across_tasks,
         check_metric,
-        differences,
         discrimination,
         episodes_frame,
-        ladder_rungs,
         leaderboard,
         missing_tasks,
         unpaired,
@@ -377,7 +374,7 @@ def leaderboard_cmd(runs: Runs = None,
         legend,
         missing_note,
         pick_suites,
-        variants_table,
+        variants_views,
     )
     from bench.store import Store
 
@@ -407,11 +404,9 @@ def leaderboard_cmd(runs: Runs = None,
     for title, view, notes in ladder_views(ep, board, metric):  # distance ladders: one headline each
         console.print(_table(title, view))
         console.print("\n".join(notes), highlight=False)
-    diffs = differences(ep, variants(set(ep.method)), metric)
-    for against in sorted(diffs.against.unique()):  # a preset's variants (ablations) against it
+    for against, table in variants_views(ep, metric)[1].items():  # a preset's variants (ablations)
         console.print(_table(f"variants of {against}: variant - {against}, {metric}, paired [95% interval]; "
-                             "**: the interval excludes 0; a ladder: over its distances",
-                             variants_table(diffs, against, set(ladder_rungs(ep)[0]))))
+                             "**: the interval excludes 0; a ladder: over its distances", table))
     console.print(legend(metric) + f" {path} has every column, of both metrics.", highlight=False)
     disc = discrimination(board, metric)
     for s_name, d in disc.groupby("suite"):

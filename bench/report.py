@@ -333,6 +333,13 @@ def across_view(rows: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def shown_budgets(budgets: pd.Series) -> list[float]:
+    """The budgets a ladder's or the variants' table shows: HEADLINE_BUDGETS where there are any,
+    else the smallest ones."""
+    have = sorted(budgets.unique())
+    return [b for b in HEADLINE_BUDGETS if b in have] or have[: len(HEADLINE_BUDGETS)]
+
+
 def budget_mark(kind: str) -> str:
     """How a budget is written: `T` for target trials, `C` for a cost budget (target-run equivalents)."""
     return "C" if kind == "cost" else "T"
@@ -555,8 +562,7 @@ def ladder_table(headline: pd.DataFrame, name: str) -> pd.DataFrame:
     tasks then `all tasks`, the mean of a method's task headlines (each task weighed once), for
     the methods that ran every task of the budget (others: NaN)."""
     rows = headline[headline.ladder == name]
-    have = sorted(rows.budget.unique())
-    budgets = [b for b in HEADLINE_BUDGETS if b in have] or have[: len(HEADLINE_BUDGETS)]
+    budgets = shown_budgets(rows.budget)
     rows = rows[rows.budget.isin(budgets)]
     if rows.task.nunique() > 1:
         across = rows.groupby(["method", "budget"], as_index=False).agg(mean=("mean", "mean"),
@@ -656,9 +662,8 @@ def variants_table(diffs: pd.DataFrame, against: str, rungs: set[str] = frozense
     rows = diffs[(diffs.against == against) & ~diffs.suite.isin(rungs)]
     columns = {}
     for suite, g in rows.groupby("suite", sort=True):
-        have = sorted(g.budget.unique())
         mark = budget_mark(g.budget_kind.iloc[0])
-        for b in [b for b in HEADLINE_BUDGETS if b in have] or have[: len(HEADLINE_BUDGETS)]:
+        for b in shown_budgets(g.budget):
             at = g[g.budget == b].set_index(["task", "method"])
             columns[f"{suite} {mark}={b:g}"] = at.apply(_difference_text, axis=1)
     table = pd.DataFrame(columns).sort_index().fillna("-")
@@ -671,10 +676,18 @@ def _difference_text(r: pd.Series) -> str:
     return f"**{text}**" if r.lo > 0 or r.hi < 0 else text
 
 
-def _variants_section(doc: _Doc, ep: pd.DataFrame, out: Path, metric: str = METRIC) -> list[Path]:
-    """Each preset's variants in `ep` (`bench.methods.variants`) against it, paired
-    (`bench.metrics.differences`): a table per preset, every row in variants.csv."""
+def variants_views(ep: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Each preset's variants in `ep` (`bench.methods.variants`) against it: every
+    `bench.metrics.differences` row, and per preset its `variants_table`."""
     diffs = differences(ep, variants(set(ep.method)), metric)
+    rungs = set(ladder_rungs(ep)[0])
+    presets = sorted(diffs.against.unique())
+    return diffs, {against: variants_table(diffs, against, rungs) for against in presets}
+
+
+def _variants_section(doc: _Doc, ep: pd.DataFrame, out: Path, metric: str = METRIC) -> list[Path]:
+    """`variants_views`: a table per preset, every row in variants.csv."""
+    diffs, tables = variants_views(ep, metric)
     if diffs.empty:
         return []
     csv = out / "variants.csv"
@@ -687,8 +700,7 @@ def _variants_section(doc: _Doc, ep: pd.DataFrame, out: Path, metric: str = METR
              f"{FEW_EXPERIMENTS} experiments (a range, not a confidence statement). A ladder's column is "
              "the mean over the distances both ran, experiments resampled once for all of them. "
              f"Every suite, budget and distance: `{csv.name}`.")
-    rungs = set(ladder_rungs(ep)[0])
-    for against in sorted(diffs.against.unique()):
+    for against, table in tables.items():
         doc.heading(3, f"Variants of {against}")
-        doc.table(variants_table(diffs, against, rungs))
+        doc.table(table)
     return [csv]
