@@ -163,6 +163,14 @@ def variants(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def ranked_apart(names: Iterable[str]) -> set[str]:
+    """Among `names`, the variants (`variants`) that `--method all` does not run, such as the
+    policy's ablations: each is ranked among the other methods and itself, never with the other
+    variants, so adding one moves no other method's rank."""
+    known = methods()
+    return {v for v in variants(names) if not known[v].in_all}
+
+
 def resolve_methods(arg: str) -> list[str]:
     """`--method` value -> method names: a comma list, or `all` (every runnable preset)."""
     items = [a.strip() for a in arg.split(",") if a.strip()]

@@ -20,7 +20,9 @@ Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS
 - Paired comparisons, on the leaderboard's `metric` (default pregret): `rank_mean` (1 = best,
   ties share their mean rank) and `win_vs_centroid` (share of cells where the method beats the
   `centroid` floor, ties count half) use only the (experiment, seed) cells that every method of
-  the group has; `rank_cells` says how many. `unpaired()` lists what was left out.
+  the group has; `rank_cells` says how many. `unpaired()` lists what was left out. A method
+  ranked apart (`bench.methods.ranked_apart`: an ablation) is ranked among the others and itself
+  (`rankings`), so that adding one moves no other method's rank or cells.
 - Across tasks (`across_tasks`): a task is weighed once: the mean of per-task means, its
   interval from the per-task bootstraps, and the mean of per-task ranks; never a pool of
   episodes (a task with many experiments, or heavy tails, must not decide it alone). Only the
@@ -37,7 +39,7 @@ Aggregation, per (suite, task, budget) and method, for each metric M in `METRICS
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,7 @@ from scipy.stats import trim_mean
 
 from bench.errors import BenchError
 from bench.loop import USAGE
+from bench.methods import ranked_apart
 from bench.store import EpisodeKey
 from bench.summary import EpisodeSummary
 
@@ -157,6 +160,17 @@ def common_cells(group: pd.DataFrame) -> set[tuple[str, int]]:
     return set.intersection(*cells) if cells else set()
 
 
+def rankings(group: pd.DataFrame) -> Iterator[tuple[list[str], pd.DataFrame]]:
+    """The rankings of one group's methods, as (the methods it reports, the episodes it ranks):
+    every method not ranked apart (`bench.methods.ranked_apart`), together; then each method
+    ranked apart, among those and itself."""
+    apart = ranked_apart(set(group.method))
+    together = sorted(set(group.method) - apart)
+    yield together, group[group.method.isin(together)]
+    for method in sorted(apart):
+        yield [method], group[group.method.isin([*together, method])]
+
+
 def paired(group: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """`metric` as a (experiment, seed) x method table over the common cells."""
     keep = common_cells(group)
@@ -190,12 +204,14 @@ def unpaired(ep: pd.DataFrame) -> pd.DataFrame:
     method's cells), so that nothing is mixed silently."""
     rows = []
     for key, group in ep.groupby(GROUP, sort=True):
-        keep = common_cells(group)
-        for method, g in group.groupby("method"):
-            out = [(e, s) for e, s in zip(g.experiment, g.seed, strict=True) if (e, s) not in keep]
-            if out:
-                rows.append({**dict(zip(GROUP, key, strict=True)), "method": method,
-                             "left_out": len(out), "paired": len(g) - len(out)})
+        for reported, ranked in rankings(group):
+            keep = common_cells(ranked)
+            for method in reported:
+                g = ranked[ranked.method == method]
+                out = [(e, s) for e, s in zip(g.experiment, g.seed, strict=True) if (e, s) not in keep]
+                if out:
+                    rows.append({**dict(zip(GROUP, key, strict=True)), "method": method,
+                                 "left_out": len(out), "paired": len(g) - len(out)})
     return pd.DataFrame(rows, columns=[*GROUP, "method", "left_out", "paired"])
 
 
@@ -207,18 +223,20 @@ def leaderboard(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
         return pd.DataFrame(columns=LEADERBOARD_COLS)
     rows = []
     for key, group in ep.groupby(GROUP, sort=True):
-        table = paired(group, metric)
-        ranks = table.rank(axis=1, method="average")
-        floor = table[FLOOR] if FLOOR in table else None
-        for method, g in group.groupby("method", sort=True):
-            win = float("nan")
-            if floor is not None and method != FLOOR and len(table):
-                win = float(((table[method] < floor) + 0.5 * (table[method] == floor)).mean())
-            rows.append({
-                **dict(zip(GROUP, key, strict=True)), "method": method, "metric": metric, **_summary_stats(g),
-                "rank_mean": float(ranks[method].mean()) if len(table) else float("nan"),
-                "rank_cells": len(table), "win_vs_centroid": win,
-            })
+        for reported, ranked in rankings(group):
+            table = paired(ranked, metric)
+            ranks = table.rank(axis=1, method="average")
+            floor = table[FLOOR] if FLOOR in table else None
+            for method in reported:
+                win = float("nan")
+                if floor is not None and method != FLOOR and len(table):
+                    win = float(((table[method] < floor) + 0.5 * (table[method] == floor)).mean())
+                rows.append({
+                    **dict(zip(GROUP, key, strict=True)), "method": method, "metric": metric,
+                    **_summary_stats(ranked[ranked.method == method]),
+                    "rank_mean": float(ranks[method].mean()) if len(table) else float("nan"),
+                    "rank_cells": len(table), "win_vs_centroid": win,
+                })
     board = pd.DataFrame(rows)
     return board.sort_values([*GROUP, "rank_mean", f"{metric}_mean"])[LEADERBOARD_COLS].reset_index(drop=True)
 
@@ -425,10 +443,12 @@ def _mean_difference(rungs: list[pd.DataFrame], seed: int = 0) -> tuple[float, f
 
 def discrimination(board: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """Per (suite, task, budget): the best and the median method by mean `metric` (the median of
-    m methods is the ((m - 1) // 2)-th best) and whether their 95% intervals are disjoint."""
+    m methods is the ((m - 1) // 2)-th best) and whether their 95% intervals are disjoint; the
+    methods ranked apart (`rankings`) are not among them."""
     check_metric(metric)
     rows = []
     for key, group in board.groupby(GROUP, sort=True):
+        group = group[~group.method.isin(ranked_apart(set(group.method)))]
         ranked = group.sort_values(f"{metric}_mean", kind="stable")
         best, median = ranked.iloc[0], ranked.iloc[(len(ranked) - 1) // 2]
         best_hi, median_lo = best[f"{metric}_hi"], median[f"{metric}_lo"]
@@ -450,25 +470,27 @@ def rank_curves(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     check_metric(metric)
     rows = []
     for key, group in ep[ep.budget_kind == "trials"].groupby(GROUP, sort=True):
-        keep = common_cells(group)
-        cells = group[[(e, s) in keep for e, s in zip(group.experiment, group.seed, strict=True)]]
-        if cells.empty:
-            continue
-        curves = cells.set_index(["experiment", "seed", "method"])[f"{metric}_curve"].unstack("method")
-        stacked = np.array([[curves.at[i, m] for m in curves.columns] for i in curves.index], dtype=float)
-        for t in range(stacked.shape[2]):  # cells x methods x trials
-            ranks = pd.DataFrame(stacked[:, :, t], columns=curves.columns).rank(axis=1, method="average")
-            rows += [{**dict(zip(GROUP, key, strict=True)), "trial": t + 1, "method": m,
-                      "rank_mean": float(r), "rank_cells": len(curves)} for m, r in ranks.mean().items()]
+        for reported, ranked in rankings(group):
+            keep = common_cells(ranked)
+            cells = ranked[[(e, s) in keep for e, s in zip(ranked.experiment, ranked.seed, strict=True)]]
+            if cells.empty:
+                continue
+            curves = cells.set_index(["experiment", "seed", "method"])[f"{metric}_curve"].unstack("method")
+            stacked = np.array([[curves.at[i, m] for m in curves.columns] for i in curves.index], dtype=float)
+            for t in range(stacked.shape[2]):  # cells x methods x trials
+                ranks = pd.DataFrame(stacked[:, :, t], columns=curves.columns).rank(axis=1, method="average")
+                rows += [{**dict(zip(GROUP, key, strict=True)), "trial": t + 1, "method": m,
+                          "rank_mean": float(ranks[m].mean()), "rank_cells": len(curves)} for m in reported]
     return pd.DataFrame(rows, columns=[*GROUP, "trial", "method", "rank_mean", "rank_cells"])
 
 
 def experiment_scores(ep: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, list[str]]:
     """The blocks of a critical-difference test, from the episodes of one suite and budget:
     (task, experiment) x method, the mean `metric` over the seeds every method of the task has.
-    Methods missing on some experiment are left out (returned, sorted), so the table is complete."""
+    Methods missing on some experiment are left out (returned, sorted), so the table is complete;
+    methods ranked apart (`rankings`) are not in it: one test ranks every method jointly."""
     check_metric(metric)
-    parts = {task: paired(group, metric).groupby(level="experiment").mean()
+    parts = {task: paired(next(rankings(group))[1], metric).groupby(level="experiment").mean()
              for task, group in ep.groupby("task")}
     scores = pd.concat(parts, names=["task", "experiment"]).dropna(how="all")
     left_out = sorted(scores.columns[scores.isna().any()])

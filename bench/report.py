@@ -7,7 +7,8 @@ Under the report directory:
                             embedded figures grew to 7 MB in git).
   leaderboard.csv           `bench.metrics.leaderboard`, the file `bench leaderboard` writes
   leaderboard_overall.csv   each suite's tasks weighed once (`bench.metrics.across_tasks`)
-  table_<suite>.tex, .md    the paper's layout: methods x tasks, the metric at T=1 and T=3, best bold
+  table_<suite>.tex, .md    the paper's layout: methods x tasks, the metric at T=1 and T=3, best bold;
+                            no ablation (`without_apart`; Variants has them)
   Distance ladder           per ladder (suites `<ladder>-gap<g>`, `bench.metrics.ladder`): the
                             headline (methods x tasks, the mean over the distances each task
                             offers) as table_<ladder>.tex/.md, the distances offered and not,
@@ -34,7 +35,7 @@ import pandas as pd
 from bench import plots
 from bench.errors import BenchError
 from bench.gym.task import Task
-from bench.methods import variants
+from bench.methods import ranked_apart, variants
 from bench.metrics import (
     ALL_TASKS,
     FEW_EXPERIMENTS,
@@ -80,7 +81,8 @@ CAPTIONS = {
             "per-task ranks (each task weighs once), at the largest budget all tasks have.",
     "cd": "Critical-difference diagrams (autorank: Friedman test, Nemenyi post-hoc, alpha 0.05), one "
           "per budget: mean rank over every task's test experiments (each scored by its mean {metric} "
-          "over the seeds every method has); methods joined by a bar are not significantly different.",
+          "over the seeds every method has); methods joined by a bar are not significantly different. "
+          "Variants that `--method all` does not run (ablations) are left out.",
     "near_optimum": f"Share of target-fidelity proposals whose outcome is within the best {NEAR_TOP:.0%} "
                     "of the experiment's target pool (mean over experiments, largest budget per task, "
                     "from the trial logs); dashed: what a uniform draw from the pool reaches.",
@@ -118,7 +120,9 @@ def legend(metric: str = METRIC) -> str:
         "experiments, not a confidence statement. IQM: the interquartile mean of the episodes. rank "
         "(1 = best) and win% vs centroid (the floor: the target candidates nearest the pool's "
         "centroid, no outcome used; ties count half) use only the (experiment, seed) cells every "
-        "method has (`cells`, `rank_cells`). diverged: the share of episodes whose best target run diverged. "
+        "method has (`cells`, `rank_cells`); a variant that `--method all` does not run (an ablation) is "
+        "ranked among the other methods and itself, so it moves no other rank. diverged: the share of "
+        "episodes whose best target run diverged. "
         "failed: episodes that failed, scored as the worst target candidate (pregret 1). GPU-h: "
         "GPU-hours spent per episode. All tasks: each task weighs once: the mean of the per-task "
         "means (interval from the per-task bootstraps) and the mean of the per-task ranks."
@@ -345,10 +349,16 @@ def budget_mark(kind: str) -> str:
     return "C" if kind == "cost" else "T"
 
 
+def without_apart(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` without the methods ranked apart (`bench.methods.ranked_apart`: ablations), which
+    the paper-layout tables leave to the variants section."""
+    return rows[~rows.method.isin(ranked_apart(set(rows.method)))]
+
+
 def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
     """One line naming the methods of `suite` left out of its `all tasks` rows (`missing_tasks`),
-    with the tasks they lack and at which budgets; None when none is."""
-    rows = missing[missing.suite == suite]
+    with the tasks they lack and at which budgets; None when none is (`without_apart`)."""
+    rows = without_apart(missing[missing.suite == suite])
     if rows.empty:
         return None
     said = [f"{method} ({g.ran.iloc[0]} of {g.of.iloc[0]} tasks, not {lack}; "
@@ -360,8 +370,11 @@ def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
 def identical_note(same: pd.DataFrame, board: pd.DataFrame, suite: str) -> str | None:
     """One line naming the methods of `suite` that score the same on every cell (`identical`),
     at HEADLINE_BUDGETS, with the tasks where they do (`board`: the leaderboard, for the suite's tasks);
-    None when none do."""
+    None when none do. Variants ranked apart are not named (`without_apart`)."""
     rows = same[(same.suite == suite) & same.budget.isin(HEADLINE_BUDGETS)]
+    apart = ranked_apart(set(board[board.suite == suite].method))
+    rows = rows.assign(methods=[tuple(m for m in methods if m not in apart) for methods in rows.methods])
+    rows = rows[rows.methods.map(len) > 1]
     if rows.empty:
         return None
     tasks_at = board[board.suite == suite].groupby("budget").task.nunique()
@@ -378,10 +391,11 @@ def headline_table(board: pd.DataFrame, overall: pd.DataFrame, suite: str, metri
                    ) -> pd.DataFrame:
     """Methods x (task, T=b, or C=b for a cost suite): mean `metric` at HEADLINE_BUDGETS (one the
     suite lacks is replaced by its smallest other budget), every task, then all of them (`overall`:
-    `across_tasks`, each task weighed once); simulated tasks say so."""
+    `across_tasks`, each task weighed once); simulated tasks say so; no variant ranked apart
+    (`without_apart`)."""
     check_metric(metric)
-    board = board[board.suite == suite]
-    across = overall[overall.suite == suite].rename(columns={"mean": f"{metric}_mean"})
+    board = without_apart(board[board.suite == suite])
+    across = without_apart(overall[overall.suite == suite]).rename(columns={"mean": f"{metric}_mean"})
     across = across.assign(simulated=bool(board.simulated.any()))
     rows = pd.concat([board[["task", "method", "budget", f"{metric}_mean", "simulated"]],
                       across[["task", "method", "budget", f"{metric}_mean", "simulated"]]])
@@ -560,8 +574,9 @@ def ladder_table(headline: pd.DataFrame, name: str) -> pd.DataFrame:
     """Methods x (task, T=b) of one ladder: the headline mean (`bench.metrics.ladder`: over the
     distances each task offers) at HEADLINE_BUDGETS (else its smallest budgets); with several
     tasks then `all tasks`, the mean of a method's task headlines (each task weighed once), for
-    the methods that ran every task of the budget (others: NaN)."""
-    rows = headline[headline.ladder == name]
+    the methods that ran every task of the budget (others: NaN); no variant ranked apart
+    (`without_apart`)."""
+    rows = without_apart(headline[headline.ladder == name])
     budgets = shown_budgets(rows.budget)
     rows = rows[rows.budget.isin(budgets)]
     if rows.task.nunique() > 1:

@@ -13,10 +13,12 @@ from bench.metrics import (
     across_tasks,
     differences,
     episodes_frame,
+    experiment_scores,
     hierarchical_bootstrap,
     identical,
     leaderboard,
     missing_tasks,
+    rank_curves,
     unpaired,
 )
 from bench.scores import Scorer
@@ -131,6 +133,29 @@ def test_ranks_use_only_cells_every_method_has():
     assert board.loc["a", "rank_cells"] == 3 and board.loc["a", "episodes"] == 10
     left = unpaired(ep)
     assert left.method.tolist() == ["a"] and left.left_out.tolist() == [7]
+
+
+def test_an_ablation_is_ranked_apart_and_moves_no_other_rank():
+    """The policy beats random on every cell; its ablations (presets `--method all` does not run)
+    beat both, and `no-rl` ran seeds 0-1 of 0-3. Each is ranked among the others and itself."""
+    rows = [_summary(m, "e1", s, best) for m, best in [("autollmresearch", 0.3), ("random", 2.0)]
+            for s in range(4)]
+    alone = leaderboard(episodes_frame(rows)).set_index("method")
+    rows += [_summary("autollmresearch-no-xfid", "e1", s, 0.1) for s in range(4)]
+    rows += [_summary("autollmresearch-no-rl", "e1", s, 0.1) for s in range(2)]
+    ep = episodes_frame(rows)
+    board = leaderboard(ep).set_index("method")
+    for method in ["autollmresearch", "random"]:
+        assert board.loc[method, ["rank_mean", "rank_cells"]].tolist() == \
+            alone.loc[method, ["rank_mean", "rank_cells"]].tolist()
+    assert board.loc["autollmresearch", ["rank_mean", "rank_cells"]].tolist() == [1.0, 4]
+    assert board.loc["autollmresearch-no-xfid", ["rank_mean", "rank_cells"]].tolist() == [1.0, 4]
+    assert board.loc["autollmresearch-no-rl", ["rank_mean", "rank_cells"]].tolist() == [1.0, 2]
+    assert unpaired(ep).empty  # every reported method has all the cells of its own ranking
+    curves = rank_curves(ep).set_index("method")
+    assert curves.rank_mean.to_dict() == board.rank_mean.to_dict()  # one trial: the curve ends at the rank
+    scores, left_out = experiment_scores(ep)
+    assert sorted(scores.columns) == ["autollmresearch", "random"] and left_out == []
 
 
 def test_failed_episode_scores_the_worst_candidate_and_is_counted():

@@ -26,6 +26,7 @@ from bench.metrics import (
     discrimination,
     episodes_frame,
     experiment_scores,
+    identical,
     leaderboard,
     near_optimum,
     near_threshold,
@@ -36,6 +37,7 @@ from bench.report import (
     cd_results,
     headline_table,
     identical_note,
+    load_episodes,
     missing_note,
     suite_ranks,
     target_proposals,
@@ -384,7 +386,32 @@ def test_identical_note_names_each_set_once_with_its_tasks():
     same = pd.DataFrame([("cv", t, "trials", b, m) for t, b, m in (
         ("t1", 1.0, ("a", "b")), ("t2", 1.0, ("a", "b")), ("t1", 3.0, ("c", "d")), ("t1", 5.0, ("a", "e")))],
         columns=["suite", "task", "budget_kind", "budget", "methods"])
-    board = pd.DataFrame({"suite": "cv", "task": ["t1", "t2", "t1", "t2"], "budget": [1.0, 1.0, 3.0, 3.0]})
+    board = pd.DataFrame({"suite": "cv", "task": ["t1", "t2", "t1", "t2"], "budget": [1.0, 1.0, 3.0, 3.0],
+                          "method": "a"})
     note = identical_note(same, board, "cv")
     assert note.endswith("T=1: a = b (every task); T=3: c = d (t1).")  # T=5 is no headline budget
     assert identical_note(same, board, "paper") is None
+
+
+def test_an_ablation_stays_out_of_the_paper_tables_and_is_compared_in_variants(tmp_path):
+    """The policy's ablation (a preset `--method all` does not run) beats both methods: the
+    paper-layout table and its notes leave it out, the leaderboard ranks it apart, Variants has it."""
+    store = Store(tmp_path / "runs")
+    for exp in ("arxiv", "github"):
+        for seed in (0, 1):
+            for name, value in (("autollmresearch", 1.0), ("autollmresearch-no-rl", 0.0),
+                                ("autollmresearch-no-xfid", 0.0), ("random", 4.0)):
+                key, s = summary(dict(suite="quick", task="data_mixture", method=name, experiment=exp,
+                                      budget_kind="trials", budget=1, seed=seed), value + seed / 2)
+                store.open_log(key).close()
+                store.complete(key, s)
+    write_report(tmp_path / "runs", tmp_path / "rep", say=lambda _: None)
+    same = identical(load_episodes(tmp_path / "runs")).methods.tolist()
+    assert same == [("autollmresearch-no-rl", "autollmresearch-no-xfid")]  # not named under the table
+    table = (tmp_path / "rep" / "table_quick.md").read_text()
+    assert "| autollmresearch |" in table and "no-rl" not in table  # nor in the note of identical scores
+    board = pd.read_csv(tmp_path / "rep" / "leaderboard.csv").set_index("method").rank_mean
+    assert board.to_dict() == {"autollmresearch": 1.0, "autollmresearch-no-rl": 1.0,
+                               "autollmresearch-no-xfid": 1.0, "random": 2.0}
+    section = (tmp_path / "rep" / "report.md").read_text().split("## Variants against their preset\n")[1]
+    assert "| data_mixture | autollmresearch-no-rl |" in section
