@@ -373,7 +373,7 @@ def ladder_rungs(ep: pd.DataFrame) -> tuple[dict[str, tuple[str, float]], dict[s
 
 
 DIFFERENCE_COLS = ["suite", "task", "budget_kind", "budget", "method", "against", "metric", "diff", "lo",
-                   "hi", "better", "experiments", "cells", "gaps"]
+                   "hi", "better", "experiments", "fewest_experiments", "cells", "gaps"]
 
 
 def differences(ep: pd.DataFrame, pairs: dict[str, str], metric: str = METRIC) -> pd.DataFrame:
@@ -385,7 +385,8 @@ def differences(ep: pd.DataFrame, pairs: dict[str, str], metric: str = METRIC) -
     lower (ties count half); `experiments` and `cells`. Each distance ladder (`ladder_rungs`) also
     gets headline rows, `suite` its name: the mean over the distances both ran (`gaps`; 0 on a
     suite's own rows) of the per-distance `diff`, experiments resampled once for every distance
-    (the rungs test the same experiments)."""
+    (the rungs test the same experiments); `experiments` counts them all, `fewest_experiments`
+    those of the distance that has the fewest (on a suite's own rows, the same number)."""
     check_metric(metric)
     rungs, _ = ladder_rungs(ep)
     ep = ep[ep.method.isin({*pairs, *pairs.values()})]
@@ -418,7 +419,8 @@ def _difference_rows(key: dict, rungs: list[pd.DataFrame], pairs: dict[str, str]
         d = every["diff"]
         rows.append({**key, "method": method, "against": against, "metric": metric, "diff": diff,
                      "lo": lo, "hi": hi, "better": float(((d < 0) + 0.5 * (d == 0)).mean()),
-                     "experiments": every.experiment.nunique(), "cells": len(every),
+                     "experiments": every.experiment.nunique(),
+                     "fewest_experiments": min(c.experiment.nunique() for c in cells), "cells": len(every),
                      "gaps": len(cells) if gaps is None else gaps})
     return rows
 

@@ -672,8 +672,8 @@ def variants_table(diffs: pd.DataFrame, against: str, rungs: set[str] = frozense
     """(task, variant) x (suite or ladder, T=b) of `against`'s variants (`bench.metrics.differences`
     rows, less the suites in `rungs`: a ladder shows through its headline): the paired difference
     and its interval as text, bold where the interval excludes 0, a dagger where it rests on fewer
-    than FEW_EXPERIMENTS experiments. Budgets: HEADLINE_BUDGETS where a suite has them, else its
-    smallest."""
+    than FEW_EXPERIMENTS experiments (a ladder: at some distance). Budgets: HEADLINE_BUDGETS where
+    a suite has them, else its smallest."""
     rows = diffs[(diffs.against == against) & ~diffs.suite.isin(rungs)]
     columns = {}
     for suite, g in rows.groupby("suite", sort=True):
@@ -687,7 +687,8 @@ def variants_table(diffs: pd.DataFrame, against: str, rungs: set[str] = frozense
 
 def _difference_text(r: pd.Series) -> str:
     """One `differences` row as a table cell: `+0.012 [-0.004, +0.030]`, marked as `variants_table` says."""
-    text = f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]" + ("†" if r.experiments < FEW_EXPERIMENTS else "")
+    few = "†" if r.fewest_experiments < FEW_EXPERIMENTS else ""
+    text = f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]{few}"
     return f"**{text}**" if r.lo > 0 or r.hi < 0 else text
 
 
@@ -713,7 +714,8 @@ def _variants_section(doc: _Doc, ep: pd.DataFrame, out: Path, metric: str = METR
              f"over seeds of variant - preset {metric} (> 0: the variant is worse) [95% interval from a "
              "hierarchical bootstrap]; bold: the interval excludes 0; †: fewer than "
              f"{FEW_EXPERIMENTS} experiments (a range, not a confidence statement). A ladder's column is "
-             "the mean over the distances both ran, experiments resampled once for all of them. "
+             "the mean over the distances both ran, experiments resampled once for all of them; its † "
+             "marks a distance with fewer. "
              f"Every suite, budget and distance: `{csv.name}`.")
     for against, table in tables.items():
         doc.heading(3, f"Variants of {against}")

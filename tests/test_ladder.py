@@ -180,6 +180,7 @@ def test_a_variant_on_a_ladder_is_paired_per_distance_and_averaged_over_them():
     head = t1.loc["toy"]
     assert head["diff"] == pytest.approx(HEADLINE["t", "b"] - HEADLINE["t", "a"]) == pytest.approx(-0.15)
     assert (head.gaps, head.experiments, head.cells, head.better) == (3, 2, 8, 7 / 8)
+    assert head.fewest_experiments == 1  # g = 100: e1 only
     assert head.lo == pytest.approx(-0.4) and -0.15 < head.hi <= -0.1 / 3 + 1e-9
     u = diffs[(diffs.task == "u") & (diffs.budget == 1) & (diffs.suite == "toy")].set_index("method")
     assert u.loc["b", "diff"] == pytest.approx(-0.1) and u.loc["b", "gaps"] == 2
@@ -189,3 +190,7 @@ def test_a_variant_on_a_ladder_is_paired_per_distance_and_averaged_over_them():
     assert list(table.columns) == ["task", "variant", "toy T=1", "toy T=3"]  # cv: a alone
     cell = table.set_index(["task", "variant"]).loc[("t", "b"), "toy T=1"]
     assert cell == "**-0.150 [-0.400, " + f"{head.hi:+.3f}" + "]†**"  # excludes 0; 2 experiments
+    for fewest, dagger in ((4, True), (5, False)):  # 11 experiments in all: the dagger is the fewest's
+        many = diffs.assign(experiments=11, fewest_experiments=fewest)
+        text = variants_table(many, "a", rungs={f"toy-gap{g}" for g in (1, 10, 100)}).iloc[0]["toy T=1"]
+        assert text.rstrip("*").endswith("†") == dagger
