@@ -478,8 +478,8 @@ def rank_curves(ep: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
             if cells.empty:
                 continue
             curves = cells.set_index(["experiment", "seed", "method"])[f"{metric}_curve"].unstack("method")
-            stacked = np.array([[curves.at[i, m] for m in curves.columns] for i in curves.index], dtype=float)
-            for t in range(stacked.shape[2]):  # cells x methods x trials
+            stacked = np.array(curves.to_numpy().tolist(), dtype=float)  # cells x methods x trials
+            for t in range(stacked.shape[2]):
                 ranks = pd.DataFrame(stacked[:, :, t], columns=curves.columns).rank(axis=1, method="average")
                 rows += [{**dict(zip(GROUP, key, strict=True)), "trial": t + 1, "method": m,
                           "rank_mean": float(ranks[m].mean()), "rank_cells": len(curves)} for m in reported]
