@@ -164,11 +164,12 @@ def variants(names: Iterable[str]) -> dict[str, str]:
 
 
 def ranked_apart(names: Iterable[str]) -> set[str]:
-    """Among `names`, the variants (`variants`) that `--method all` does not run, such as the
-    policy's ablations: each is ranked among the other methods and itself, never with the other
-    variants, so adding one moves no other method's rank."""
+    """Among `names`, the presets ranked apart: variants of another preset (`variants` over every
+    preset) that `--method all` does not run, such as the policy's ablations. Each is ranked among
+    the other methods and itself, never with the other variants, so adding one moves no other
+    method's rank. It is a property of the preset, whichever other methods are among `names`."""
     known = methods()
-    return {v for v in variants(names) if not known[v].in_all}
+    return {v for v in variants(known) if not known[v].in_all}.intersection(names)
 
 
 def resolve_methods(arg: str) -> list[str]:

@@ -171,6 +171,12 @@ def rankings(group: pd.DataFrame) -> Iterator[tuple[list[str], pd.DataFrame]]:
         yield [method], group[group.method.isin([*together, method])]
 
 
+def without_apart(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` without the methods ranked apart (`bench.methods.ranked_apart`: ablations), for what
+    compares the methods of `--method all` alone (the paper-layout tables, `discrimination`)."""
+    return rows[~rows.method.isin(ranked_apart(set(rows.method)))]
+
+
 def paired(group: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """`metric` as a (experiment, seed) x method table over the common cells."""
     keep = common_cells(group)
@@ -450,8 +456,7 @@ def discrimination(board: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     check_metric(metric)
     rows = []
     for key, group in board.groupby(GROUP, sort=True):
-        group = group[~group.method.isin(ranked_apart(set(group.method)))]
-        ranked = group.sort_values(f"{metric}_mean", kind="stable")
+        ranked = without_apart(group).sort_values(f"{metric}_mean", kind="stable")
         best, median = ranked.iloc[0], ranked.iloc[(len(ranked) - 1) // 2]
         best_hi, median_lo = best[f"{metric}_hi"], median[f"{metric}_lo"]
         rows.append({**dict(zip(GROUP, key, strict=True)), "methods": len(ranked), "best": best.method,

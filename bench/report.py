@@ -59,6 +59,7 @@ from bench.metrics import (
     near_threshold,
     rank_curves,
     unpaired,
+    without_apart,
 )
 from bench.store import EpisodeKey, Store
 
@@ -349,12 +350,6 @@ def budget_mark(kind: str) -> str:
     return "C" if kind == "cost" else "T"
 
 
-def without_apart(rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` without the methods ranked apart (`bench.methods.ranked_apart`: ablations), which
-    the paper-layout tables leave to the variants section."""
-    return rows[~rows.method.isin(ranked_apart(set(rows.method)))]
-
-
 def missing_note(missing: pd.DataFrame, suite: str) -> str | None:
     """One line naming the methods of `suite` left out of its `all tasks` rows (`missing_tasks`),
     with the tasks they lack and at which budgets; None when none is (`without_apart`)."""
@@ -372,7 +367,7 @@ def identical_note(same: pd.DataFrame, board: pd.DataFrame, suite: str) -> str |
     at HEADLINE_BUDGETS, with the tasks where they do (`board`: the leaderboard, for the suite's tasks);
     None when none do. Variants ranked apart are not named (`without_apart`)."""
     rows = same[(same.suite == suite) & same.budget.isin(HEADLINE_BUDGETS)]
-    apart = ranked_apart(set(board[board.suite == suite].method))
+    apart = ranked_apart({m for methods in rows.methods for m in methods})
     rows = rows.assign(methods=[tuple(m for m in methods if m not in apart) for methods in rows.methods])
     rows = rows[rows.methods.map(len) > 1]
     if rows.empty:

@@ -358,6 +358,17 @@ def test_a_cost_suite_headline_writes_its_budgets_as_cost_not_trials():
     assert "(1 of 2 tasks, not b; C=5)" in missing_note(missing, "cost")
 
 
+def test_an_ablation_is_left_out_of_the_missing_tasks_note_whoever_else_lacks_a_task():
+    """The policy ran every task, its ablation one of two: the note names only random, also
+    short, never the ablation, although the policy itself is not among the rows."""
+    missing = pd.DataFrame({"suite": "cv", "budget_kind": "trials", "budget": [1.0, 1.0],
+                            "method": ["autollmresearch-no-rl", "random"], "ran": 1, "of": 2,
+                            "missing": "b"})
+    note = missing_note(missing, "cv")
+    assert "random (1 of 2 tasks" in note and "no-rl" not in note
+    assert missing_note(missing[missing.method != "random"], "cv") is None
+
+
 def test_report_compares_a_preset_s_variants_with_it(tmp_path):
     """optuna-tpe-warm (a variant of optuna-tpe) gains 0.4 on arxiv and ties on github: -0.2 [-0.4, 0],
     two experiments (a range); random is no variant and is not in the section or variants.csv."""
