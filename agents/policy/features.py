@@ -24,10 +24,11 @@ trained policy runs on every task and on a user's spec:
       to_optimum RMS distance to the optimum's location extrapolated over fidelities (the mean
                  of each fidelity's best runs, regressed on its log10 descriptors as Step Law
                  regresses on N and D)
-      to_extrapolated  RMS distance to the configuration the `extrapolate` baseline predicts
-                 (`baselines.extrapolate`: each fidelity's best 3 runs, least squares on the
-                 descriptors, no ridge): the expert's pick, which the ridge-smoothed location
-                 above cannot reproduce where full sweeps pin the optimum's drift down. Added
+      to_extrapolated  RMS distance to the optimum the prior extrapolates to, which the
+                 `extrapolate` baseline also starts from (`bench.extrapolation`: each fidelity's
+                 best 3 runs, least squares on the descriptors, no ridge): the expert's pick,
+                 which the ridge-smoothed location above cannot reproduce where full sweeps pin
+                 the optimum's drift down. Added
                  with the full ladder priors of `curation` (version 7), on inner folds (outer
                  cv fold 1, train experiments only): pretrain_hparams out-of-fold pregret
                  0.142 -> 0.130 (T=1 pick 0.168 -> 0.127), sft_lora 0.024 -> 0.018
@@ -56,7 +57,7 @@ import functools
 import numpy as np
 from scipy.stats import norm
 
-from baselines.extrapolate import Extrapolate
+from bench.extrapolation import extrapolated_optimum
 from bench.gym.problem import Problem, descriptor_matrix
 from bench.numerics import normal_scores_by_level
 
@@ -253,7 +254,7 @@ class EpisodeView:
             base[:, 2], base[:, 3] = np.clip(trend, -3, 3), slope
             base[:, 4] = np.sqrt(msd(self.cand_x, self.optimum_location[None])[:, 0])
             with np.errstate(over="ignore"):  # a far extrapolation overflows exp(); clipped to the bounds
-                extrapolated = problem.encoder.one(Extrapolate(problem, 0).predicted)
+                extrapolated = problem.encoder.one(extrapolated_optimum(problem))
             base[:, 5] = np.sqrt(msd(self.cand_x, extrapolated[None])[:, 0])
             base[:, 6] = np.sqrt(msd(self.cand_x, self.summaries[-1]["best"][None])[:, 0])
             self.own_bandwidth = self.summaries[-1]["h"]
