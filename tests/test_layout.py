@@ -1,19 +1,23 @@
 """The package layout: `bench/` (the harness) imports nothing from `agents/` or `baselines/` (they
-plug in through preset class strings and `bench.plugins`), and bench's modules import one another
-without a cycle. Static: every module is parsed, nothing imported."""
+plug in through preset class strings and `bench.plugins`), bench's modules import one another
+without a cycle, and no method imports another method's module (a method can be removed or
+replaced without breaking the others; what two share lives in bench, e.g. `bench.extrapolation`).
+Static: every module is parsed, nothing imported."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+METHODS = ("agents", "baselines")
 
 
-def _modules() -> dict[str, Path]:
-    """Every module under bench/ by dotted name (a package by its own name, for its __init__)."""
+def _modules(package: Path = BENCH) -> dict[str, Path]:
+    """Every module under `package` by dotted name (a package by its own name, for its __init__)."""
     found = {}
-    for path in sorted(BENCH.rglob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         parts = path.relative_to(BENCH.parent).with_suffix("").parts
         found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
@@ -106,8 +110,22 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_bench_imports_nothing_from_agents_or_baselines():
     bad = [f"{path.relative_to(BENCH.parent)}:{line}: {module}" + (f" ({imported})" if imported else "")
            for name, path in _modules().items() for line, module, imported in _imports(name, path)
-           if module.split(".")[0] in ("agents", "baselines")]
+           if module.split(".")[0] in METHODS]
     assert not bad, "bench/ must not import agents/ or baselines/ (use bench.plugins):\n" + "\n".join(bad)
+
+
+def _method(module: str) -> str:
+    """The method a module belongs to: `baselines.<module or package>`, or `agents` (the LLM
+    agents and the policy, one package)."""
+    return "agents" if module.split(".")[0] == "agents" else ".".join(module.split(".")[:2])
+
+
+def test_no_method_imports_another_method():
+    modules = {**_modules(ROOT / "baselines"), **_modules(ROOT / "agents")}
+    bad = [f"{path.relative_to(ROOT)}:{line}: {module}"
+           for name, path in modules.items() for line, module, _ in _imports(name, path)
+           if module.split(".")[0] in METHODS and _method(module) != _method(name)]
+    assert not bad, "a method imports another method's module (share it through bench/):\n" + "\n".join(bad)
 
 
 def test_no_import_cycle_among_bench_modules():
@@ -124,3 +142,5 @@ def test_the_checks_see_what_they_should():
     assert "bench.gym.env" in graph["bench.gym"]  # `from bench.gym import env`, inside a function
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert _method("baselines.optformer.model") == _method("baselines.optformer") != _method("baselines.nap")
+    assert _method("agents.policy.chat") == _method("agents.llm.prompt")
