@@ -25,11 +25,12 @@
 # failure and the script goes on; it exits 1 at the end if any failed, and stops at once on a user
 # error (exit 2: unknown method, bad data). Each invocation appends its commit, stages and tasks to
 # $OUT/COMMIT (a run split over sessions or machines says which part ran where).
-# Estimated CPU time (benchmarks/suite_time.py estimate): paper 2.2 h and the library SMAC about 3 h
-# more (0.6 h on data_mixture, measured), cv 8.5 h, ladder 1.5 h (it copies the episodes it shares
-# with cv, and trains nothing cv has not), ablations about 9 h (mostly training the policy per cv
-# fold; measured: grpo 1.2 h, sft_lora 0.5 h of wall time on 2 cores), cost and llm under 1 h
-# each: about 13 h of wall time on 2 cores, under 1 h on 64.
+# Time on 2 cores (benchmarks/suite_time.py estimate, and measured where said): paper 2.2 CPU-h and
+# the library SMAC 0.9 more (measured: 26 min of wall time, every task), cv 8.5 h, ladder 1.5 h (it
+# copies the episodes it shares with cv, and trains nothing cv has not), ablations about 8 h of CPU
+# (mostly training the policy per cv fold; measured, wall time: grpo 1.2 h, sft_lora 0.5 h,
+# data_mixture 1.25 h, pretrain_hparams 1.2 h with its 40 fold trainings), cost and llm under 1 h
+# each: about 12 h of wall time on 2 cores, under 1 h on 64.
 # The body is one block: bash reads all of it before it runs any, so editing this file while a run
 # uses it (a `git pull`, a fix for the next part) cannot change what that run does.
 {
@@ -71,7 +72,7 @@ if stage ablations; then
   run --task "$TASKS" --method "$ABLATIONS" --suite ladder
   run --task "$TASKS" --method "$POLICY-xfamily" --suite paper
 fi
-if stage cost; then run --task "$TASKS" --method "$COST_METHODS" --suite cost; fi
+if stage cost; then run --task "$TASKS" --method "${CHOSEN:-$COST_METHODS}" --suite cost; fi
 if stage llm; then
   for budget in 1 3; do
     for method in ${LLM_METHODS//,/ }; do

@@ -70,9 +70,9 @@ def test_some_tasks_and_a_record_of_each_invocation(tmp_path, monkeypatch):
 
 def test_some_methods_run_alone_and_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("METHODS", "random,nap")
-    rc, calls = _script(tmp_path, "paper,cv")
+    rc, calls = _script(tmp_path, "paper,cv,cost")
     runs = {_option(c, "--suite"): _option(c, "--method") for c in calls if c[0] == "run"}
-    assert rc == 0 and runs == {"paper": "random,nap", "cv": "random,nap"}
+    assert rc == 0 and runs == {"paper": "random,nap", "cv": "random,nap", "cost": "random,nap"}
     assert (tmp_path / "out" / "COMMIT").read_text().split()[-1] == "methods=random,nap"
 
 
